@@ -1,0 +1,1 @@
+"""The one ``t23d`` command. Progress bars, colour and exit codes live here, never in the library."""

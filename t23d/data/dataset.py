@@ -1,0 +1,273 @@
+"""Photo datasets: format detection, image loading, undistortion, resizing and normalisation.
+
+:func:`load_dataset` returns a :class:`PhotoDataset` in one common form whatever the input:
+
+* cameras: camera-to-world ``[4, 4]``, **OpenGL** convention (-Z forward, +Y up, +X right), in the
+  **normalised** frame (``x_world = scale * x_norm + centre``, no rotation: the input's orientation
+  and up axis are kept; see :mod:`t23d.data.normalise`);
+* intrinsics: pinhole ``fx, fy, cx, cy`` in pixels of the loaded (undistorted, downscaled) images,
+  pixel centres at +0.5; distorted inputs are undistorted to a pinhole camera with the same
+  ``fx, fy, cx, cy`` and size;
+* images: sRGB float32 in ``[0, 1]``; RGBA images (or images with masks) are composited onto
+  ``DataConfig.background`` and their alpha is kept in ``alphas``.
+
+All images of a dataset must end up the same size: mixed sizes are refused with an error naming
+the files (t23d does not support per-camera image sizes).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from t23d.common.errors import ConfigError, T23dError
+from t23d.data.cameras import SceneFrames
+from t23d.data.config import DataConfig
+from t23d.data.images import IMAGE_EXTENSIONS, list_images, load_image, load_mask, resize
+from t23d.data.normalise import compute_normalisation, denormalise_poses, normalise_poses
+from t23d.data.undistort import undistort_image
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PhotoDataset:
+    """Posed photos ready for photometric training (conventions in the module docstring)."""
+
+    images: Tensor
+    """``[N, H, W, 3]`` float32 sRGB in [0, 1] (composited onto the background when RGBA)."""
+    alphas: Tensor | None
+    """``[N, H, W]`` float32 in [0, 1] when the input had alpha or masks, else None."""
+    c2w: Tensor
+    """``[N, 4, 4]`` float32 camera-to-world, OpenGL, normalised frame."""
+    intrinsics: Tensor
+    """``[N, 4]`` float32 ``fx, fy, cx, cy`` in pixels of ``images``."""
+    width: int
+    """Image width in pixels (all images)."""
+    height: int
+    """Image height in pixels (all images)."""
+    train_indices: list[int]
+    """Indices of training images."""
+    test_indices: list[int]
+    """Indices of held-out images."""
+    image_paths: list[Path]
+    """Source file of each image."""
+    world_from_normalised: np.ndarray
+    """``[4, 4]`` float64 similarity ``[[scale*I, centre], [0, 1]]``: normalised frame -> input world."""
+    aabb: Tensor
+    """``[2, 3]`` float32 min/max corners of the object in the normalised frame, inside [-1, 1]^3."""
+    source_format: str
+    """``nerfstudio``, ``blender``, ``colmap`` or ``images`` (raw photos posed by SfM)."""
+    sfm_report: dict | None = None
+    """Registered counts, reprojection error and timings when SfM ran, else None."""
+    points: Tensor | None = None
+    """``[P, 3]`` float32 sparse points in the normalised frame, when the input had them."""
+
+    @property
+    def num_images(self) -> int:
+        """Number of images."""
+        return int(self.images.shape[0])
+
+    def c2w_world(self) -> np.ndarray:
+        """``[N, 4, 4]`` float64 rigid camera-to-world poses in the input's world frame and units."""
+        return denormalise_poses(self.c2w.double().numpy(), self.world_from_normalised)
+
+
+def detect_format(path: Path) -> tuple[str, Path]:
+    """Detect the input format of ``path``; returns ``(format, root)`` (see ``DataConfig.format``)."""
+    from t23d.data.colmap import find_colmap_model
+
+    if not path.exists():
+        raise T23dError(f"input path does not exist: {path}")
+    if path.is_file():
+        if path.name == "transforms.json":
+            return "nerfstudio", path.parent
+        if path.name.startswith("transforms_") and path.suffix == ".json":
+            return "blender", path.parent
+        raise T23dError(
+            f"input {path} is a file; give a folder, or a transforms.json / transforms_train.json file"
+        )
+    if (path / "transforms.json").is_file():
+        return "nerfstudio", path
+    if (path / "transforms_train.json").is_file():
+        return "blender", path
+    if find_colmap_model(path) is not None:
+        return "colmap", path
+    if list_images(path) or list_images(path / "images"):
+        return "images", path
+    raise T23dError(
+        f"no images or camera files found in {path}; expected transforms.json (nerfstudio), "
+        f"transforms_train.json (Blender), a COLMAP model (sparse/0/cameras.bin) or photos "
+        f"({', '.join(IMAGE_EXTENSIONS)})"
+    )
+
+
+def read_frames(path: Path, cfg: DataConfig) -> SceneFrames:
+    """Parse the camera files (or run SfM) without loading images."""
+    from t23d.data import colmap, nerfstudio, sfm
+
+    detected, root = detect_format(path)
+    fmt = detected if cfg.format == "auto" else cfg.format
+    if fmt == "nerfstudio":
+        json_path = path if path.is_file() else root / "transforms.json"
+        if not json_path.is_file():
+            raise T23dError(f"format 'nerfstudio' needs {json_path}, which does not exist")
+        return nerfstudio.read_nerfstudio(json_path)
+    if fmt == "blender":
+        if not (root / "transforms_train.json").is_file():
+            raise T23dError(f"format 'blender' needs {root / 'transforms_train.json'}, which does not exist")
+        return nerfstudio.read_blender(root)
+    if fmt == "colmap":
+        model_dir = colmap.find_colmap_model(root)
+        if model_dir is None:
+            raise T23dError(f"format 'colmap' needs a COLMAP model (sparse/0/cameras.bin or .txt) in {root}")
+        return colmap.read_colmap_scene(model_dir)
+    photos = list_images(root) or list_images(root / "images")
+    if not photos:
+        raise T23dError(
+            f"format 'images' needs photos ({', '.join(IMAGE_EXTENSIONS)}) in {root} or {root / 'images'}"
+        )
+    return sfm.read_photos_with_sfm(photos, cfg.sfm)
+
+
+def _target_size(w: int, h: int, cfg: DataConfig) -> tuple[int, int]:
+    tw, th = max(1, w // cfg.downscale), max(1, h // cfg.downscale)
+    if cfg.max_image_size is not None and max(tw, th) > cfg.max_image_size:
+        s = cfg.max_image_size / max(tw, th)
+        tw, th = max(1, round(tw * s)), max(1, round(th * s))
+    return tw, th
+
+
+def _check_sizes(scene: SceneFrames, cfg: DataConfig) -> tuple[int, int]:
+    sizes = [_target_size(f.camera.width, f.camera.height, cfg) for f in scene.frames]  # type: ignore[union-attr]
+    distinct = sorted(set(sizes))
+    if len(distinct) > 1:
+        examples = []
+        for size in distinct[:4]:
+            i = sizes.index(size)
+            cam = scene.frames[i].camera
+            examples.append(f"{scene.frames[i].image_path.name} is {cam.width}x{cam.height}")  # type: ignore[union-attr]
+        raise T23dError(
+            f"images have {len(distinct)} different sizes ({'; '.join(examples)}); t23d needs one size for "
+            "all images: resize them to a common size (or, if they share an aspect ratio, set max_image_size "
+            "/ --downscale so they shrink to the same size)"
+        )
+    return distinct[0]
+
+
+def _validate(cfg: DataConfig) -> None:
+    if cfg.downscale < 1:
+        raise ConfigError(f"config key 'downscale': invalid value {cfg.downscale}; accepted: an integer >= 1")
+    if cfg.max_image_size is not None and cfg.max_image_size < 8:
+        raise ConfigError(
+            f"config key 'max_image_size': invalid value {cfg.max_image_size}; accepted: >= 8 or null"
+        )
+    if cfg.holdout_every < 0:
+        raise ConfigError(f"config key 'holdout_every': invalid value {cfg.holdout_every}; accepted: >= 0")
+
+
+def load_dataset(path: Path, cfg: DataConfig | None = None) -> PhotoDataset:
+    """Load posed photos (nerfstudio, Blender, COLMAP) or pose raw photos with SfM; see module docstring."""
+    cfg = cfg or DataConfig()
+    _validate(cfg)
+    path = Path(path)
+    t0 = time.perf_counter()
+    scene = read_frames(path, cfg)
+    if not scene.frames:
+        raise T23dError(f"no frames found in {path}")
+    width, height = _check_sizes(scene, cfg)
+
+    bg = {"white": 1.0, "black": 0.0, "random": 0.0}[cfg.background]
+    images, alphas, intrinsics = [], [], []
+    any_alpha = any(f.mask_path is not None for f in scene.frames)
+    for f in scene.frames:
+        cam = f.camera
+        assert cam is not None
+        img = load_image(f.image_path)  # [h, w, 3|4]
+        if (img.shape[1], img.shape[0]) != (cam.width, cam.height):
+            raise T23dError(
+                f"image {f.image_path} is {img.shape[1]}x{img.shape[0]} but its camera says "
+                f"{cam.width}x{cam.height}; the camera file and the image do not match"
+            )
+        if f.mask_path is not None:
+            mask = load_mask(f.mask_path)
+            if mask.shape != img.shape[:2]:
+                raise T23dError(f"mask {f.mask_path} is not the size of its image {f.image_path}")
+            rgb = img[..., :3]
+            alpha = mask * (img[..., 3] if img.shape[2] == 4 else 1.0)
+            img = np.concatenate([rgb, alpha[..., None]], axis=-1)
+        any_alpha = any_alpha or img.shape[2] == 4
+        if img.shape[2] == 4:  # premultiply so resampling does not bleed hidden colours into edges
+            img = np.concatenate([img[..., :3] * img[..., 3:], img[..., 3:]], axis=-1)
+        if not cam.is_pinhole:
+            img, _ = undistort_image(img, cam)
+            cam = cam.as_pinhole()
+        img = resize(img, width, height)
+        cam = cam.scaled(width, height)
+        if img.shape[2] == 4:
+            a = img[..., 3]
+            img = img[..., :3] + bg * (1.0 - a[..., None])
+            alphas.append(a)
+        else:
+            alphas.append(None)
+        images.append(img.astype(np.float32))
+        intrinsics.append(cam.intrinsics())
+
+    alpha_t = None
+    if any_alpha:
+        alpha_t = torch.from_numpy(
+            np.stack([np.ones((height, width), np.float32) if a is None else a for a in alphas])
+        )
+
+    c2w_in = np.stack([f.c2w for f in scene.frames])  # [N, 4, 4]
+    half_fov = min(
+        min(math.atan(0.5 * f.camera.width / f.camera.fx), math.atan(0.5 * f.camera.height / f.camera.fy))  # type: ignore[union-attr]
+        for f in scene.frames
+    )
+    world_from_normalised, aabb = compute_normalisation(c2w_in, scene.points, half_fov)
+    c2w_n = normalise_poses(c2w_in, world_from_normalised)
+    points = None
+    if scene.points is not None:
+        points = torch.from_numpy(
+            ((scene.points - world_from_normalised[:3, 3]) / world_from_normalised[0, 0]).astype(np.float32)
+        )
+
+    n = len(scene.frames)
+    if scene.test_mask is not None:
+        test = [i for i in range(n) if scene.test_mask[i]]
+    elif cfg.holdout_every > 0 and n >= 2:
+        test = list(range(0, n, cfg.holdout_every))
+    else:
+        test = []
+    train = [i for i in range(n) if i not in set(test)]
+    if not train:
+        raise T23dError(f"all {n} images of {path} are in the test split; nothing left to train on")
+
+    ds = PhotoDataset(
+        images=torch.from_numpy(np.stack(images)),
+        alphas=alpha_t,
+        c2w=torch.from_numpy(c2w_n.astype(np.float32)),
+        intrinsics=torch.from_numpy(np.stack(intrinsics).astype(np.float32)),
+        width=width,
+        height=height,
+        train_indices=train,
+        test_indices=test,
+        image_paths=[f.image_path for f in scene.frames],
+        world_from_normalised=world_from_normalised,
+        aabb=torch.from_numpy(aabb.astype(np.float32)),
+        source_format=scene.source_format,
+        sfm_report=scene.sfm_report,
+        points=points,
+    )
+    log.info(
+        "loaded %d images (%dx%d, %s) from %s in %.1f s: %d train, %d test",
+        n, width, height, scene.source_format, path, time.perf_counter() - t0, len(train), len(test),
+    )  # fmt: skip
+    return ds

@@ -1,0 +1,239 @@
+"""Analytic synthetic scene generator, used by t23d's tests **and** benchmarks (so it ships in the package).
+
+The object has known geometry inside the unit sphere (world +Z up): a box (half-size 0.45, centred at
+``(0, 0, -0.25)``) with a sphere (radius 0.4, centre ``(0, 0, 0.45)``) sunk into its top face, so it
+has flat faces, sharp edges, corners and curvature. :meth:`SyntheticScene.sample_surface` gives points
+on the true surface (Chamfer tests) and :meth:`SyntheticScene.signed_distance` its SDF.
+
+Its albedo is a colourful, high-frequency, non-repeating solid texture (value noise at three scales
+driving a cosine colour palette), so SfM finds features and PSNR is meaningful. Rendering is unlit
+(colour = albedo, sRGB), vectorised numpy with analytic ray intersections and optional
+``supersample x supersample`` anti-aliasing. The background is transparent (RGBA) or an opaque
+textured environment sphere of radius ``env_radius`` (for SfM).
+
+Cameras follow :mod:`t23d.data.cameras`: OpenGL camera-to-world, pinhole ``fx, fy, cx, cy`` with
+pixel centres at +0.5. Writers produce every input format (:mod:`t23d.data.synthetic_writers`):
+``write_blender``, ``write_nerfstudio`` (optionally distorted), ``write_colmap``, ``write_raw_photos``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from t23d.data.cameras import Camera, look_at
+from t23d.data.undistort import undistort_points
+
+
+def _value_noise(table: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Trilinear value noise ``[M]`` at ``p [M, 3]`` (lattice units) from a periodic ``[G, G, G]`` table."""
+    g = table.shape[0]
+    base = np.floor(p)
+    f = p - base
+    f = f * f * (3 - 2 * f)  # smoothstep weights
+    i = base.astype(np.int64) & (g - 1)
+    j = (i + 1) & (g - 1)
+    x0, y0, z0 = i[:, 0], i[:, 1], i[:, 2]
+    x1, y1, z1 = j[:, 0], j[:, 1], j[:, 2]
+    fx, fy, fz = f[:, 0], f[:, 1], f[:, 2]
+    c00 = table[x0, y0, z0] * (1 - fx) + table[x1, y0, z0] * fx
+    c10 = table[x0, y1, z0] * (1 - fx) + table[x1, y1, z0] * fx
+    c01 = table[x0, y0, z1] * (1 - fx) + table[x1, y0, z1] * fx
+    c11 = table[x0, y1, z1] * (1 - fx) + table[x1, y1, z1] * fx
+    return (c00 * (1 - fy) + c10 * fy) * (1 - fz) + (c01 * (1 - fy) + c11 * fy) * fz
+
+
+@dataclass
+class SyntheticScene:
+    """A textured box-plus-sphere object of known geometry (all lengths in world units, +Z up)."""
+
+    box_center: tuple[float, float, float] = (0.0, 0.0, -0.25)
+    """Centre of the box."""
+    box_half: float = 0.45
+    """Half edge length of the (axis-aligned, cubic) box."""
+    sphere_center: tuple[float, float, float] = (0.0, 0.0, 0.45)
+    """Centre of the sphere."""
+    sphere_radius: float = 0.4
+    """Radius of the sphere."""
+    texture_frequency: float = 8.0
+    """Noise cells per world unit of the coarsest texture octave (finer octaves are 3x and 9x)."""
+    background: Literal["transparent", "textured"] = "transparent"
+    """``transparent``: RGBA renders with alpha 0 off the object; ``textured``: an opaque environment sphere."""
+    env_radius: float = 8.0
+    """Radius of the textured environment sphere, centred at the origin."""
+    seed: int = 0
+    """Seed of the texture noise."""
+    _tables: list[np.ndarray] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        rng = np.random.default_rng(self.seed)
+        self._tables = [rng.random((64, 64, 64)) for _ in range(5)]
+
+    # ------------------------------------------------------------ geometry
+    def intersect(self, origins: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+        """Nearest positive hit distance ``[M]`` of rays ``origins, dirs [M, 3]`` (unit dirs); inf on a miss."""
+        sc, r = np.asarray(self.sphere_center), self.sphere_radius
+        oc = origins - sc
+        b = np.einsum("mk,mk->m", oc, dirs)
+        c = np.einsum("mk,mk->m", oc, oc) - r * r
+        disc = b * b - c
+        sq = np.sqrt(np.maximum(disc, 0.0))
+        t_s = np.where(-b - sq > 1e-9, -b - sq, -b + sq)
+        t_s = np.where((disc >= 0) & (t_s > 1e-9), t_s, np.inf)
+
+        lo = np.asarray(self.box_center) - self.box_half
+        hi = np.asarray(self.box_center) + self.box_half
+        safe = np.where(np.abs(dirs) < 1e-12, 1e-12, dirs)
+        t1, t2 = (lo - origins) / safe, (hi - origins) / safe
+        tmin = np.minimum(t1, t2).max(axis=1)
+        tmax = np.maximum(t1, t2).min(axis=1)
+        t_b = np.where(tmin > 1e-9, tmin, tmax)
+        t_b = np.where((tmax >= np.maximum(tmin, 0.0)) & (t_b > 1e-9), t_b, np.inf)
+        return np.minimum(t_s, t_b)
+
+    def signed_distance(self, points: np.ndarray) -> np.ndarray:
+        """Signed distance ``[M]`` to the surface (negative inside) of ``points [M, 3]``.
+
+        Exact outside the object; inside it is the usual union bound ``min(sdf_box, sdf_sphere)``.
+        """
+        d_s = np.linalg.norm(points - np.asarray(self.sphere_center), axis=-1) - self.sphere_radius
+        q = np.abs(points - np.asarray(self.box_center)) - self.box_half
+        d_b = np.linalg.norm(np.maximum(q, 0.0), axis=-1) + np.minimum(q.max(axis=-1), 0.0)
+        return np.minimum(d_s, d_b)
+
+    def sample_surface(self, n: int, seed: int = 0) -> np.ndarray:
+        """``[n, 3]`` points uniformly distributed (by area) on the true surface of the object."""
+        rng = np.random.default_rng(seed)
+        a_s = 4 * math.pi * self.sphere_radius**2
+        a_b = 6 * (2 * self.box_half) ** 2
+        out: list[np.ndarray] = []
+        count = 0
+        while count < n:
+            m = 2 * n + 64
+            on_sphere = rng.random(m) < a_s / (a_s + a_b)
+            v = rng.normal(size=(m, 3))
+            sph = np.asarray(self.sphere_center) + self.sphere_radius * v / np.linalg.norm(
+                v, axis=1, keepdims=True
+            )
+            face = rng.integers(0, 6, m)
+            box = rng.uniform(-1, 1, (m, 3))
+            box[np.arange(m), face // 2] = np.where(face % 2 == 0, -1.0, 1.0)
+            box = np.asarray(self.box_center) + self.box_half * box
+            pts = np.where(on_sphere[:, None], sph, box)
+            keep = np.abs(self.signed_distance(pts)) < 1e-9  # drop parts buried in the other shape
+            out.append(pts[keep])
+            count += int(keep.sum())
+        return np.concatenate(out)[:n]
+
+    # ------------------------------------------------------------ appearance
+    def _palette(self, p: np.ndarray, tables: list[np.ndarray], freq: float) -> np.ndarray:
+        n1 = _value_noise(tables[0], p * freq)
+        n2 = _value_noise(tables[1], p * freq * 3.0 + 17.0)
+        n3 = _value_noise(tables[2], p * freq * 9.0 + 31.0)
+        hue = 1.5 * n1 + 0.5 * n2  # [M]
+        rgb = 0.5 + 0.5 * np.cos(2 * np.pi * (hue[:, None] + np.array([0.0, 1 / 3, 2 / 3])))  # [M, 3]
+        return rgb * (0.3 + 0.7 * n3[:, None]) + 0.05 * n2[:, None]
+
+    def albedo(self, points: np.ndarray) -> np.ndarray:
+        """sRGB albedo ``[M, 3]`` in [0, 1] of surface ``points [M, 3]``."""
+        return np.clip(self._palette(points, self._tables[:3], self.texture_frequency), 0.0, 1.0)
+
+    def environment(self, dirs: np.ndarray, origins: np.ndarray) -> np.ndarray:
+        """sRGB colour ``[M, 3]`` of the environment sphere seen along rays ``origins, dirs [M, 3]``."""
+        b = np.einsum("mk,mk->m", origins, dirs)
+        c = np.einsum("mk,mk->m", origins, origins) - self.env_radius**2
+        t = -b + np.sqrt(np.maximum(b * b - c, 0.0))
+        p = (origins + t[:, None] * dirs) / self.env_radius  # on the unit sphere
+        tabs = [self._tables[3], self._tables[4], self._tables[2]]
+        return np.clip(0.15 + 0.7 * self._palette(p, tabs, 4.0), 0.0, 1.0)
+
+    # ------------------------------------------------------------ rendering
+    def render(
+        self, c2w: np.ndarray, camera: Camera, supersample: int = 1, chunk: int = 1 << 18
+    ) -> np.ndarray:
+        """Render one view: float32 ``[H, W, 4]`` RGBA, straight alpha (alpha is 1 everywhere when opaque).
+
+        ``c2w``: ``[4, 4]`` OpenGL camera-to-world. ``camera`` may be distorted; rays then go through the
+        distorted pixel positions, so the image is what that real lens would record.
+        """
+        s = supersample
+        w, h = camera.width, camera.height
+        offs = (np.arange(s) + 0.5) / s
+        u = (np.arange(w)[:, None] + offs[None]).reshape(-1)  # [W*s] continuous coords
+        v = (np.arange(h)[:, None] + offs[None]).reshape(-1)  # [H*s]
+        vv, uu = np.meshgrid(v, u, indexing="ij")  # [H*s, W*s]
+        x, y = (uu - camera.cx) / camera.fx, (vv - camera.cy) / camera.fy
+        x, y = undistort_points(x, y, camera)
+        d_cam = np.stack([x, -y, -np.ones_like(x)], axis=-1).reshape(-1, 3)  # OpenGL: -Z forward, +Y up
+        dirs = d_cam @ c2w[:3, :3].T
+        dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+        rgba = np.zeros((dirs.shape[0], 4))
+        origin = np.asarray(c2w[:3, 3], dtype=np.float64)
+        for a in range(0, dirs.shape[0], chunk):
+            d = dirs[a : a + chunk]
+            o = np.broadcast_to(origin, d.shape)
+            t = self.intersect(o, d)
+            hit = np.isfinite(t)
+            out = rgba[a : a + chunk]
+            if hit.any():
+                out[hit, :3] = self.albedo(o[hit] + t[hit, None] * d[hit])
+                out[hit, 3] = 1.0
+            if self.background == "textured" and (~hit).any():
+                out[~hit, :3] = self.environment(d[~hit], o[~hit])
+                out[~hit, 3] = 1.0
+        rgba = rgba.reshape(h, s, w, s, 4).mean(axis=(1, 3))  # premultiplied average
+        alpha = rgba[..., 3:]
+        rgb = np.where(alpha > 0, rgba[..., :3] / np.maximum(alpha, 1e-12), 0.0)
+        return np.concatenate([rgb, alpha], axis=-1).astype(np.float32)
+
+
+def orbit_poses(
+    num: int,
+    radius: float = 3.0,
+    elevation_deg: tuple[float, float] = (10.0, 60.0),
+    turns: float = 2.0,
+    target: tuple[float, float, float] = (0.0, 0.0, 0.0),
+) -> np.ndarray:
+    """``[num, 4, 4]`` OpenGL camera-to-world poses on a spiral over the upper hemisphere, looking at ``target``.
+
+    Elevation rises linearly from ``elevation_deg[0]`` to ``[1]`` while the azimuth makes ``turns`` turns,
+    so consecutive poses are neighbours (good for sequential matching).
+    """
+    poses = []
+    for i in range(num):
+        f = i / max(num - 1, 1)
+        el = math.radians(elevation_deg[0] + f * (elevation_deg[1] - elevation_deg[0]))
+        az = 2 * math.pi * turns * i / num
+        pos = radius * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+        poses.append(look_at(pos + np.asarray(target), np.asarray(target)))
+    return np.stack(poses)
+
+
+def pinhole_camera(resolution: int | tuple[int, int], fov_deg: float = 45.0) -> Camera:
+    """Pinhole camera of ``resolution`` (square int or ``(width, height)``) with horizontal FOV ``fov_deg``."""
+    w, h = (resolution, resolution) if isinstance(resolution, int) else resolution
+    f = 0.5 * w / math.tan(0.5 * math.radians(fov_deg))
+    return Camera(w, h, f, f, w / 2.0, h / 2.0)
+
+
+from t23d.data.synthetic_writers import (  # noqa: E402  (writers need the classes above)
+    SyntheticCapture,
+    write_blender,
+    write_colmap,
+    write_nerfstudio,
+    write_raw_photos,
+)
+
+__all__ = [
+    "SyntheticCapture",
+    "SyntheticScene",
+    "orbit_poses",
+    "pinhole_camera",
+    "write_blender",
+    "write_colmap",
+    "write_nerfstudio",
+    "write_raw_photos",
+]

@@ -1,0 +1,104 @@
+"""Configuration of the asset stage (extraction, texturing, export, fidelity check)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from t23d.common.errors import ConfigError
+
+ExportFormat = Literal["glb", "gltf", "obj", "ply"]
+FORMATS: tuple[str, ...] = ("glb", "gltf", "obj", "ply")
+ORIGINS: tuple[str, ...] = ("center", "bottom", "world")
+
+
+@dataclass
+class ExportConfig:
+    """How a trained field becomes a textured asset file."""
+
+    format: ExportFormat = "glb"
+    """Output format: "glb" (one binary glTF 2.0 file), "gltf" (.gltf JSON + .bin + .png), "obj" (.obj +
+    .mtl + .png) or "ply" (binary PLY with per-vertex sRGB colours; no UVs or texture)."""
+    resolution: int = 256
+    """Density-grid cells along the longest aabb axis (voxels are cubic); 256 means 257^3 samples."""
+    faces: int = 50_000
+    """Target triangle count after decimation (decimation runs before UV unwrapping, which is slow on
+    dense meshes)."""
+    texture_size: int = 1024
+    """Texture width and height in texels; must be a power of two (4 ... 16384)."""
+    threshold: float | None = None
+    """Density iso-level (1/length) of the surface. None = automatic: ln 2 / voxel size, the density
+    at which one voxel-length step is 50 % opaque."""
+    height: float | None = None
+    """If set, scale the asset uniformly so that its height (glTF Y extent) is this many metres."""
+    origin: Literal["center", "bottom", "world"] = "center"
+    """Where the asset's origin goes: "center" = bounding-box centre at (0, 0, 0); "bottom" = x/z
+    centred and lowest point at y = 0 (stands on the ground); "world" = keep the frame given by
+    ``world_transform`` (photo reconstructions that must line up with their input)."""
+    padding: int = 4
+    """Texels of dilation around every UV chart (and of gap between charts), so seams never show the
+    background under bilinear filtering and mip-mapping."""
+    min_component_fraction: float = 0.05
+    """Drop connected mesh components whose surface area is below this fraction of the largest
+    component's (floaters). 0 keeps everything."""
+    color_mode: Literal["albedo", "normal_view"] = "albedo"
+    """How the colour field is read for the texture: "albedo" = one query per texel looking straight
+    at the surface (view dir = -normal); "normal_view" = mean of five views within 30 degrees of the
+    normal, which averages out view-dependent highlights."""
+    fidelity_views: int = 8
+    """Orbit views generated for the fidelity check when no cameras are given; 0 disables the check."""
+    fidelity_resolution: int = 128
+    """Width and height in pixels of the generated fidelity views."""
+    fidelity_min_psnr: float = 25.0
+    """Log a warning when the mesh-vs-field PSNR (dB) is below this."""
+    fidelity_min_iou: float = 0.9
+    """Log a warning when the mesh-vs-field silhouette IoU is below this."""
+    preview_size: int = 512
+    """Width and height in pixels of ``<name>_preview.png``."""
+    chunk_size: int = 262_144
+    """Points per call of ``density_fn`` / ``color_fn`` (bounds peak memory)."""
+    render_backend: Literal["auto", "open3d", "raster"] = "auto"
+    """Mesh renderer for preview and fidelity: "open3d" (Embree ray casting, exact, multi-threaded),
+    "raster" (t23d's vectorised numpy z-buffer rasteriser, no extra dependency) or "auto" (open3d when
+    it imports, otherwise raster)."""
+
+
+def validate_export_config(cfg: ExportConfig) -> None:
+    """Raise :class:`ConfigError` naming the option, the value and what is accepted, for a bad config."""
+    from t23d.texture.bake import check_texture_size
+
+    if cfg.format not in FORMATS:
+        raise ConfigError(f"format: unknown export format {cfg.format!r}; accepted: {', '.join(FORMATS)}")
+    if cfg.origin not in ORIGINS:
+        raise ConfigError(f"origin: invalid value {cfg.origin!r}; accepted: {', '.join(ORIGINS)}")
+    if cfg.color_mode not in ("albedo", "normal_view"):
+        raise ConfigError(f"color_mode: invalid value {cfg.color_mode!r}; accepted: 'albedo', 'normal_view'")
+    if cfg.render_backend not in ("auto", "open3d", "raster"):
+        raise ConfigError(
+            f"render_backend: invalid value {cfg.render_backend!r}; accepted: 'auto', 'open3d', 'raster'"
+        )
+    check_texture_size(cfg.texture_size)
+    checks = [
+        ("resolution", cfg.resolution, cfg.resolution >= 2, "an integer >= 2"),
+        ("faces", cfg.faces, cfg.faces >= 4, "an integer >= 4"),
+        ("padding", cfg.padding, cfg.padding >= 0, "an integer >= 0"),
+        ("fidelity_views", cfg.fidelity_views, cfg.fidelity_views >= 0, "an integer >= 0"),
+        ("fidelity_resolution", cfg.fidelity_resolution, cfg.fidelity_resolution >= 8, "an integer >= 8"),
+        ("preview_size", cfg.preview_size, cfg.preview_size >= 8, "an integer >= 8"),
+        ("chunk_size", cfg.chunk_size, cfg.chunk_size >= 1, "an integer >= 1"),
+        (
+            "min_component_fraction",
+            cfg.min_component_fraction,
+            0.0 <= cfg.min_component_fraction <= 1.0,
+            "a number in [0, 1]",
+        ),
+    ]
+    for key, value, ok, accepted in checks:
+        if not ok:
+            raise ConfigError(f"{key}: invalid value {value!r}; expected {accepted}")
+    if cfg.threshold is not None and not cfg.threshold > 0:
+        raise ConfigError(
+            f"threshold: invalid value {cfg.threshold!r}; expected a density > 0 or None (automatic)"
+        )
+    if cfg.height is not None and not cfg.height > 0:
+        raise ConfigError(f"height: invalid value {cfg.height!r}; expected metres > 0 or None (keep scale)")

@@ -1,0 +1,225 @@
+"""CPU mesh rendering for previews and the fidelity check.
+
+Backends (``ExportConfig.render_backend``):
+- ``"open3d"``: ``open3d.t.geometry.RaycastingScene`` (Embree BVH ray casting, multi-threaded, exact
+  ray-triangle hits; ~0.1 s for 50k triangles at 256^2). Preferred: it is the fastest CPU option here
+  and needs no rasterisation approximations.
+- ``"raster"``: t23d's vectorised numpy z-buffer rasteriser (:mod:`t23d.texture.raster`) with
+  perspective-correct barycentrics. No extra dependency; used when open3d does not import (open3d is
+  an optional extra and needs libusb on Linux). trimesh's ray casting is not used: without embree it
+  is orders of magnitude slower.
+- ``"auto"``: open3d if it imports, else raster.
+
+Cameras: camera-to-world 4x4 in the OpenGL convention (camera looks down -Z, +Y up, +X right);
+intrinsics ``[fx, fy, cx, cy]`` in pixels with pixel (column i, row j) centred at (i + 0.5, j + 0.5),
+row 0 at the top. World frame +Z up. Colours sRGB in [0, 1], composited on black (premultiplied).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from t23d.common.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+Camera = tuple[np.ndarray, np.ndarray, int, int]
+"""(c2w [4, 4] OpenGL camera-to-world, intrinsics [fx, fy, cx, cy], H, W)."""
+
+
+@dataclass
+class MeshAppearance:
+    """Surface colour of a mesh: a texture with per-vertex UVs, or per-vertex colours."""
+
+    uvs: np.ndarray | None = None
+    """[V, 2] texture coordinates in [0, 1], v up (image row 0 = v 1)."""
+    texture: np.ndarray | None = None
+    """[S, S, 3] uint8 sRGB texture."""
+    vertex_colors: np.ndarray | None = None
+    """[V, 3] uint8 sRGB colours, used when there is no texture."""
+
+
+def resolve_backend(backend: str) -> str:
+    """Map "auto" to "open3d" or "raster"; check an explicit "open3d" imports."""
+    if backend not in ("auto", "open3d", "raster"):
+        raise ConfigError(f"render_backend: invalid value {backend!r}; accepted: 'auto', 'open3d', 'raster'")
+    if backend == "raster":
+        return backend
+    try:
+        import open3d  # noqa: F401
+    except (ImportError, OSError) as e:
+        if backend == "open3d":
+            raise ConfigError(
+                f"render_backend='open3d' but open3d does not import ({e}); pip install open3d-cpu (and "
+                "apt-get install libusb-1.0-0), or use render_backend='raster'"
+            ) from e
+        log.info("open3d unavailable (%s); rendering meshes with the numpy rasteriser", e)
+        return "raster"
+    return "open3d"
+
+
+def look_at(
+    eye: np.ndarray, target: np.ndarray, up: tuple[float, float, float] = (0.0, 0.0, 1.0)
+) -> np.ndarray:
+    """OpenGL camera-to-world [4, 4] at ``eye`` looking at ``target`` with ``up`` (+Z) roughly up on screen."""
+    up = np.asarray(up, dtype=np.float64)
+    back = eye - target
+    back = back / np.linalg.norm(back)
+    right = np.cross(up, back)
+    if np.linalg.norm(right) < 1e-8:
+        right = np.cross(np.array([0.0, 1.0, 0.0]), back)
+    right = right / np.linalg.norm(right)
+    cam_up = np.cross(back, right)
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, cam_up, back, eye
+    return c2w
+
+
+def orbit_cameras(
+    aabb: np.ndarray, num_views: int, size: int, fov_deg: float = 40.0, elevation_deg: float = 20.0
+) -> list[Camera]:
+    """``num_views`` cameras evenly spaced in azimuth around the aabb centre, all seeing the whole aabb.
+
+    +Z is up; the cameras sit at ``elevation_deg`` above the horizon at a distance where the aabb's
+    bounding sphere fills the field of view (with a 5 % margin).
+    """
+    box = np.asarray(aabb, dtype=np.float64)
+    center = box.mean(axis=0)
+    radius = 0.5 * np.linalg.norm(box[1] - box[0])
+    dist = 1.05 * radius / np.sin(np.radians(fov_deg) / 2.0)
+    focal = 0.5 * size / np.tan(np.radians(fov_deg) / 2.0)
+    intr = np.array([focal, focal, size / 2.0, size / 2.0])
+    el = np.radians(elevation_deg)
+    cams = []
+    for k in range(num_views):
+        az = 2.0 * np.pi * k / max(num_views, 1) + np.radians(30.0)
+        eye = center + dist * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+        cams.append((look_at(eye, center), intr.copy(), int(size), int(size)))
+    return cams
+
+
+def camera_rays(
+    c2w: np.ndarray, intrinsics: np.ndarray, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """World ray origins and unit directions, each [H*W, 3] float64, row-major from the top-left pixel."""
+    fx, fy, cx, cy = (float(x) for x in np.asarray(intrinsics).reshape(-1)[:4])
+    j, i = np.meshgrid(np.arange(height) + 0.5, np.arange(width) + 0.5, indexing="ij")
+    d_cam = np.stack([(i - cx) / fx, -(j - cy) / fy, -np.ones_like(i)], axis=-1).reshape(-1, 3)
+    d = d_cam @ np.asarray(c2w, dtype=np.float64)[:3, :3].T
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    o = np.broadcast_to(np.asarray(c2w, dtype=np.float64)[:3, 3], d.shape)
+    return o, d
+
+
+def _cast_open3d(vertices: np.ndarray, faces: np.ndarray, cam: Camera) -> tuple[np.ndarray, np.ndarray]:
+    import open3d as o3d
+
+    c2w, intr, h, w = cam
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(
+        o3d.core.Tensor(np.ascontiguousarray(vertices, dtype=np.float32)),
+        o3d.core.Tensor(np.ascontiguousarray(faces, dtype=np.uint32)),
+    )
+    o, d = camera_rays(c2w, intr, h, w)
+    rays = o3d.core.Tensor(np.concatenate([o, d], axis=1).astype(np.float32))
+    hit = scene.cast_rays(rays)
+    ids = hit["primitive_ids"].numpy().astype(np.int64)
+    uv = hit["primitive_uvs"].numpy().astype(np.float64)  # hit = (1-u-v) v0 + u v1 + v v2
+    tri = np.where(ids == o3d.t.geometry.RaycastingScene.INVALID_ID, -1, ids)
+    bary = np.stack([1.0 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], axis=1)
+    return tri, bary
+
+
+def _cast_raster(vertices: np.ndarray, faces: np.ndarray, cam: Camera) -> tuple[np.ndarray, np.ndarray]:
+    from t23d.texture.raster import rasterize
+
+    c2w, intr, h, w = cam
+    fx, fy, cx, cy = (float(x) for x in np.asarray(intr).reshape(-1)[:4])
+    w2c = np.linalg.inv(np.asarray(c2w, dtype=np.float64))
+    pc = np.asarray(vertices, dtype=np.float64) @ w2c[:3, :3].T + w2c[:3, 3]  # [V, 3] camera frame
+    depth = -pc[:, 2]
+    near = 1e-6
+    ok_face = np.all(depth[faces] > near, axis=1)  # no clipping: drop faces crossing the near plane
+    z = np.maximum(depth, near)
+    xy = np.stack(
+        [fx * pc[:, 0] / z + cx - 0.5, -fy * pc[:, 1] / z + cy - 0.5], axis=1
+    )  # pixel-centre coords
+    fidx = np.nonzero(ok_face)[0]
+    pix, tid, bary = rasterize(xy[faces[fidx]], w, h, expand=0.0, depth=z[faces[fidx]])
+    tri = np.full(h * w, -1, dtype=np.int64)
+    out_bary = np.zeros((h * w, 3))
+    tri[pix] = fidx[tid]
+    out_bary[pix] = bary
+    return tri, out_bary
+
+
+def cast(vertices: np.ndarray, faces: np.ndarray, cam: Camera, backend: str) -> tuple[np.ndarray, np.ndarray]:
+    """First hit per pixel: (triangle [H*W] int64, -1 = miss; barycentrics [H*W, 3])."""
+    if resolve_backend(backend) == "open3d":
+        return _cast_open3d(vertices, faces, cam)
+    return _cast_raster(vertices, faces, cam)
+
+
+def sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Bilinear lookup [N, 3] float in [0, 1] of uint8 ``texture`` [S, S, 3] at ``uv`` [N, 2] (v up), clamped."""
+    s_h, s_w = texture.shape[:2]
+    x = np.clip(uv[:, 0] * s_w - 0.5, 0.0, s_w - 1.0)
+    y = np.clip((1.0 - uv[:, 1]) * s_h - 0.5, 0.0, s_h - 1.0)
+    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    x1, y1 = np.minimum(x0 + 1, s_w - 1), np.minimum(y0 + 1, s_h - 1)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    t = texture.astype(np.float64) / 255.0
+    top = t[y0, x0] * (1 - fx) + t[y0, x1] * fx
+    bottom = t[y1, x0] * (1 - fx) + t[y1, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def surface_color(faces: np.ndarray, look: MeshAppearance, tri: np.ndarray, bary: np.ndarray) -> np.ndarray:
+    """Unlit colour [P, 3] in [0, 1] at hits (triangle [P], barycentrics [P, 3])."""
+    corners = faces[tri]  # [P, 3]
+    if look.texture is not None and look.uvs is not None:
+        uv = np.einsum("pk,pkc->pc", bary, look.uvs[corners].astype(np.float64))
+        return sample_texture(look.texture, uv)
+    if look.vertex_colors is not None:
+        return np.einsum("pk,pkc->pc", bary, look.vertex_colors[corners].astype(np.float64) / 255.0)
+    return np.full((len(tri), 3), 0.8)
+
+
+def render_mesh(
+    vertices: np.ndarray, faces: np.ndarray, look: MeshAppearance, cam: Camera, backend: str = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unlit render: (rgb [H, W, 3] float in [0, 1] composited on black, coverage mask [H, W] bool)."""
+    _, _, h, w = cam
+    tri, bary = cast(vertices, faces, cam, backend)
+    hit = tri >= 0
+    rgb = np.zeros((h * w, 3))
+    rgb[hit] = surface_color(faces, look, tri[hit], bary[hit])
+    return rgb.reshape(h, w, 3), hit.reshape(h, w)
+
+
+def render_preview(
+    vertices: np.ndarray, faces: np.ndarray, look: MeshAppearance, aabb: np.ndarray, size: int, backend: str
+) -> np.ndarray:
+    """A shaded RGBA uint8 [size, size, 4] preview from a three-quarter view (transparent background).
+
+    Colour x (0.35 + 0.65 * max(0, n . l)) with a light from above-front; +Z up.
+    """
+    cam = orbit_cameras(aabb, 1, size, elevation_deg=25.0)[0]
+    tri, bary = cast(vertices, faces, cam, backend)
+    hit = tri >= 0
+    out = np.zeros((size * size, 4))
+    if hit.any():
+        col = surface_color(faces, look, tri[hit], bary[hit])
+        v = np.asarray(vertices, dtype=np.float64)
+        f = faces[tri[hit]]
+        n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
+        light = cam[0][:3, 2] + np.array([0.0, 0.0, 1.0])  # towards the camera and up
+        light /= np.linalg.norm(light)
+        shade = 0.35 + 0.65 * np.clip(n @ light, 0.0, 1.0)
+        out[hit, :3] = col * shade[:, None]
+        out[hit, 3] = 1.0
+    return np.round(out.reshape(size, size, 4) * 255).astype(np.uint8)

@@ -1,0 +1,122 @@
+"""Chunked density-grid evaluation and the automatic surface threshold.
+
+Conventions: world frame right-handed, +Z up, in the field's length units. Densities are volume
+densities sigma >= 0 in 1/length, so the opacity of a step of length ``d`` through constant
+density is ``1 - exp(-sigma * d)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from t23d.common.errors import ConfigError, T23dError
+
+DensityFn = Callable[[Tensor], Tensor]
+"""points [N, 3] float32 world coordinates -> volume density sigma [N] >= 0 (1/length)."""
+
+
+@dataclass
+class DensityGrid:
+    """Densities sampled on a regular lattice of (near-)cubic voxels spanning an axis-aligned box."""
+
+    values: np.ndarray
+    """[Nx, Ny, Nz] float32 densities; ``values[i, j, k]`` is at ``origin + (i, j, k) * spacing``."""
+    origin: np.ndarray
+    """[3] float64 world position of sample ``[0, 0, 0]`` (the aabb minimum)."""
+    spacing: np.ndarray
+    """[3] float64 distance between neighbouring samples along x, y, z (world units)."""
+
+    @property
+    def voxel_size(self) -> float:
+        """The mean voxel edge length (world units); the automatic threshold is ``ln 2 / voxel_size``."""
+        return float(np.mean(self.spacing))
+
+
+def check_aabb(aabb: Tensor | np.ndarray) -> np.ndarray:
+    """Return ``aabb`` as a float64 [2, 3] array (row 0 = min, row 1 = max) or raise ConfigError."""
+    arr = np.asarray(aabb.detach().cpu() if isinstance(aabb, Tensor) else aabb, dtype=np.float64)
+    if arr.shape != (2, 3) or not np.all(np.isfinite(arr)) or not np.all(arr[1] > arr[0]):
+        raise ConfigError(
+            f"aabb must be a finite [2, 3] array [[xmin, ymin, zmin], [xmax, ymax, zmax]] with max > min; "
+            f"got {arr.tolist()}"
+        )
+    return arr
+
+
+def grid_shape(aabb: np.ndarray, resolution: int) -> tuple[int, int, int]:
+    """Samples per axis so that the longest axis has ``resolution`` cells and voxels are near-cubic."""
+    extent = aabb[1] - aabb[0]  # [3]
+    voxel = extent.max() / resolution
+    cells = np.maximum(np.round(extent / voxel).astype(int), 1)
+    return tuple(int(c) + 1 for c in cells)  # type: ignore[return-value]
+
+
+def evaluate_density_grid(
+    density_fn: DensityFn, aabb: Tensor | np.ndarray, resolution: int, chunk_size: int = 262_144
+) -> DensityGrid:
+    """Evaluate ``density_fn`` on a lattice over ``aabb`` with ``resolution`` cells on the longest axis.
+
+    Points are sent in chunks of at most ``chunk_size`` under ``torch.no_grad()``, one z-slab at a time,
+    so peak memory is bounded by the chunk (plus the float32 output grid). Non-finite densities are
+    treated as 0 and negative ones are clamped to 0.
+    """
+    if resolution < 2:
+        raise ConfigError(f"resolution must be >= 2 grid cells per axis; got {resolution}")
+    if chunk_size < 1:
+        raise ConfigError(f"chunk_size must be >= 1; got {chunk_size}")
+    box = check_aabb(aabb)
+    nx, ny, nz = grid_shape(box, resolution)
+    axes = [np.linspace(box[0, a], box[1, a], n) for a, n in enumerate((nx, ny, nz))]
+    spacing = (box[1] - box[0]) / (np.array([nx, ny, nz]) - 1)
+    values = np.empty((nx, ny, nz), dtype=np.float32)
+    # One x-slab (ny * nz points) at a time, sent in chunks of <= chunk_size points.
+    xs = torch.tensor(axes[0], dtype=torch.float32)
+    yy, zz = torch.meshgrid(
+        torch.tensor(axes[1], dtype=torch.float32), torch.tensor(axes[2], dtype=torch.float32), indexing="ij"
+    )
+    per_slab = ny * nz
+    pts = torch.empty(per_slab, 3)  # [ny*nz, 3], reused: only the x column changes between slabs
+    pts[:, 1] = yy.reshape(-1)
+    pts[:, 2] = zz.reshape(-1)
+    with torch.no_grad():
+        for i in range(nx):
+            pts[:, 0] = xs[i]
+            out = np.empty(per_slab, dtype=np.float32)
+            for s in range(0, per_slab, chunk_size):
+                sigma = density_fn(pts[s : s + chunk_size])
+                sigma = torch.as_tensor(sigma).detach().reshape(-1).float().cpu()
+                if sigma.numel() != min(chunk_size, per_slab - s):
+                    raise T23dError(
+                        f"density_fn returned {sigma.numel()} values for {min(chunk_size, per_slab - s)} points; "
+                        "it must map points [N, 3] to densities [N]"
+                    )
+                out[s : s + sigma.numel()] = sigma.numpy()
+            values[i] = out.reshape(ny, nz)
+    np.nan_to_num(values, copy=False, nan=0.0, posinf=np.finfo(np.float32).max, neginf=0.0)
+    np.maximum(values, 0.0, out=values)
+    return DensityGrid(values=values, origin=box[0].copy(), spacing=spacing)
+
+
+def auto_threshold(voxel_size: float) -> float:
+    """The density at which one voxel-length step reaches 50 % opacity: ``sigma* = ln 2 / voxel_size``.
+
+    ``1 - exp(-sigma* * voxel_size) = 0.5``. No data-dependent refinement is applied: the rule depends
+    only on the grid spacing, so the same field and resolution always give the same surface, and a
+    field whose density never reaches it gets a clear error with a suggested override instead of a
+    silently guessed level.
+    """
+    return math.log(2.0) / voxel_size
+
+
+def suggest_threshold(values: np.ndarray) -> float | None:
+    """A threshold that does cross the sampled densities (half the maximum), or None if all are equal."""
+    lo, hi = float(values.min()), float(values.max())
+    if not hi > lo:
+        return None
+    return lo + 0.5 * (hi - lo)

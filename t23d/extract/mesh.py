@@ -1,0 +1,233 @@
+"""Density field -> clean, decimated, outward-oriented triangle mesh.
+
+Pipeline of :func:`extract_mesh`: chunked density grid (``grid.py``) -> threshold (automatic
+``ln 2 / voxel`` or the override) -> marching cubes (PyMCubes) on the grid padded with one layer of
+zero density, so a surface cut by the aabb is closed -> drop small components (floaters) -> decimate
+with fast-simplification -> check the winding against the density gradient and flip if needed.
+
+Conventions: world frame right-handed, +Z up, the field's length units. Outward normals point
+towards decreasing density. Faces are counter-clockwise seen from outside (right-hand rule).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Protocol
+
+import numpy as np
+from torch import Tensor
+
+from t23d.common.errors import ConfigError, T23dError
+from t23d.extract.grid import (
+    DensityFn,
+    DensityGrid,
+    auto_threshold,
+    evaluate_density_grid,
+    suggest_threshold,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ExtractSettings(Protocol):
+    """The fields of ``t23d.export.ExportConfig`` that extraction reads (see that class for docs)."""
+
+    resolution: int
+    threshold: float | None
+    faces: int
+    min_component_fraction: float
+    chunk_size: int
+
+
+def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Unnormalised face normals [F, 3] (length = 2 * area), right-hand rule over (v0, v1, v2)."""
+    v = vertices.astype(np.float64)
+    return np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals [V, 3] float32 (zero-area fans get +Z)."""
+    fn = face_normals(vertices, faces)  # [F, 3]
+    vn = np.zeros((len(vertices), 3), dtype=np.float64)
+    for c in range(3):
+        np.add.at(vn, faces[:, c], fn)
+    norm = np.linalg.norm(vn, axis=1, keepdims=True)
+    vn = np.where(norm > 0, vn / np.maximum(norm, 1e-30), np.array([0.0, 0.0, 1.0]))
+    return vn.astype(np.float32)
+
+
+def remove_small_components(
+    vertices: np.ndarray, faces: np.ndarray, min_fraction: float
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Drop connected components whose surface area is below ``min_fraction`` x the largest one's.
+
+    Components are vertex-connected. Returns (vertices, faces, number of components removed); unused
+    vertices are dropped and faces re-indexed.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    nv = len(vertices)
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])  # [3F, 2]
+    adj = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(nv, nv))
+    num, labels = connected_components(adj, directed=False)
+    removed = 0
+    if num > 1:
+        area = 0.5 * np.linalg.norm(face_normals(vertices, faces), axis=1)  # [F]
+        comp_area = np.bincount(labels[faces[:, 0]], weights=area, minlength=num)  # [C]
+        keep_comp = comp_area >= min_fraction * comp_area.max()
+        keep_comp &= comp_area > 0
+        removed = int(np.count_nonzero(~keep_comp & (np.bincount(labels, minlength=num) > 0)))
+        faces = faces[keep_comp[labels[faces[:, 0]]]]
+    return (*compact(vertices, faces), removed)
+
+
+def merge_duplicate_vertices(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weld vertices at identical positions and drop the triangles that collapse (repeated index).
+
+    Marching cubes emits a duplicate vertex wherever the surface passes exactly through a grid sample.
+    """
+    uniq, inverse = np.unique(vertices, axis=0, return_inverse=True)
+    f = inverse.reshape(-1)[faces]
+    good = (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])
+    return compact(uniq, f[good])
+
+
+def compact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Remove unreferenced vertices; return (vertices [V', 3], faces [F, 3] re-indexed)."""
+    used = np.zeros(len(vertices), dtype=bool)
+    used[faces.reshape(-1)] = True
+    remap = np.cumsum(used) - 1
+    return vertices[used], remap[faces].astype(faces.dtype)
+
+
+def orient_outward(grid: np.ndarray, vertices_idx: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, float]:
+    """Flip all faces if most normals point towards increasing density; return (faces, outward fraction).
+
+    ``grid`` [X, Y, Z] is sampled trilinearly at each face centroid +- 0.5 voxel along its normal;
+    ``vertices_idx`` are in grid-index coordinates. The returned fraction is measured after any flip.
+    """
+    from scipy.ndimage import map_coordinates
+
+    fn = face_normals(vertices_idx, faces)
+    length = np.linalg.norm(fn, axis=1, keepdims=True)
+    ok = length[:, 0] > 0
+    n = fn[ok] / length[ok]  # [F', 3]
+    c = vertices_idx[faces[ok]].mean(axis=1)  # [F', 3]
+    ahead = map_coordinates(grid, (c + 0.5 * n).T, order=1, mode="nearest")
+    behind = map_coordinates(grid, (c - 0.5 * n).T, order=1, mode="nearest")
+    differ = ahead != behind
+    if not np.any(differ):
+        return faces, 1.0
+    outward = float(np.mean(ahead[differ] < behind[differ]))
+    if outward < 0.5:
+        return faces[:, ::-1].copy(), 1.0 - outward
+    return faces, outward
+
+
+def marching_cubes(grid: DensityGrid, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Isosurface of ``grid`` at ``threshold``; returns (world vertices [V, 3] f64, faces [F, 3], padded-index vertices).
+
+    The grid is padded with one layer of zero density so surfaces touching the aabb are closed.
+    """
+    import mcubes
+
+    padded = np.pad(grid.values, 1, mode="constant", constant_values=0.0)  # [X+2, Y+2, Z+2]
+    verts_idx, faces = mcubes.marching_cubes(padded.astype(np.float64, copy=False), float(threshold))
+    verts_idx = np.asarray(verts_idx, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
+    world = grid.origin + (verts_idx - 1.0) * grid.spacing
+    return world, faces, verts_idx
+
+
+def decimate(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> tuple[np.ndarray, np.ndarray]:
+    """Quadric decimation to about ``target_faces`` triangles (no-op when already at or below it)."""
+    if len(faces) <= target_faces:
+        return vertices, faces
+    import fast_simplification
+
+    v, f = fast_simplification.simplify(
+        vertices.astype(np.float64), faces.astype(np.int32), target_count=int(target_faces)
+    )
+    v, f = np.asarray(v), np.asarray(f, dtype=np.int64)
+    # drop triangles collapsed to an edge or point, then unused vertices
+    good = (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])
+    return compact(v, f[good])
+
+
+def extract_mesh(
+    density_fn: DensityFn, aabb: Tensor | np.ndarray, cfg: ExtractSettings, *, timings: dict | None = None
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Extract a clean triangle mesh of the density field's surface inside ``aabb``.
+
+    Args:
+        density_fn: points [N, 3] float32 (world, +Z up) -> sigma [N] >= 0 (1/length).
+        aabb: [2, 3] box to mesh (row 0 = min corner, row 1 = max corner), world units.
+        cfg: an ``ExportConfig`` (reads ``resolution``, ``threshold``, ``faces``,
+            ``min_component_fraction``, ``chunk_size``).
+        timings: optional dict that receives seconds per sub-stage (``grid``, ``marching_cubes``,
+            ``components``, ``decimate``, ``orient``).
+
+    Returns:
+        (vertices [V, 3] float32 world, faces [F, 3] int32 counter-clockwise from outside, threshold used).
+
+    Raises:
+        T23dError: the grid has no crossing at the threshold (message gives the density range seen and a
+            threshold that would cross), or nothing is left after floater removal.
+    """
+    if cfg.faces < 4:
+        raise ConfigError(f"faces must be >= 4 (target triangle count); got {cfg.faces}")
+    if not 0.0 <= cfg.min_component_fraction <= 1.0:
+        raise ConfigError(f"min_component_fraction must be in [0, 1]; got {cfg.min_component_fraction}")
+    if cfg.threshold is not None and not cfg.threshold > 0:
+        raise ConfigError(f"threshold must be > 0 (a density in 1/length) or None; got {cfg.threshold}")
+    t = {} if timings is None else timings
+    t0 = time.perf_counter()
+    grid = evaluate_density_grid(density_fn, aabb, cfg.resolution, cfg.chunk_size)
+    t["grid"] = time.perf_counter() - t0
+    threshold = float(cfg.threshold) if cfg.threshold is not None else auto_threshold(grid.voxel_size)
+    lo, hi = float(grid.values.min()), float(grid.values.max())
+    if not (lo < threshold <= hi):
+        suggestion = suggest_threshold(grid.values)
+        hint = (
+            f"; try threshold={suggestion:.6g}"
+            if suggestion is not None
+            else "; the field is constant, so no "
+            "threshold gives a surface (is the field trained, and is the aabb right?)"
+        )
+        how = "automatic (ln 2 / voxel size)" if cfg.threshold is None else "given"
+        raise T23dError(
+            f"no surface: the density grid ({grid.values.shape[0]}x{grid.values.shape[1]}x{grid.values.shape[2]} "
+            f"over the aabb) never crosses the {how} threshold {threshold:.6g}; densities seen range "
+            f"from {lo:.6g} to {hi:.6g}{hint}"
+        )
+    t0 = time.perf_counter()
+    vertices, faces, _ = marching_cubes(grid, threshold)
+    t["marching_cubes"] = time.perf_counter() - t0
+    if len(faces) == 0:
+        raise T23dError(f"no surface: marching cubes found no triangles at threshold {threshold:.6g}")
+    vertices, faces = merge_duplicate_vertices(vertices, faces)
+    num_mc = len(faces)
+    t0 = time.perf_counter()
+    vertices, faces, removed = remove_small_components(vertices, faces, cfg.min_component_fraction)
+    t["components"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    vertices, faces = decimate(vertices, faces, cfg.faces)
+    t["decimate"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    padded = np.pad(grid.values, 1, mode="constant", constant_values=0.0)
+    idx = (vertices - grid.origin) / grid.spacing + 1.0  # [V, 3] padded-grid index coordinates
+    faces, outward = orient_outward(padded, idx, faces)
+    t["orient"] = time.perf_counter() - t0
+    if outward < 0.9:
+        log.warning("only %.1f%% of faces face decreasing density after orientation", 100 * outward)
+    log.info(
+        "extracted mesh: threshold %.4g, %d marching-cubes triangles, %d floater components removed, "
+        "%d triangles after decimation",
+        threshold,
+        num_mc,
+        removed,
+        len(faces),
+    )
+    return vertices.astype(np.float32), faces.astype(np.int32), threshold

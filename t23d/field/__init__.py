@@ -1,0 +1,1 @@
+"""Neural fields: the multi-resolution hash-grid encoding, small MLPs, the NeRF field and backgrounds."""

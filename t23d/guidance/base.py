@@ -1,0 +1,141 @@
+"""The guidance interface used by the optimisation loop, and the SDS maths shared by every prior.
+
+Score distillation sampling (DreamFusion, Poole et al. 2022): for a differentiable render x, encode
+it to z (VAE latents for Stable Diffusion, [-1, 1] pixels for DeepFloyd IF), draw t and eps, noise
+z_t = sqrt(alpha_bar_t) z + sqrt(1 - alpha_bar_t) eps, predict eps_hat with classifier-free guidance
+and push ``w(t) (eps_hat - eps)`` back through dz/dx, never through the UNet.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from t23d.common.errors import ConfigError, T23dError
+from t23d.common.schedule import Schedule
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class GuidanceOutput:
+    """Result of one guidance evaluation."""
+
+    loss: torch.Tensor
+    """Scalar; ``loss.backward()`` puts the SDS gradient w(t)(eps_hat - eps) (after clipping, divided by the
+    batch size B) on the encoded images z and from there, through the encoder, on ``images``."""
+    grad_norm: float
+    """L2 norm over the whole batch of the SDS gradient w(t)(eps_hat - eps), before clipping."""
+    timesteps: torch.Tensor
+    """``[B]`` int64, the sampled diffusion timesteps t (on CPU)."""
+
+
+class Guidance(Protocol):
+    """A frozen 2D prior that scores renders of the 3D scene."""
+
+    def compute(
+        self,
+        images: torch.Tensor,
+        azimuth_deg: torch.Tensor,
+        elevation_deg: torch.Tensor,
+        step: int,
+        generator: torch.Generator,
+    ) -> GuidanceOutput:
+        """SDS loss for a batch of renders.
+
+        Args:
+            images: ``[B, H, W, 3]`` float in [0, 1], sRGB-encoded display values, requires grad. Any H, W.
+            azimuth_deg: ``[B]`` camera azimuths in degrees (0 = front), selects the view prompt.
+            elevation_deg: ``[B]`` camera elevations in degrees.
+            step: optimisation step, evaluates the timestep-range schedules.
+            generator: CPU generator; the only source of randomness (t, then noise), so runs resume
+                bit-exactly.
+        """
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able summary for run.json: kind, model id/path, dtype, device, guidance scale, ..."""
+        ...
+
+    def release(self) -> None:
+        """Free the prior's memory; the object is unusable afterwards."""
+        ...
+
+
+def combine_cfg(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """Classifier-free guidance: ``eps_uncond + s * (eps_cond - eps_uncond)`` (any matching shapes)."""
+    return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+
+
+def timestep_weight(alpha_bar: torch.Tensor, weighting: str) -> torch.Tensor:
+    """SDS weighting w(t) from ``alpha_bar = alphas_cumprod[t]`` (``[B] -> [B]``), see ``Weighting``."""
+    if weighting == "sds":
+        return 1.0 - alpha_bar
+    if weighting == "uniform":
+        return alpha_bar.new_ones(alpha_bar.shape)
+    if weighting == "fantasia3d":
+        return alpha_bar.sqrt() * (1.0 - alpha_bar)
+    raise ConfigError(
+        f"config key 'guidance.weighting': invalid value {weighting!r}; accepted: 'sds', 'uniform', 'fantasia3d'"
+    )
+
+
+def step_range(
+    min_step_percent: Schedule, max_step_percent: Schedule, step: int, num_train_timesteps: int
+) -> tuple[int, int]:
+    """Inclusive timestep range ``[min_step, max_step]`` at optimisation ``step``.
+
+    ``min_step = int(T * min_percent)``, ``max_step = min(int(T * max_percent), T - 1)`` as in threestudio.
+    Raises :class:`ConfigError` unless ``0 <= min_percent <= max_percent <= 1``.
+    """
+    lo, hi = float(min_step_percent.at(step)), float(max_step_percent.at(step))
+    if not (0.0 <= lo <= hi <= 1.0) or math.isnan(lo) or math.isnan(hi):
+        raise ConfigError(
+            f"config keys 'guidance.min_step_percent'/'guidance.max_step_percent' give {lo!r}/{hi!r} at step "
+            f"{step}; accepted: 0 <= min_step_percent <= max_step_percent <= 1"
+        )
+    max_step = min(int(num_train_timesteps * hi), num_train_timesteps - 1)
+    min_step = min(int(num_train_timesteps * lo), max_step)
+    return min_step, max_step
+
+
+def sample_timesteps(
+    batch_size: int, min_step: int, max_step: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``[B]`` int64 timesteps drawn uniformly from ``[min_step, max_step]`` (inclusive) on CPU."""
+    import torch
+
+    return torch.randint(min_step, max_step + 1, (batch_size,), generator=generator, dtype=torch.long)
+
+
+def eps_from_v(v: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """Noise from a v-prediction: ``eps = sqrt(a) v + sqrt(1 - a) x_t`` with ``a = alpha_bar`` ``[B,1,1,1]``."""
+    return alpha_bar.sqrt() * v + (1.0 - alpha_bar).sqrt() * x_t
+
+
+def sds_loss(z: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """Reparametrised SDS loss: ``0.5 * ||z - sg(z - grad)||^2 / B``, whose gradient w.r.t. z is ``grad / B``.
+
+    Args:
+        z: ``[B, C, h, w]`` encoded images, differentiable.
+        grad: ``[B, C, h, w]`` SDS gradient (no grad).
+    """
+    import torch.nn.functional as F
+
+    z = z.float()
+    target = (z - grad.float()).detach()
+    return 0.5 * F.mse_loss(z, target, reduction="sum") / z.shape[0]
+
+
+def check_inputs(images: torch.Tensor, azimuth_deg: torch.Tensor, elevation_deg: torch.Tensor) -> None:
+    """Raise :class:`T23dError` unless images is ``[B, H, W, 3]`` and both angles are ``[B]``."""
+    if images.ndim != 4 or images.shape[-1] != 3 or images.shape[0] == 0:
+        raise T23dError(
+            f"guidance expects images of shape [B, H, W, 3] with B >= 1; got {tuple(images.shape)}"
+        )
+    b = images.shape[0]
+    for name, value in (("azimuth_deg", azimuth_deg), ("elevation_deg", elevation_deg)):
+        if tuple(value.shape) != (b,):
+            raise T23dError(f"guidance expects {name} of shape [{b}]; got {tuple(value.shape)}")

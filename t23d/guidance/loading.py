@@ -1,0 +1,183 @@
+"""Loading diffusers/transformers components from a hub id or a local pipeline folder, one code path.
+
+Every component is loaded with ``Class.from_pretrained(pretrained, subfolder=...)`` whether
+``pretrained`` is a hub id or a folder; this module only adds checks before loading and turns the
+exceptions of ``from_pretrained`` into :class:`T23dError` messages that name the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+from t23d.common.errors import T23dError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def _looks_like_path(pretrained: str) -> bool:
+    """True when ``pretrained`` cannot be a hub id ("org/name") and must be meant as a local path."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if pretrained.startswith(("/", "./", "../", "~", ".")) or "\\" in pretrained or pretrained.count("/") > 1:
+        return True
+    try:
+        validate_repo_id(pretrained)
+    except HFValidationError:
+        return True
+    return False
+
+
+def resolve_pretrained(
+    pretrained: str, example_id: str, required: Sequence[str], kind: str
+) -> tuple[str, bool]:
+    """Check ``pretrained`` and return ``(source, is_local)``.
+
+    A string naming an existing folder is a local pipeline folder (checked with
+    :func:`check_pipeline_folder`); a string that cannot be a hub id and does not exist raises; anything
+    else is a hub id.
+    """
+    if not isinstance(pretrained, str) or not pretrained.strip():
+        raise T23dError(
+            f"prior {pretrained!r} is empty; pass a hub id such as '{example_id}' or a diffusers folder"
+        )
+    path = Path(pretrained).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise T23dError(
+                f"prior path {str(path)!r} is a file; pass a hub id such as '{example_id}' or a diffusers "
+                f"{kind} pipeline folder (with model_index.json and {', '.join(s + '/' for s in required)})"
+            )
+        check_pipeline_folder(path, required, kind)
+        return str(path), True
+    if _looks_like_path(pretrained):
+        raise T23dError(
+            f"prior path {str(path)!r} does not exist; pass a hub id such as '{example_id}' or a diffusers "
+            f"{kind} pipeline folder (with model_index.json and {', '.join(s + '/' for s in required)})"
+        )
+    return pretrained, False
+
+
+def check_pipeline_folder(folder: Path, required: Sequence[str], kind: str) -> None:
+    """Raise :class:`T23dError` listing what is missing unless ``folder`` is a diffusers pipeline folder."""
+    missing = [] if (folder / "model_index.json").is_file() else ["model_index.json"]
+    missing += [f"{name}/" for name in required if not (folder / name).is_dir()]
+    if missing:
+        raise T23dError(
+            f"{folder} is not a diffusers {kind} pipeline folder: missing {', '.join(missing)}; expected "
+            f"model_index.json and the subfolders {', '.join(s + '/' for s in required)} as written by "
+            "DiffusionPipeline.save_pretrained or `huggingface-cli download <id> --local-dir <folder>`"
+        )
+
+
+def hub_cache_dir() -> str:
+    """The hub cache folder in use now (``huggingface_hub.constants.HF_HUB_CACHE``)."""
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def resolve_local_files_only(local_files_only: Optional[bool]) -> bool:
+    """``local_files_only`` as given, or the HF_HUB_OFFLINE setting when None."""
+    if local_files_only is not None:
+        return local_files_only
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    cur: Optional[BaseException] = exc
+    while cur is not None and cur not in out:
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def _explain(exc: BaseException, source: str, is_local: bool, component: str, cache_dir: str) -> T23dError:
+    from huggingface_hub import errors as hf_errors
+
+    chain = _chain(exc)
+    if is_local:
+        return T23dError(f"could not load {component} from the folder {source}: {exc}")
+    if any(isinstance(e, hf_errors.GatedRepoError) for e in chain):
+        return T23dError(
+            f"the model {source!r} is gated on the Hugging Face hub: accept its licence on "
+            f"https://huggingface.co/{source}, run `huggingface-cli login`, then retry (or pass a local "
+            "folder with --prior /path/to/folder)"
+        )
+    if any(isinstance(e, hf_errors.RepositoryNotFoundError) for e in chain):
+        return T23dError(
+            f"the model {source!r} was not found on the Hugging Face hub (or is private); check the id, or pass "
+            "a local diffusers folder with --prior /path/to/folder"
+        )
+    offline = (
+        hf_errors.LocalEntryNotFoundError,
+        hf_errors.OfflineModeIsEnabled,
+        ConnectionError,
+        TimeoutError,
+    )
+    connection_names = ("ConnectError", "ConnectTimeout", "ConnectionError", "Timeout")
+    if any(isinstance(e, offline) or type(e).__name__ in connection_names for e in chain):
+        return T23dError(
+            f"the weights of {source!r} ({component}) are not in the Hugging Face cache {cache_dir} and the hub "
+            f"cannot be reached (offline: HF_HUB_OFFLINE=1 or no network). Pass a local diffusers folder with "
+            f"--prior /path/to/folder, or download the model on a connected machine with "
+            f"`huggingface-cli download {source}` and copy the cache (or set HF_HOME to it)"
+        )
+    return T23dError(f"could not load {component} of {source!r} from the Hugging Face hub: {exc}")
+
+
+def load_component(
+    load_fn: Callable[..., T],
+    source: str,
+    is_local: bool,
+    subfolder: str,
+    local_files_only: bool,
+    **kwargs: Any,
+) -> T:
+    """``load_fn(source, subfolder=subfolder, local_files_only=..., cache_dir=HF_HUB_CACHE, **kwargs)``.
+
+    ``load_fn`` is a ``from_pretrained`` classmethod. Its exceptions become :class:`T23dError`.
+    """
+    cache_dir = hub_cache_dir()
+    logger.info("loading %s from %s", subfolder, source)
+    try:
+        return load_fn(
+            source, subfolder=subfolder, local_files_only=local_files_only, cache_dir=cache_dir, **kwargs
+        )
+    except T23dError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as e:
+        raise _explain(e, source, is_local, f"{subfolder}/", cache_dir) from e
+
+
+def select_dtype(half_precision: bool, device: Any) -> Any:
+    """float16 when ``half_precision`` on CUDA, else float32."""
+    import torch
+
+    device = torch.device(device)
+    return torch.float16 if half_precision and device.type == "cuda" else torch.float32
+
+
+def freeze(module: Any) -> Any:
+    """Put a torch module in eval mode with no parameter requiring grad; return it."""
+    module.eval()
+    module.requires_grad_(False)
+    return module
+
+
+def free_device_memory(device: Any) -> None:
+    """Collect garbage and release cached CUDA blocks when ``device`` is CUDA."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()

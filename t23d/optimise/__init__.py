@@ -1,0 +1,1 @@
+"""Optimisation: the SDS loop, regularisers, presets, checkpoints and run directories."""

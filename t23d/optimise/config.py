@@ -1,0 +1,130 @@
+"""Configuration of a ``t23d generate`` run (score distillation) and its presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field as _field
+from typing import Literal
+
+from t23d.export.config import ExportConfig
+from t23d.field.background import BackgroundConfig, MLPBackground
+from t23d.field.hashgrid import HashGridConfig
+from t23d.field.nerf import FieldConfig
+from t23d.guidance.config import GuidanceConfig, StableDiffusionGuidanceConfig
+from t23d.optimise.regularisers import RegularisersConfig
+from t23d.render.cameras import RandomCameraConfig
+from t23d.render.occupancy import OccupancyGridConfig
+from t23d.render.shading import ShadingConfig
+from t23d.render.volume import RenderConfig
+
+
+@dataclass
+class OptimConfig:
+    """Adam with per-group learning rates."""
+
+    lr_grid: float = 1e-2
+    """Learning rate of the hash-grid table."""
+    lr_mlp: float = 1e-3
+    """Learning rate of the density and colour MLPs."""
+    lr_background: float = 1e-3
+    """Learning rate of a learned background."""
+    betas: tuple[float, float] = (0.9, 0.99)
+    """Adam's betas."""
+    eps: float = 1e-15
+    """Adam's epsilon (tiny, as instant-ngp, so rarely-touched hash entries still move)."""
+
+
+@dataclass
+class PreviewConfig:
+    """Previews written at the end of a run."""
+
+    num_views: int = 8
+    """Views in the preview grid."""
+    resolution: int = 128
+    """Preview image size in pixels."""
+    turntable_frames: int = 24
+    """Frames in the turntable GIF (0 disables it)."""
+
+
+@dataclass
+class GenerateConfig:
+    """Everything a ``t23d generate`` run needs; written resolved to ``config.yaml`` in the run directory."""
+
+    prompt: str = ""
+    """What to generate, e.g. ``"stone grotto"``."""
+    negative_prompt: str = ""
+    """What the prior should steer away from (used as the unconditional prompt of CFG)."""
+    seed: int = 0
+    """Random seed: fixes initial weights, cameras, timesteps and noise."""
+    steps: int = 10000
+    """Optimisation steps."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``auto`` uses CUDA when available."""
+    field: FieldConfig = _field(default_factory=FieldConfig)
+    """The NeRF field."""
+    background: BackgroundConfig = _field(default_factory=MLPBackground)
+    """Background model."""
+    camera: RandomCameraConfig = _field(default_factory=RandomCameraConfig)
+    """Random training cameras."""
+    render: RenderConfig = _field(default_factory=RenderConfig)
+    """Ray sampling."""
+    shading: ShadingConfig = _field(default_factory=ShadingConfig)
+    """Random shading modes."""
+    guidance: GuidanceConfig = _field(default_factory=StableDiffusionGuidanceConfig)
+    """The frozen 2D prior."""
+    optim: OptimConfig = _field(default_factory=OptimConfig)
+    """Optimiser."""
+    regularisers: RegularisersConfig = _field(default_factory=RegularisersConfig)
+    """Loss weights."""
+    checkpoint_every: int = 500
+    """Save a checkpoint every this many steps (and always at the end or on Ctrl-C)."""
+    keep_checkpoints: int = 2
+    """How many checkpoints to keep."""
+    preview: PreviewConfig = _field(default_factory=PreviewConfig)
+    """End-of-run previews."""
+    export: ExportConfig = _field(default_factory=ExportConfig)
+    """Asset export at the end of the run."""
+    export_at_end: bool = True
+    """Export the asset when training finishes."""
+
+
+PresetName = Literal["fast", "default", "quality"]
+PRESETS: tuple[str, ...] = ("fast", "default", "quality")
+
+
+def preset(name: str) -> GenerateConfig:
+    """Build a named preset.
+
+    - ``default``: DreamFusion with Stable Diffusion (64x64 renders, 10k steps, CFG 100) as in
+      stable-dreamfusion/threestudio's ``dreamfusion-sd``. Meant for a CUDA GPU.
+    - ``fast``: CPU-feasible smoke preset: smaller grid (2^16), 32x32 renders, the VAE fed at 128 px,
+      fewer samples, 1,000 steps. With a real SD 2.1 prior on 2 CPU cores it costs about 4 s a step.
+    - ``quality``: for GPUs: 128x128 renders, 20k steps, 2048 px textures at export.
+    """
+    from t23d.common.errors import ConfigError
+
+    if name == "default":
+        return GenerateConfig()
+    if name == "fast":
+        return GenerateConfig(
+            steps=1000,
+            field=FieldConfig(
+                grid=HashGridConfig(n_levels=12, log2_hashmap_size=16, max_resolution=512),
+            ),
+            camera=RandomCameraConfig(resolution=32),
+            render=RenderConfig(num_samples=96, occupancy=OccupancyGridConfig(resolution=32, warmup_steps=64)),
+            shading=ShadingConfig(albedo_only_steps=200),
+            guidance=StableDiffusionGuidanceConfig(vae_resolution=128),
+            regularisers=RegularisersConfig(),
+            checkpoint_every=100,
+            preview=PreviewConfig(num_views=4, resolution=64, turntable_frames=12),
+            export=ExportConfig(resolution=128, faces=20000, texture_size=512),
+        )
+    if name == "quality":
+        return GenerateConfig(
+            steps=20000,
+            camera=RandomCameraConfig(resolution=128),
+            render=RenderConfig(num_samples=512, occupancy=OccupancyGridConfig(resolution=128)),
+            export=ExportConfig(resolution=384, faces=100000, texture_size=2048),
+        )
+    raise ConfigError(f"unknown preset {name!r}; accepted: {', '.join(PRESETS)}")

@@ -1,0 +1,179 @@
+"""``t23d generate``: validate inputs, load the prior, create the run directory, train, preview, export.
+
+Everything that can fail on bad input (prompt, prior, output folder, resume folder) is checked
+before the run directory is created, so a failed start leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from t23d.common.config import from_dict, load_yaml
+from t23d.common.errors import T23dError
+from t23d.optimise.config import GenerateConfig
+from t23d.optimise.rundir import (
+    CONFIG_YAML,
+    attach_log_file,
+    check_writable,
+    create_run_dir,
+    detach_log_file,
+    read_run,
+    update_run,
+    write_config,
+)
+from t23d.optimise.sds import build_state, train_sds
+from t23d.optimise.state import (
+    NonFiniteLoss,
+    StepCallback,
+    TrainingInterrupted,
+    TrainingState,
+    resolve_device,
+)
+from t23d.prompt.view import validate_prompt
+
+logger = logging.getLogger(__name__)
+
+
+def load_run_config(run_dir: Path) -> GenerateConfig:
+    """The resolved config saved in a generate run directory."""
+    read_run(run_dir, "generate")
+    return from_dict(GenerateConfig, load_yaml(run_dir / CONFIG_YAML))
+
+
+def load_generate_state(run_dir: Path, device: torch.device | None = None) -> tuple[GenerateConfig, TrainingState]:
+    """Config and trained state of a generate run (latest checkpoint)."""
+    cfg = load_run_config(run_dir)
+    device = device or resolve_device(cfg.device)
+    state = build_state(cfg, device)
+    state.load(run_dir / "checkpoints")
+    return cfg, state
+
+
+def run_generate(
+    cfg: GenerateConfig,
+    out_parent: Path = Path("outputs"),
+    *,
+    resume: Path | None = None,
+    guidance: Any = None,
+    callback: StepCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Path:
+    """Run (or resume) a generate job; returns the run directory.
+
+    Args:
+        cfg: the resolved configuration (ignored except ``steps`` when resuming: the saved config is used).
+        out_parent: folder in which a new run directory is created.
+        resume: an existing run directory to continue from its latest checkpoint.
+        guidance: a prebuilt guidance object (tests inject one); by default built from ``cfg.guidance``.
+        callback: called after every step with a :class:`StepInfo`.
+        should_stop: polled before every step; True saves a checkpoint and raises ``TrainingInterrupted``.
+    """
+    if resume is not None:
+        run_dir = Path(resume)
+        info = read_run(run_dir, "generate")
+        saved = load_run_config(run_dir)
+        cfg = dataclasses.replace(saved, steps=max(cfg.steps, saved.steps) if cfg.steps else saved.steps)
+        if not (run_dir / "checkpoints" / "latest.json").is_file():
+            raise T23dError(f"{run_dir} has no checkpoint to resume from; start a new run instead")
+        check_writable(run_dir, "--resume")
+    else:
+        cfg = dataclasses.replace(cfg, prompt=validate_prompt(cfg.prompt))
+        check_writable(Path(out_parent))
+        info = {}
+    device = resolve_device(cfg.device)
+    if guidance is None:
+        from t23d.guidance import build_guidance
+
+        guidance = build_guidance(cfg.guidance, cfg.prompt, cfg.negative_prompt, device)
+    state = build_state(cfg, device)
+    if resume is None:
+        run_dir = create_run_dir(Path(out_parent), cfg.prompt)
+        write_config(run_dir, cfg)
+        update_run(
+            run_dir, t23d_run="generate", status="running", prompt=cfg.prompt, negative_prompt=cfg.negative_prompt,
+            prior=guidance.describe(), steps=cfg.steps, seed=cfg.seed, device=str(device),
+            implementation=state.field.implementation, torch=torch.__version__, timings={},
+        )
+    else:
+        state.load(run_dir / "checkpoints")
+        write_config(run_dir, cfg)
+        update_run(run_dir, status="running", steps=cfg.steps, resumed_from_step=state.step)
+    handler = attach_log_file(run_dir)
+    timings: dict[str, float] = dict(info.get("timings", {}))
+    try:
+        logger.info("training '%s' for %d steps on %s (%s hash grid)", cfg.prompt, cfg.steps, device,
+                    state.field.implementation)
+        t0 = time.perf_counter()
+        try:
+            train_sds(cfg, state, guidance, run_dir, callback, should_stop)
+        except TrainingInterrupted as e:
+            timings["train_s"] = timings.get("train_s", 0.0) + time.perf_counter() - t0
+            update_run(run_dir, status="interrupted", completed_steps=e.step, timings=timings)
+            raise TrainingInterrupted(e.step, run_dir) from None
+        except NonFiniteLoss as e:
+            update_run(run_dir, status="failed", error=str(e), completed_steps=state.step)
+            raise
+        timings["train_s"] = timings.get("train_s", 0.0) + time.perf_counter() - t0
+        update_run(run_dir, completed_steps=state.step, timings=timings)
+        t0 = time.perf_counter()
+        write_previews(run_dir, cfg, state)
+        timings["preview_s"] = time.perf_counter() - t0
+        export_info = None
+        if cfg.export_at_end:
+            t0 = time.perf_counter()
+            export_info = export_generate_run(run_dir, cfg, state)
+            timings["export_s"] = time.perf_counter() - t0
+        update_run(run_dir, status="completed", completed_steps=state.step, timings=timings, export=export_info)
+        return run_dir
+    except (TrainingInterrupted, NonFiniteLoss):
+        raise
+    except BaseException as e:
+        update_run(run_dir, status="failed", error=f"{type(e).__name__}: {e}", completed_steps=state.step)
+        raise
+    finally:
+        detach_log_file(handler)
+        if hasattr(guidance, "release"):
+            guidance.release()
+
+
+def write_previews(run_dir: Path, cfg: GenerateConfig, state: TrainingState) -> None:
+    """``previews/grid.png`` (orbit views) and ``previews/turntable.gif``."""
+    from t23d.render.cameras import orbit_cameras
+    from t23d.render.preview import image_grid, save_gif, save_png
+    from t23d.render.volume import render_images
+
+    p, c = cfg.preview, cfg.camera
+    state.field.eval()
+    state.background.eval()
+    dev = next(state.field.parameters()).device
+    views = orbit_cameras(p.num_views, p.resolution, c.eval_distance, c.eval_fov, c.eval_elevation)
+    out = render_images(state.field, state.background, views.cameras.to(dev), cfg.render, state.occupancy)
+    save_png(run_dir / "previews" / "grid.png", image_grid(out["rgb"]))
+    if p.turntable_frames > 0:
+        views = orbit_cameras(p.turntable_frames, p.resolution, c.eval_distance, c.eval_fov, c.eval_elevation)
+        out = render_images(state.field, state.background, views.cameras.to(dev), cfg.render, state.occupancy)
+        save_gif(run_dir / "previews" / "turntable.gif", out["rgb"])
+
+
+def export_generate_run(run_dir: Path, cfg: GenerateConfig, state: TrainingState, export_cfg: Any = None,
+                        out_dir: Path | None = None) -> dict[str, Any]:
+    """Export the asset of a trained generate run; returns a JSON-able summary."""
+    from t23d.export import export_asset
+    from t23d.optimise.rundir import slug
+    from t23d.render.field_fns import color_fn_of, density_fn_of, render_field_fn_of
+
+    export_cfg = export_cfg or cfg.export
+    state.field.eval()
+    report = export_asset(
+        density_fn_of(state.field), color_fn_of(state.field), state.field.aabb(), out_dir or run_dir / "export",
+        slug(cfg.prompt), export_cfg,
+        render_field_fn=render_field_fn_of(state.field, cfg.render, state.occupancy),
+    )
+    return report.to_dict() if hasattr(report, "to_dict") else dataclasses.asdict(report)

@@ -1,0 +1,124 @@
+"""The score-distillation loop (DreamFusion, Poole et al. 2022) and the ``generate`` run around it.
+
+Per step: draw random cameras and a shading mode, volume-render the field, ask the frozen prior for
+the SDS gradient of the rendered images, add the regularisers, and take an Adam step. All randomness
+comes from one CPU ``torch.Generator`` that is checkpointed, so a resumed run continues bit-exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from t23d.common.errors import T23dError
+from t23d.field.background import Background
+from t23d.field.nerf import NeRFField
+from t23d.optimise.config import GenerateConfig
+from t23d.optimise.regularisers import opacity_entropy
+from t23d.optimise.state import (
+    StepCallback,
+    StepInfo,
+    TrainingState,
+    check_finite,
+    make_optimizer,
+    run_training_loop,
+)
+from t23d.render.cameras import sample_random_views
+from t23d.render.rays import camera_rays
+from t23d.render.shading import sample_shading
+from t23d.render.volume import make_occupancy_grid, render_rays
+
+logger = logging.getLogger(__name__)
+
+
+def build_state(cfg: GenerateConfig, device: torch.device) -> TrainingState:
+    """Fresh field, background, optimiser, occupancy grid and RNG from ``cfg.seed``."""
+    generator = torch.Generator().manual_seed(cfg.seed)
+    init_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    field_ = NeRFField(cfg.field, device=device, generator=init_gen)
+    background = Background(cfg.background, generator=init_gen).to(device)
+    o = cfg.optim
+    optimizer = make_optimizer(field_, background, o.lr_grid, o.lr_mlp, o.lr_background, o.betas, o.eps)
+    occupancy = make_occupancy_grid(field_, cfg.render, device)
+    return TrainingState(field_, background, optimizer, occupancy, generator)
+
+
+def sds_step(cfg: GenerateConfig, state: TrainingState, guidance: Any) -> StepInfo:
+    """One optimisation step; returns losses and per-phase timings."""
+    step, gen = state.step, state.generator
+    device = next(state.field.parameters()).device
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if step % cfg.render.occupancy.update_every == 0:
+        state.occupancy.update(state.field.density, step, gen)  # type: ignore[arg-type]
+    timings["occupancy"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    views = sample_random_views(cfg.camera, gen)
+    cameras = views.cameras.to(device)
+    shading = sample_shading(cfg.shading, step, cameras.c2w[:, :3, 3], gen)
+    w_orient = cfg.regularisers.orientation.at(step)
+    rays = camera_rays(cameras)
+    out = render_rays(state.field, state.background, rays, cfg.render, state.occupancy, shading=shading,
+                      compute_normals=w_orient > 0, generator=gen)
+    b, res = len(cameras), cfg.camera.resolution
+    images = out.rgb.reshape(b, res, res, 3)
+    timings["render"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    g = guidance.compute(images, views.azimuth_deg, views.elevation_deg, step, gen)
+    timings["guidance"] = time.perf_counter() - t0
+
+    losses = {"sds": g.loss}
+    if w_orient > 0 and out.orientation_loss is not None:
+        losses["orientation"] = w_orient * out.orientation_loss
+    w_sparsity = cfg.regularisers.sparsity.at(step)
+    if w_sparsity > 0:
+        losses["sparsity"] = w_sparsity * out.opacity.mean()
+    w_opaque = cfg.regularisers.opaque.at(step)
+    if w_opaque > 0:
+        losses["opaque"] = w_opaque * opacity_entropy(out.opacity)
+    check_finite(losses)
+    total = sum(losses.values())
+
+    t0 = time.perf_counter()
+    state.optimizer.zero_grad(set_to_none=True)
+    total.backward()  # type: ignore[union-attr]
+    timings["backward"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    state.optimizer.step()
+    timings["optimiser"] = time.perf_counter() - t0
+    state.step += 1
+    values = {k: float(v.detach()) for k, v in losses.items()}
+    values["total"] = float(total.detach())  # type: ignore[union-attr]
+    values["grad_norm"] = float(g.grad_norm)
+    values["shading"] = {"albedo": 0.0, "lambertian": 1.0, "textureless": 2.0}[shading.mode]
+    return StepInfo(step, cfg.steps, values, timings, out.num_samples_evaluated)
+
+
+def train_sds(
+    cfg: GenerateConfig,
+    state: TrainingState,
+    guidance: Any,
+    run_dir: Path,
+    callback: StepCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> None:
+    """Train to ``cfg.steps`` with checkpoints, Ctrl-C and NaN handling (see ``run_training_loop``)."""
+    run_training_loop(state, lambda: sds_step(cfg, state, guidance), cfg.steps, run_dir, cfg.checkpoint_every,
+                      cfg.keep_checkpoints, callback, should_stop)
+
+
+def field_and_background(state: TrainingState) -> tuple[NeRFField, Background]:
+    """The trained modules, in eval mode."""
+    state.field.eval()
+    state.background.eval()
+    return state.field, state.background
+
+
+_ = T23dError

@@ -1,0 +1,184 @@
+"""Training state shared by the SDS and photometric loops: modules, optimiser, RNG, occupancy grid,
+and their (bit-exact) checkpointing."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from t23d.common.errors import T23dError
+from t23d.field.background import Background
+from t23d.field.nerf import NeRFField
+from t23d.optimise.checkpoint import (
+    load_checkpoint,
+    load_optimizer,
+    optimizer_tensors,
+    prefixed,
+    save_checkpoint,
+    unprefixed,
+)
+from t23d.render.occupancy import OccupancyGrid
+
+
+class TrainingInterrupted(T23dError):
+    """Training stopped on request (Ctrl-C); a checkpoint was saved."""
+
+    def __init__(self, step: int, run_dir: Path):
+        super().__init__(
+            f"interrupted at step {step}; checkpoint saved. Resume with: t23d {{command}} --resume {run_dir}"
+        )
+        self.step = step
+        self.run_dir = run_dir
+
+
+class NonFiniteLoss(T23dError):
+    """A loss became NaN or infinite; training stopped and the last good checkpoint was kept."""
+
+
+@dataclass
+class StepInfo:
+    """What one step did, for progress bars and benchmarks."""
+
+    step: int
+    total_steps: int
+    losses: dict[str, float]
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds spent in each phase of the step (``render``, ``guidance``/``loss``, ``backward``, ``optimiser``)."""
+    num_samples: int = 0
+    """Field samples evaluated in the step's render."""
+
+
+StepCallback = Callable[[StepInfo], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; an unavailable explicit ``cuda`` raises."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise T23dError("--device cuda was requested but no CUDA device is available; use --device cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise T23dError(f"unknown device {name!r}; accepted: auto, cpu, cuda")
+    return torch.device(name)
+
+
+def make_optimizer(field_: NeRFField, background: Background, lr_grid: float, lr_mlp: float, lr_background: float,
+                   betas: tuple[float, float], eps: float) -> torch.optim.Adam:
+    """Adam with one parameter group per component (grid, MLPs, background)."""
+    groups: list[dict[str, Any]] = [
+        {"params": list(field_.encoding.parameters()), "lr": lr_grid, "name": "grid"},
+        {"params": list(field_.density_mlp.parameters()) + list(field_.color_mlp.parameters()), "lr": lr_mlp,
+         "name": "mlp"},
+    ]
+    bg_params = list(background.parameters())
+    if bg_params:
+        groups.append({"params": bg_params, "lr": lr_background, "name": "background"})
+    # foreach=False: the single-tensor path is bit-reproducible across resume on CPU.
+    return torch.optim.Adam(groups, betas=betas, eps=eps, foreach=False)
+
+
+@dataclass
+class TrainingState:
+    """Everything that evolves during training."""
+
+    field: NeRFField
+    background: Background
+    optimizer: torch.optim.Optimizer
+    occupancy: OccupancyGrid
+    generator: torch.Generator
+    step: int = 0
+
+    def save(self, ckpt_dir: Path, keep_last: int, extra: dict[str, Any] | None = None) -> Path:
+        """Checkpoint the state (atomically); the step recorded is the next step to run."""
+        opt_t, opt_meta = optimizer_tensors(self.optimizer)
+        tensors: dict[str, Tensor] = {}
+        tensors.update(prefixed("field", self.field.state_dict()))
+        tensors.update(prefixed("background", self.background.state_dict()))
+        tensors.update(prefixed("optim", opt_t))
+        tensors.update(prefixed("occupancy", self.occupancy.state_dict()))
+        tensors["rng"] = self.generator.get_state()
+        state = {
+            "optimizer": opt_meta,
+            "implementation": self.field.implementation,
+            **(extra or {}),
+        }
+        return save_checkpoint(ckpt_dir, self.step, tensors, state, keep_last)
+
+    def load(self, ckpt_dir: Path) -> dict[str, Any]:
+        """Restore from the latest checkpoint in ``ckpt_dir``; returns its JSON state."""
+        tensors, state = load_checkpoint(ckpt_dir)
+        load_module_state(self.field, unprefixed("field", tensors), state, ckpt_dir)
+        self.background.load_state_dict(unprefixed("background", tensors))
+        load_optimizer(self.optimizer, unprefixed("optim", tensors), state["optimizer"])
+        self.occupancy.load_state_dict(unprefixed("occupancy", tensors))
+        self.generator.set_state(tensors["rng"])
+        self.step = int(state["step"])
+        return state
+
+
+def load_module_state(field_: NeRFField, tensors: dict[str, Tensor], state: dict[str, Any], where: Path) -> None:
+    """Load field weights, checking shapes; all hash-grid implementations share one layout."""
+    import logging
+
+    own = field_.state_dict()
+    bad = [k for k in own if k not in tensors or tensors[k].shape != own[k].shape]
+    if bad:
+        raise T23dError(
+            f"checkpoint in {where} does not match this field configuration (mismatched: {', '.join(bad[:5])}); "
+            "load it with the config.yaml saved beside it"
+        )
+    trained_with = state.get("implementation")
+    if trained_with and trained_with != field_.implementation:
+        logging.getLogger(__name__).info(
+            "checkpoint was trained with the '%s' hash grid, loading into '%s' (same parameter layout)",
+            trained_with, field_.implementation,
+        )
+    field_.load_state_dict({k: tensors[k] for k in own})
+
+
+def check_finite(losses: dict[str, Tensor]) -> None:
+    """Raise :class:`NonFiniteLoss` naming the first loss term that is NaN or infinite."""
+    for name, value in losses.items():
+        v = float(value.detach())
+        if not math.isfinite(v):
+            raise NonFiniteLoss(
+                f"loss term '{name}' became {v} ; training stopped and the last good checkpoint was kept. "
+                "Lower the learning rates or the guidance scale, or check the prior's dtype."
+            )
+
+
+def run_training_loop(
+    state: TrainingState,
+    step_fn: Callable[[], StepInfo],
+    total_steps: int,
+    run_dir: Path,
+    checkpoint_every: int,
+    keep_checkpoints: int,
+    callback: StepCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> None:
+    """Call ``step_fn`` until ``state.step == total_steps``, checkpointing every ``checkpoint_every`` steps.
+
+    ``should_stop`` is polled before each step; when it returns True a checkpoint is written and
+    :class:`TrainingInterrupted` is raised. A non-finite loss raises from ``step_fn`` before the
+    optimiser step, so the last checkpoint on disk is the last good state. Always ends with a checkpoint.
+    """
+    ckpt_dir = run_dir / "checkpoints"
+    state.field.train()
+    state.background.train()
+    while state.step < total_steps:
+        if should_stop is not None and should_stop():
+            state.save(ckpt_dir, keep_checkpoints)
+            raise TrainingInterrupted(state.step, run_dir)
+        info = step_fn()
+        if callback is not None:
+            callback(info)
+        if state.step % checkpoint_every == 0 and state.step < total_steps:
+            state.save(ckpt_dir, keep_checkpoints)
+    state.save(ckpt_dir, keep_checkpoints)

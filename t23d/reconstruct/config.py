@@ -1,0 +1,104 @@
+"""Configuration of a ``t23d reconstruct`` run and its presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field as _field
+from typing import Literal
+
+from t23d.data.config import DataConfig
+from t23d.export.config import ExportConfig
+from t23d.field.background import BackgroundConfig, ConstantBackground, RandomBackground
+from t23d.field.hashgrid import HashGridConfig
+from t23d.field.nerf import DensityBlobConfig, FieldConfig
+from t23d.optimise.config import OptimConfig
+from t23d.render.occupancy import OccupancyGridConfig
+from t23d.render.volume import RenderConfig
+
+
+def _photo_field() -> FieldConfig:
+    return FieldConfig(
+        view_dependent=True,
+        density_activation="exp",
+        density_bias=-1.0,
+        blob=DensityBlobConfig(kind="none"),
+        color_num_hidden_layers=2,
+    )
+
+
+@dataclass
+class ReconstructConfig:
+    """Everything a ``t23d reconstruct`` run needs; written resolved to ``config.yaml``."""
+
+    input: str = ""
+    """The input path (transforms.json / Blender folder / COLMAP folder / folder of photos)."""
+    data: DataConfig = _field(default_factory=DataConfig)
+    """How the photos are read."""
+    seed: int = 0
+    """Random seed."""
+    steps: int = 3000
+    """Optimisation steps."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``auto`` uses CUDA when available."""
+    rays_per_batch: int = 4096
+    """Training rays per step (random pixels of random training images)."""
+    field: FieldConfig = _field(default_factory=_photo_field)
+    """The NeRF field (view-dependent colour for photos)."""
+    background: BackgroundConfig | None = None
+    """Background model; None chooses: random colours when the photos have alpha, else white."""
+    render: RenderConfig = _field(default_factory=lambda: RenderConfig(num_samples=512))
+    """Ray sampling."""
+    optim: OptimConfig = _field(default_factory=lambda: OptimConfig(lr_grid=1e-2, lr_mlp=1e-2))
+    """Optimiser."""
+    lr_decay_start: int = 1000
+    """Learning rates decay exponentially (to 10% at the last step) after this step."""
+    checkpoint_every: int = 1000
+    """Save a checkpoint every this many steps (and at the end or on Ctrl-C)."""
+    keep_checkpoints: int = 2
+    """How many checkpoints to keep."""
+    eval_resolution_scale: float = 1.0
+    """Held-out views are rendered at this fraction of the image size for metrics.json."""
+    export: ExportConfig = _field(default_factory=lambda: ExportConfig(origin="world", color_mode="normal_view"))
+    """Asset export at the end of the run (in the input's world frame by default)."""
+    export_at_end: bool = True
+    """Export the asset when training finishes."""
+
+
+PRESETS: tuple[str, ...] = ("fast", "default", "quality")
+
+
+def reconstruct_preset(name: str) -> ReconstructConfig:
+    """``fast`` (smoke runs, tests), ``default`` (CPU-friendly, minutes), ``quality`` (GPU)."""
+    from t23d.common.errors import ConfigError
+
+    if name == "default":
+        return ReconstructConfig()
+    if name == "fast":
+        return ReconstructConfig(
+            steps=300,
+            rays_per_batch=2048,
+            field=FieldConfig(
+                grid=HashGridConfig(n_levels=12, log2_hashmap_size=16, max_resolution=512),
+                view_dependent=True, density_activation="exp", blob=DensityBlobConfig(kind="none"),
+            ),
+            render=RenderConfig(num_samples=256, occupancy=OccupancyGridConfig(resolution=32, warmup_steps=64)),
+            lr_decay_start=150,
+            checkpoint_every=100,
+            export=ExportConfig(origin="world", color_mode="normal_view", resolution=128, faces=20000,
+                                texture_size=512),
+        )
+    if name == "quality":
+        return ReconstructConfig(
+            steps=20000, rays_per_batch=8192,
+            render=RenderConfig(num_samples=1024, occupancy=OccupancyGridConfig(resolution=128)),
+            export=ExportConfig(origin="world", color_mode="normal_view", resolution=384, faces=100000,
+                                texture_size=2048),
+        )
+    raise ConfigError(f"unknown preset {name!r}; accepted: {', '.join(PRESETS)}")
+
+
+def default_background(cfg: ReconstructConfig, has_alpha: bool) -> BackgroundConfig:
+    """The background used when ``cfg.background`` is None."""
+    if cfg.background is not None:
+        return cfg.background
+    return RandomBackground() if has_alpha else ConstantBackground((1.0, 1.0, 1.0))

@@ -1,0 +1,123 @@
+"""Photometric training of the hash-grid field on posed photos (instant-ngp style).
+
+Per step: random pixels of random training images -> rays -> volume rendering -> MSE against the
+photo. Photos with alpha are trained over random background colours so that the field must be
+transparent where the object is not. All randomness comes from the checkpointed generator.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from t23d.field.background import Background, BackgroundConfig
+from t23d.field.nerf import NeRFField
+from t23d.optimise.state import (
+    StepCallback,
+    StepInfo,
+    TrainingState,
+    check_finite,
+    make_optimizer,
+    run_training_loop,
+)
+from t23d.reconstruct.config import ReconstructConfig
+from t23d.render.cameras import Cameras
+from t23d.render.rays import Rays, camera_rays
+from t23d.render.volume import make_occupancy_grid, render_rays
+
+
+@dataclass
+class TrainImages:
+    """Training pixels on the device: images, premultiplied colours, alphas and cameras."""
+
+    cameras: Cameras
+    """All cameras of the dataset (indices match ``images``)."""
+    premultiplied: Tensor
+    """[N, H, W, 3] colour times alpha (equal to the photo when there is no alpha)."""
+    alphas: Tensor | None
+    """[N, H, W] alpha, or None."""
+    train_indices: Tensor
+    """[T] long indices of training images."""
+
+
+def build_reconstruct_state(cfg: ReconstructConfig, background: BackgroundConfig, device: torch.device) -> TrainingState:
+    """Fresh state from ``cfg.seed``."""
+    generator = torch.Generator().manual_seed(cfg.seed)
+    init_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    field_ = NeRFField(cfg.field, device=device, generator=init_gen)
+    bg = Background(background, generator=init_gen).to(device)
+    o = cfg.optim
+    optimizer = make_optimizer(field_, bg, o.lr_grid, o.lr_mlp, o.lr_background, o.betas, o.eps)
+    occupancy = make_occupancy_grid(field_, cfg.render, device)
+    return TrainingState(field_, bg, optimizer, occupancy, generator)
+
+
+def learning_rate_factor(cfg: ReconstructConfig, step: int) -> float:
+    """Multiplier of the base learning rates at ``step``: 1, then exponential decay to 0.1 at the end."""
+    if step < cfg.lr_decay_start or cfg.steps <= cfg.lr_decay_start:
+        return 1.0
+    return 0.1 ** ((step - cfg.lr_decay_start) / (cfg.steps - cfg.lr_decay_start))
+
+
+def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainImages) -> StepInfo:
+    """One optimisation step on ``cfg.rays_per_batch`` random training pixels."""
+    step, gen = state.step, state.generator
+    device = data.premultiplied.device
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if step % cfg.render.occupancy.update_every == 0:
+        state.occupancy.update(state.field.density, step, gen)  # type: ignore[arg-type]
+    timings["occupancy"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    n = cfg.rays_per_batch
+    pick = torch.randint(len(data.train_indices), (n,), generator=gen)
+    img = data.train_indices[pick]
+    row = torch.randint(data.cameras.height, (n,), generator=gen)
+    col = torch.randint(data.cameras.width, (n,), generator=gen)
+    pixels = torch.stack([img, row, col], -1).to(device)
+    rays = camera_rays(data.cameras, pixels)
+    # one random background colour per ray (RandomBackground); other backgrounds ignore the ids
+    rays = Rays(rays.origins, rays.directions, torch.arange(n, device=device))
+    out = render_rays(state.field, state.background, rays, cfg.render, state.occupancy, generator=gen)
+    target = data.premultiplied[pixels[:, 0], pixels[:, 1], pixels[:, 2]]  # [R, 3]
+    if data.alphas is not None:
+        a = data.alphas[pixels[:, 0], pixels[:, 1], pixels[:, 2]][:, None]
+        target = target + (1 - a) * out.background.detach()  # type: ignore[union-attr]
+    timings["render"] = time.perf_counter() - t0
+    losses = {"rgb": torch.nn.functional.mse_loss(out.rgb, target)}
+    check_finite(losses)
+
+    t0 = time.perf_counter()
+    state.optimizer.zero_grad(set_to_none=True)
+    losses["rgb"].backward()
+    timings["backward"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    factor = learning_rate_factor(cfg, step)
+    base = {"grid": cfg.optim.lr_grid, "mlp": cfg.optim.lr_mlp, "background": cfg.optim.lr_background}
+    for group in state.optimizer.param_groups:
+        group["lr"] = base[group["name"]] * factor
+    state.optimizer.step()
+    timings["optimiser"] = time.perf_counter() - t0
+    state.step += 1
+    mse = float(losses["rgb"].detach())
+    values = {"total": mse, "psnr": -10.0 * torch.log10(torch.tensor(max(mse, 1e-10))).item()}
+    return StepInfo(state.step, cfg.steps, values, timings, out.num_samples_evaluated)
+
+
+def train_photometric(
+    cfg: ReconstructConfig,
+    state: TrainingState,
+    data: TrainImages,
+    run_dir: Path,
+    callback: StepCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> None:
+    """Train to ``cfg.steps`` with checkpoints, Ctrl-C and NaN handling (see ``run_training_loop``)."""
+    run_training_loop(state, lambda: photometric_step(cfg, state, data), cfg.steps, run_dir,
+                      cfg.checkpoint_every, cfg.keep_checkpoints, callback, should_stop)

@@ -1,0 +1,1 @@
+"""Cameras, rays, empty-space skipping and volume rendering."""

@@ -1,0 +1,110 @@
+"""Occupancy grid for empty-space skipping, in the style of instant-ngp.
+
+A ``resolution^3`` grid over the field's box keeps an exponential moving maximum of the density
+seen in each cell; cells whose density is below a threshold are skipped by the sampler. The
+threshold is expressed as an opacity: a cell is occupied when one render step through it would
+reach ``alpha_threshold`` opacity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class OccupancyGridConfig:
+    """Occupancy grid used to skip empty space."""
+
+    enabled: bool = True
+    """Skip samples in empty cells; ``False`` evaluates every sample."""
+    resolution: int = 64
+    """Cells per axis."""
+    update_every: int = 16
+    """Update the grid every this many optimisation steps."""
+    warmup_steps: int = 256
+    """Before this step every update evaluates all cells; after it a random quarter of them."""
+    decay: float = 0.95
+    """Multiplier applied to stored densities at each update (moving maximum)."""
+    alpha_threshold: float = 0.01
+    """A cell is occupied when one render step through it reaches this opacity."""
+
+
+class OccupancyGrid:
+    """Occupancy grid over ``aabb`` (``[2, 3]``); state is ``density`` (a ``[G^3]`` float tensor)."""
+
+    def __init__(self, cfg: OccupancyGridConfig, aabb: Tensor, step_size: float, device: torch.device | str = "cpu"):
+        self.cfg = cfg
+        self.aabb = aabb.to(device)
+        self.step_size = step_size
+        g = cfg.resolution
+        self.density = torch.full((g**3,), 1e6 if cfg.enabled else 0.0, device=device)
+        # everything starts occupied until the first update has measured the field
+        self.occupied = torch.ones(g**3, dtype=torch.bool, device=device)
+        self.num_updates = 0
+
+    @property
+    def density_threshold(self) -> float:
+        """Density above which a cell counts as occupied."""
+        return -math.log(1.0 - self.cfg.alpha_threshold) / self.step_size
+
+    def cell_centres(self) -> Tensor:
+        """World positions [G^3, 3] of all cell centres, x fastest."""
+        g = self.cfg.resolution
+        idx = torch.arange(g, device=self.aabb.device, dtype=torch.float32)
+        zz, yy, xx = torch.meshgrid(idx, idx, idx, indexing="ij")
+        ijk = torch.stack([xx, yy, zz], -1).reshape(-1, 3)
+        return self.aabb[0] + (ijk + 0.5) / g * (self.aabb[1] - self.aabb[0])
+
+    @torch.no_grad()
+    def update(self, density_fn: Callable[[Tensor], Tensor], step: int, generator: torch.Generator,
+               chunk: int = 65536) -> None:
+        """Re-measure the density in (some) cells at a random point each and refresh ``occupied``."""
+        if not self.cfg.enabled:
+            return
+        g = self.cfg.resolution
+        n = g**3
+        if step < self.cfg.warmup_steps or self.num_updates == 0:
+            cells = torch.arange(n)
+        else:
+            cells = torch.randperm(n, generator=generator)[: n // 4]
+        jitter = torch.rand(len(cells), 3, generator=generator)
+        ijk = torch.stack([cells % g, (cells // g) % g, cells // (g * g)], -1).float()
+        lo, hi = self.aabb[0].cpu(), self.aabb[1].cpu()
+        pts = lo + (ijk + jitter) / g * (hi - lo)
+        dev = self.aabb.device
+        values = torch.cat([density_fn(p.to(dev)) for p in pts.split(chunk)]).float()
+        cells = cells.to(dev)
+        if self.num_updates == 0:
+            self.density.zero_()
+        decayed = self.density * self.cfg.decay
+        decayed[cells] = torch.maximum(decayed[cells], values)
+        self.density = decayed
+        self.num_updates += 1
+        thr = min(self.density_threshold, float(self.density.mean()))
+        self.occupied = self.density > thr
+
+    def query(self, points: Tensor) -> Tensor:
+        """Whether each world point [N, 3] lies in an occupied cell (points outside the box: False)."""
+        g = self.cfg.resolution
+        rel = (points - self.aabb[0]) / (self.aabb[1] - self.aabb[0])  # [N, 3]
+        inside = ((rel >= 0) & (rel < 1)).all(-1)
+        ijk = (rel.clamp(0, 1 - 1e-6) * g).long()
+        flat = ijk[:, 0] + ijk[:, 1] * g + ijk[:, 2] * g * g
+        return self.occupied[flat] & inside
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Tensors to checkpoint."""
+        return {"density": self.density.clone(), "num_updates": torch.tensor(self.num_updates)}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore from :meth:`state_dict`."""
+        self.density = state["density"].to(self.aabb.device).clone()
+        self.num_updates = int(state["num_updates"])
+        if self.num_updates > 0:
+            thr = min(self.density_threshold, float(self.density.mean()))
+            self.occupied = self.density > thr

@@ -1,0 +1,145 @@
+"""Mesh extraction on analytic density fields (no NeRF needed)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from t23d.common.errors import ConfigError, T23dError
+from t23d.extract import auto_threshold, evaluate_density_grid, extract_mesh
+from t23d.extract.mesh import face_normals, orient_outward
+
+AABB = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
+RADIUS, WIDTH = 0.5, 0.02
+PEAK = 96 * math.log(2)  # twice the automatic threshold at resolution 96, so the iso-surface is at RADIUS
+
+
+@dataclass
+class Settings:
+    resolution: int = 96
+    threshold: float | None = None
+    faces: int = 6000
+    min_component_fraction: float = 0.05
+    chunk_size: int = 65_536
+
+
+def sphere_density(points: torch.Tensor) -> torch.Tensor:
+    """PEAK * sigmoid((RADIUS - |x|) / WIDTH): smooth over ~2 voxels at resolution 96."""
+    return PEAK * torch.sigmoid((RADIUS - points.norm(dim=-1)) / WIDTH)
+
+
+def iso_radius(threshold: float) -> float:
+    """Radius where sphere_density == threshold."""
+    p = threshold / PEAK
+    return RADIUS - WIDTH * math.log(p / (1 - p))
+
+
+def test_sphere_is_watertight_with_correct_area_and_outward_normals():
+    import trimesh
+
+    v, f, thr = extract_mesh(sphere_density, AABB, Settings())
+    assert v.dtype == np.float32 and f.dtype == np.int32 and v.shape[1] == 3 and f.shape[1] == 3
+    assert len(f) == 6000
+    mesh = trimesh.Trimesh(v, f, process=False)
+    assert mesh.is_watertight and mesh.is_winding_consistent
+    r = iso_radius(thr)
+    assert abs(r - RADIUS) < 1e-3  # the automatic threshold lands near the nominal radius
+    assert mesh.area == pytest.approx(4 * math.pi * r**2, rel=0.02)
+    assert mesh.area == pytest.approx(4 * math.pi * RADIUS**2, rel=0.02)
+    assert mesh.volume > 0  # positive volume <=> outward winding
+    n = face_normals(v, f)
+    centroids = v[f].mean(axis=1)
+    assert np.mean(np.sum(n * centroids, axis=1) > 0) == 1.0  # every face points away from the centre
+
+
+def test_automatic_threshold_is_ln2_over_voxel_and_override_is_used():
+    v, f, thr = extract_mesh(sphere_density, AABB, Settings(resolution=64))
+    assert thr == pytest.approx(math.log(2) / (2.0 / 64))
+    assert auto_threshold(0.5) == pytest.approx(math.log(2) / 0.5)
+    _, _, thr2 = extract_mesh(sphere_density, AABB, Settings(resolution=64, threshold=50.0))
+    assert thr2 == 50.0
+
+
+def test_grid_is_evaluated_in_bounded_chunks_without_grad():
+    sizes, grads = [], []
+
+    def fn(p: torch.Tensor) -> torch.Tensor:
+        sizes.append(len(p))
+        grads.append(torch.is_grad_enabled())
+        return sphere_density(p)
+
+    grid = evaluate_density_grid(fn, AABB, 32, chunk_size=500)
+    assert grid.values.shape == (33, 33, 33)
+    assert max(sizes) <= 500 and sum(sizes) == 33**3 and not any(grads)
+    # sample [i, j, k] sits at origin + (i, j, k) * spacing
+    idx = np.array([3, 17, 30])
+    p = torch.tensor(grid.origin + idx * grid.spacing, dtype=torch.float32)[None]
+    assert grid.values[tuple(idx)] == pytest.approx(float(sphere_density(p)), rel=1e-5)
+
+
+def test_anisotropic_aabb_gets_cubic_voxels():
+    grid = evaluate_density_grid(sphere_density, torch.tensor([[-1.0, -0.5, -0.25], [1.0, 0.5, 0.25]]), 40)
+    assert grid.values.shape == (41, 21, 11)
+    assert np.allclose(grid.spacing, 0.05)
+
+
+def test_floaters_are_removed():
+    def fn(p: torch.Tensor) -> torch.Tensor:
+        small = PEAK * torch.sigmoid((0.08 - (p - torch.tensor([0.8, 0.8, 0.8])).norm(dim=-1)) / WIDTH)
+        return sphere_density(p) + small
+
+    import trimesh
+
+    v, f, _ = extract_mesh(fn, AABB, Settings(min_component_fraction=0.05))
+    assert len(trimesh.Trimesh(v, f).split(only_watertight=False)) == 1
+    assert np.linalg.norm(v, axis=1).max() < 0.6
+    v, f, _ = extract_mesh(fn, AABB, Settings(min_component_fraction=0.0))
+    assert np.linalg.norm(v, axis=1).max() > 0.9
+
+
+def test_surface_touching_the_aabb_is_closed():
+    import trimesh
+
+    box = torch.tensor([[-0.3, -0.3, -0.3], [0.3, 0.3, 0.3]])  # cuts through the sphere
+    v, f, _ = extract_mesh(sphere_density, box, Settings(resolution=48))
+    assert trimesh.Trimesh(v, f, process=False).is_watertight
+
+
+def test_orientation_fix_flips_inward_faces():
+    res = 33
+    g = np.linspace(-1, 1, res)
+    x, y, z = np.meshgrid(g, g, g, indexing="ij")
+    grid = 1.0 / (1.0 + np.exp((np.sqrt(x**2 + y**2 + z**2) - 0.5) / 0.05))  # high inside
+    import mcubes
+
+    v, f = mcubes.marching_cubes(grid, 0.5)
+    f_out, frac = orient_outward(grid, v, f.astype(np.int64))
+    f_in, frac_in = orient_outward(grid, v, f[:, ::-1].astype(np.int64))
+    assert frac > 0.99 and frac_in > 0.99
+    assert np.array_equal(f_out, f_in[:, ::-1]) or np.array_equal(f_in, f_out)
+    c = v.mean(axis=0)
+    n = face_normals(v, f_in)
+    assert np.mean(np.sum(n * (v[f_in].mean(axis=1) - c), axis=1) > 0) > 0.99
+
+
+def test_no_surface_raises_with_range_and_suggestion():
+    def faint(p: torch.Tensor) -> torch.Tensor:
+        return 2.0 * torch.sigmoid((RADIUS - p.norm(dim=-1)) / WIDTH)
+
+    with pytest.raises(T23dError, match=r"no surface.*threshold 11.09.*range from .* to 2; try threshold=1"):
+        extract_mesh(faint, AABB, Settings(resolution=32))
+    with pytest.raises(T23dError, match="constant"):
+        extract_mesh(lambda p: torch.zeros(len(p)), AABB, Settings(resolution=16))
+
+
+def test_bad_inputs_raise_config_errors():
+    with pytest.raises(ConfigError, match="aabb"):
+        extract_mesh(sphere_density, torch.tensor([[1.0, 1, 1], [-1, -1, -1]]), Settings())
+    with pytest.raises(ConfigError, match="resolution"):
+        extract_mesh(sphere_density, AABB, Settings(resolution=1))
+    with pytest.raises(ConfigError, match="threshold"):
+        extract_mesh(sphere_density, AABB, Settings(threshold=-1.0))

@@ -1,0 +1,76 @@
+"""Run the official Khronos glTF-Validator (npm ``gltf-validator``, pinned in tests/package.json).
+
+Setup (CI): ``npm ci --prefix tests`` (uses tests/package-lock.json). If ``tests/node_modules`` is
+missing, :func:`validate_gltf` runs that command itself once; if it cannot (no npm, no network) it
+raises with the command to run, so tests fail loudly instead of skipping.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+TESTS_DIR = Path(__file__).resolve().parent
+VALIDATOR_DIR = TESTS_DIR / "node_modules" / "gltf-validator"
+INSTALL_CMD = ["npm", "ci", "--prefix", str(TESTS_DIR), "--no-audit", "--no-fund"]
+
+_NODE_SCRIPT = r"""
+const fs = require('fs');
+const path = require('path');
+const validator = require(process.argv[1]);
+const file = process.argv[2];
+const dir = path.dirname(file);
+validator.validateBytes(new Uint8Array(fs.readFileSync(file)), {
+  uri: path.basename(file),
+  maxIssues: 200,
+  externalResourceFunction: (uri) => new Promise((resolve, reject) => {
+    fs.readFile(path.join(dir, decodeURIComponent(uri)), (err, data) => err ? reject(err.toString()) : resolve(new Uint8Array(data)));
+  }),
+}).then((report) => { process.stdout.write(JSON.stringify(report)); })
+  .catch((err) => { process.stderr.write(String(err)); process.exit(1); });
+"""
+
+
+def ensure_validator() -> Path:
+    """Return the validator package folder, running ``npm ci --prefix tests`` once if it is missing."""
+    if VALIDATOR_DIR.is_dir():
+        return VALIDATOR_DIR
+    how = f"run `{' '.join(INSTALL_CMD[:4])}` from the repository root (needs Node >= 16 and npm)"
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        raise RuntimeError(f"the Khronos glTF-Validator is not installed and node/npm are missing: {how}")
+    proc = subprocess.run(INSTALL_CMD, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0 or not VALIDATOR_DIR.is_dir():
+        raise RuntimeError(
+            f"installing the Khronos glTF-Validator failed ({proc.stderr.strip()[-500:]}); {how}"
+        )
+    return VALIDATOR_DIR
+
+
+def validate_gltf(path: str | Path) -> dict:
+    """Validate a .glb or .gltf file; return the validator's report dict.
+
+    The report has ``issues.numErrors``, ``issues.numWarnings``, ``issues.messages`` (each with
+    ``code``, ``message``, ``severity`` 0 = error, ``pointer``) and ``info`` (counts, resources).
+    External resources (.bin, .png) are read relative to the file.
+    """
+    validator = ensure_validator()
+    proc = subprocess.run(
+        ["node", "-e", _NODE_SCRIPT, str(validator), str(Path(path).resolve())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"glTF-Validator failed on {path}: {proc.stderr.strip()[-1000:]}")
+    return json.loads(proc.stdout)
+
+
+def error_messages(report: dict) -> list[str]:
+    """The error-severity messages of a report, formatted ``code pointer: message``."""
+    return [
+        f"{m.get('code')} {m.get('pointer', '')}: {m.get('message')}"
+        for m in report.get("issues", {}).get("messages", [])
+        if m.get("severity") == 0
+    ]

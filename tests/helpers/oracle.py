@@ -1,0 +1,81 @@
+"""Test helper (never a product prior): a guidance whose noise prediction is the analytic optimum for
+a known target, so SDS reduces to pulling renders toward renders of that target.
+
+For ``x_t = sqrt(a) x + sqrt(1 - a) eps``, the MMSE-optimal noise prediction when the clean image is
+known to be ``x*`` is ``eps_hat = (x_t - sqrt(a) x*) / sqrt(1 - a)``; the SDS gradient
+``w(t) (eps_hat - eps)`` is then ``w(t) sqrt(a / (1 - a)) (x - x*)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from t23d.render.cameras import Cameras, look_at, spherical_to_position
+from t23d.render.rays import camera_rays
+
+
+@dataclass
+class OracleOutput:
+    loss: Tensor
+    grad_norm: float
+    timesteps: Tensor
+
+
+def sphere_target(cameras: Cameras, radius: float = 0.5, background: float = 1.0) -> tuple[Tensor, Tensor]:
+    """Analytic renders of a coloured sphere at the origin: rgb [B, H, W, 3] on ``background``, mask [B, H, W]."""
+    rays = camera_rays(cameras)
+    o, d = rays.origins, rays.directions
+    b = (o * d).sum(-1)
+    c = (o * o).sum(-1) - radius**2
+    disc = b * b - c
+    hit = disc > 0
+    t = -b - torch.sqrt(disc.clamp(min=0))
+    p = o + t[:, None] * d
+    n = p / radius
+    # colour: red-ish on top (+z), blue-ish below, green varies with x
+    rgb = torch.stack([0.5 + 0.4 * n[:, 2], 0.5 + 0.3 * n[:, 0], 0.5 - 0.4 * n[:, 2]], -1).clamp(0, 1)
+    rgb = torch.where(hit[:, None], rgb, torch.full_like(rgb, background))
+    shape = (len(cameras), cameras.height, cameras.width)
+    return rgb.reshape(*shape, 3), hit.float().reshape(shape)
+
+
+def fixed_cameras(azimuth: Tensor, elevation: Tensor, distance: float, fov_deg: float, res: int) -> Cameras:
+    pos = spherical_to_position(azimuth, elevation, torch.full_like(azimuth, distance))
+    c2w = look_at(pos, torch.zeros_like(pos))
+    f = 0.5 * res / torch.tan(torch.deg2rad(torch.tensor(fov_deg)) / 2)
+    intr = torch.tensor([float(f), float(f), res / 2, res / 2]).expand(len(azimuth), 4)
+    return Cameras(c2w, intr, res, res)
+
+
+class OracleGuidance:
+    """Oracle prior for a sphere target; cameras must have a fixed distance and fov (given here)."""
+
+    def __init__(self, distance: float, fov_deg: float, radius: float = 0.5, num_train_timesteps: int = 1000):
+        self.distance, self.fov, self.radius = distance, fov_deg, radius
+        betas = torch.linspace(0.00085**0.5, 0.012**0.5, num_train_timesteps) ** 2
+        self.alphas_cumprod = torch.cumprod(1 - betas, 0)
+        self.num_train_timesteps = num_train_timesteps
+
+    def compute(self, images: Tensor, azimuth_deg: Tensor, elevation_deg: Tensor, step: int,
+                generator: torch.Generator) -> OracleOutput:
+        bsz, res = images.shape[0], images.shape[1]
+        cams = fixed_cameras(azimuth_deg, elevation_deg, self.distance, self.fov, res)
+        target, _ = sphere_target(cams, self.radius)
+        t = torch.randint(20, 980, (bsz,), generator=generator)
+        noise = torch.randn(images.shape, generator=generator)
+        a = self.alphas_cumprod[t].view(-1, 1, 1, 1)
+        x = images * 2 - 1
+        x_star = target * 2 - 1
+        x_t = a.sqrt() * x.detach() + (1 - a).sqrt() * noise
+        eps_hat = (x_t - a.sqrt() * x_star) / (1 - a).sqrt()
+        grad = (1 - a) * (eps_hat - noise)
+        grad = grad.clamp(-1, 1)
+        target_x = (x - grad).detach()
+        loss = 0.5 * ((x - target_x) ** 2).sum() / bsz
+        return OracleOutput(loss, float(grad.norm()), t)
+
+    def describe(self) -> dict:
+        return {"kind": "oracle-sphere (test helper)"}
