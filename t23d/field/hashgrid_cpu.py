@@ -171,6 +171,26 @@ class _HashGridCpuFunction(torch.autograd.Function):
         return grad_x, grad_table, None
 
 
+_layout_cache: dict[tuple[Any, ...], tuple[list[float], list[int], list[int]]] = {}
+
+
+def _cached_layout(cfg: HashGridConfig) -> tuple[list[float], list[int], list[int]]:
+    """``level_layout(cfg)``, memoised on the fields that determine it (it builds small tensors per level)."""
+    from t23d.field.hashgrid import level_layout
+
+    key = (
+        cfg.n_levels,
+        cfg.n_features_per_level,
+        cfg.log2_hashmap_size,
+        cfg.base_resolution,
+        cfg.max_resolution,
+    )
+    layout = _layout_cache.get(key)
+    if layout is None:
+        layout = _layout_cache[key] = level_layout(cfg)
+    return layout
+
+
 def hash_grid_encode_cpu(x: Tensor, table: Tensor, cfg: HashGridConfig) -> Tensor:
     """Hash-grid encoding with the compiled CPU kernel; same result as ``hash_grid_encode_reference``.
 
@@ -185,9 +205,7 @@ def hash_grid_encode_cpu(x: Tensor, table: Tensor, cfg: HashGridConfig) -> Tenso
     Raises:
         T23dError: wrong device, dtype or shape, or the kernel cannot be built.
     """
-    from t23d.field.hashgrid import level_layout
-
-    scales, resolutions, offsets = level_layout(cfg)
+    scales, resolutions, offsets = _cached_layout(cfg)
     num_features = cfg.n_features_per_level
     if x.device.type != "cpu" or table.device.type != "cpu":
         raise T23dError(

