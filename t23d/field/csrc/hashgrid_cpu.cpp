@@ -337,7 +337,9 @@ torch::Tensor hash_grid_forward(const torch::Tensor& x, const torch::Tensor& tab
     forward_impl<F>(x.data_ptr<float>(), table.data_ptr<float>(), out_lm.data_ptr<float>(), n, levels, feats,
                     threads);
   });
+#ifndef T23D_SKIP_T
   level_major_to_point_major(out_lm.data_ptr<float>(), out.data_ptr<float>(), n, num_levels, feats, threads);
+#endif
   return out;
 }
 
@@ -362,7 +364,9 @@ std::vector<torch::Tensor> hash_grid_backward(const torch::Tensor& grad_out, con
   if (n == 0 || num_levels == 0 || (!need_table_grad && !need_x_grad)) return {grad_table, grad_x};
 
   auto grad_lm = torch::empty({num_levels, n, feats}, table.options());  // [L, N, F]
+#ifndef T23D_SKIP_T
   point_major_to_level_major(grad_out.data_ptr<float>(), grad_lm.data_ptr<float>(), n, num_levels, feats, threads);
+#endif
   dispatch_features(feats, [&](auto f_const) {
     constexpr int F = decltype(f_const)::value;
     if (need_table_grad) {

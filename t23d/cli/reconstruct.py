@@ -1,0 +1,76 @@
+"""``t23d reconstruct``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from t23d.cli.common import Progress, apply_yaml_files, stop_on_sigint
+
+
+def main(args: argparse.Namespace) -> int:
+    from t23d.cli.export import export_overrides
+    from t23d.common.errors import T23dError
+    from t23d.optimise.state import TrainingInterrupted
+    from t23d.reconstruct.config import reconstruct_preset
+    from t23d.reconstruct.run import run_reconstruct
+
+    resume = Path(args.resume) if args.resume else None
+    if resume is None and args.input is None:
+        raise T23dError("an input is required, e.g. t23d reconstruct photos/ (or --resume RUN_DIR)")
+    cfg = apply_yaml_files(reconstruct_preset(args.preset), args.config)
+    changes: dict = {}
+    if args.input is not None:
+        changes["input"] = args.input
+    data_changes: dict = {}
+    if args.data_format is not None:
+        data_changes["format"] = args.data_format
+    if args.downscale is not None:
+        if args.downscale < 1:
+            raise T23dError(f"--downscale must be a positive integer, got {args.downscale}")
+        data_changes["downscale"] = args.downscale
+    if data_changes:
+        from t23d.common.config import apply_overrides
+
+        changes["data"] = apply_overrides(cfg.data, data_changes, prefix="data")
+    if args.steps is not None:
+        if args.steps < 1:
+            raise T23dError(f"--steps must be a positive integer, got {args.steps}")
+        changes["steps"] = args.steps
+    elif resume is not None:
+        changes["steps"] = 0
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    if args.device is not None:
+        if args.device not in ("auto", "cpu", "cuda"):
+            raise T23dError(f"--device {args.device!r} is not one of: auto, cpu, cuda")
+        changes["device"] = args.device
+    if args.no_export:
+        changes["export_at_end"] = False
+    changes["export"] = export_overrides(cfg.export, args)
+    cfg = dataclasses.replace(cfg, **changes)
+
+    progress: Progress | None = None
+
+    def on_step(info) -> None:
+        nonlocal progress
+        if progress is None:
+            progress = Progress(info.total_steps, initial=info.step - 1)
+        progress(info)
+
+    with stop_on_sigint() as should_stop:
+        try:
+            run_dir = run_reconstruct(cfg, Path(args.out), resume=resume, callback=on_step, should_stop=should_stop)
+        except TrainingInterrupted as e:
+            if progress:
+                progress.close()
+            print(f"interrupted at step {e.step}; checkpoint saved in {e.run_dir}/checkpoints\n"
+                  f"resume with: t23d reconstruct --resume {e.run_dir}", file=sys.stderr)
+            return 130
+        finally:
+            if progress:
+                progress.close()
+    print(f"done: {run_dir}")
+    return 0

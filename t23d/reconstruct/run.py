@@ -1,0 +1,254 @@
+"""``t23d reconstruct``: load photos, train the field photometrically, evaluate held-out views, export.
+
+The run directory holds, beside the usual files, ``scene.json``: the transform from the normalised
+training frame back to the input's world frame, the object's bounds, and every camera (normalised
+frame) with its split, so ``t23d export`` and ``t23d render`` work without reloading the photos.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from t23d.common.atomic import write_json_atomic
+from t23d.common.config import from_dict, load_yaml
+from t23d.common.errors import T23dError
+from t23d.optimise.rundir import (
+    CONFIG_YAML,
+    attach_log_file,
+    check_writable,
+    create_run_dir,
+    detach_log_file,
+    read_run,
+    update_run,
+    write_config,
+)
+from t23d.optimise.state import (
+    NonFiniteLoss,
+    StepCallback,
+    TrainingInterrupted,
+    TrainingState,
+    resolve_device,
+)
+from t23d.reconstruct.config import ReconstructConfig, default_background
+from t23d.reconstruct.train import TrainImages, build_reconstruct_state, train_photometric
+from t23d.render.cameras import Cameras
+
+logger = logging.getLogger(__name__)
+SCENE_JSON = "scene.json"
+
+
+def scene_record(dataset: Any) -> dict[str, Any]:
+    """What later stages need from the dataset (no images)."""
+    return {
+        "world_from_normalised": np.asarray(dataset.world_from_normalised).tolist(),
+        "aabb": dataset.aabb.tolist(),
+        "width": dataset.width,
+        "height": dataset.height,
+        "c2w": dataset.c2w.tolist(),
+        "intrinsics": dataset.intrinsics.tolist(),
+        "train_indices": list(dataset.train_indices),
+        "test_indices": list(dataset.test_indices),
+        "image_paths": [str(p) for p in dataset.image_paths],
+        "source_format": dataset.source_format,
+        "has_alpha": dataset.alphas is not None,
+    }
+
+
+def cameras_of(scene: dict[str, Any], indices: list[int] | None = None) -> Cameras:
+    """Cameras (normalised frame) of the scene record, optionally a subset."""
+    c2w = torch.tensor(scene["c2w"], dtype=torch.float32)
+    intr = torch.tensor(scene["intrinsics"], dtype=torch.float32)
+    if indices is not None:
+        c2w, intr = c2w[indices], intr[indices]
+    return Cameras(c2w, intr, int(scene["width"]), int(scene["height"]))
+
+
+def _train_images(dataset: Any, background_color: torch.Tensor | None, device: torch.device) -> TrainImages:
+    images = dataset.images
+    alphas = dataset.alphas
+    if alphas is not None and background_color is not None:
+        # the loader composited RGBA photos onto its background; keep colour * alpha
+        images = images - (1 - alphas[..., None]) * background_color
+    cams = Cameras(dataset.c2w, dataset.intrinsics, dataset.width, dataset.height).to(device)
+    return TrainImages(cams, images.clamp(0, 1).to(device), None if alphas is None else alphas.to(device),
+                       torch.tensor(dataset.train_indices, dtype=torch.long))
+
+
+_DATA_BACKGROUND = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "random": (0.0, 0.0, 0.0)}
+
+
+def load_reconstruct_config(run_dir: Path) -> ReconstructConfig:
+    """The resolved config saved in a reconstruct run directory."""
+    read_run(run_dir, "reconstruct")
+    return from_dict(ReconstructConfig, load_yaml(run_dir / CONFIG_YAML))
+
+
+def load_reconstruct_state(run_dir: Path, device: torch.device | None = None) -> tuple[ReconstructConfig, TrainingState]:
+    """Config and trained state of a reconstruct run (latest checkpoint)."""
+    cfg = load_reconstruct_config(run_dir)
+    device = device or resolve_device(cfg.device)
+    assert cfg.background is not None  # resolved when the run was created
+    state = build_reconstruct_state(cfg, cfg.background, device)
+    state.load(run_dir / "checkpoints")
+    return cfg, state
+
+
+def read_scene(run_dir: Path) -> dict[str, Any]:
+    """The run's ``scene.json``."""
+    path = run_dir / SCENE_JSON
+    if not path.is_file():
+        raise T23dError(f"{run_dir} has no {SCENE_JSON}; it was not written by 't23d reconstruct'")
+    return json.loads(path.read_text())
+
+
+@torch.no_grad()
+def evaluate_views(cfg: ReconstructConfig, state: TrainingState, dataset: Any, background_color: torch.Tensor | None
+                   ) -> dict[str, Any]:
+    """PSNR/SSIM of held-out views (rendered on the eval background, photos composited on the same)."""
+    from t23d.reconstruct.metrics import psnr, ssim
+    from t23d.render.volume import render_images
+
+    state.field.eval()
+    state.background.eval()
+    dev = next(state.field.parameters()).device
+    per_view = []
+    for i in dataset.test_indices:
+        cams = Cameras(dataset.c2w[i:i + 1], dataset.intrinsics[i:i + 1], dataset.width, dataset.height).to(dev)
+        out = render_images(state.field, state.background, cams, cfg.render, state.occupancy)
+        pred = out["rgb"][0].cpu()
+        gt = dataset.images[i]
+        if dataset.alphas is not None:
+            a = dataset.alphas[i][..., None]
+            eval_bg = state.background(torch.tensor([[0.0, 0.0, 1.0]], device=dev)).cpu()[0]
+            fg = gt - (1 - a) * (background_color if background_color is not None else 0)
+            gt = fg + (1 - a) * eval_bg
+        per_view.append({"image": str(dataset.image_paths[i].name), "psnr": psnr(pred, gt), "ssim": ssim(pred, gt)})
+    if not per_view:
+        return {"num_test_views": 0}
+    return {
+        "num_test_views": len(per_view),
+        "psnr": float(np.mean([v["psnr"] for v in per_view])),
+        "ssim": float(np.mean([v["ssim"] for v in per_view])),
+        "per_view": per_view,
+    }
+
+
+def run_reconstruct(
+    cfg: ReconstructConfig,
+    out_parent: Path = Path("outputs"),
+    *,
+    resume: Path | None = None,
+    callback: StepCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Path:
+    """Run (or resume) a reconstruct job; returns the run directory (see ``optimise.generate.run_generate``)."""
+    from t23d.data import load_dataset
+
+    if resume is not None:
+        run_dir = Path(resume)
+        read_run(run_dir, "reconstruct")
+        saved = load_reconstruct_config(run_dir)
+        cfg = dataclasses.replace(saved, steps=max(cfg.steps, saved.steps) if cfg.steps else saved.steps)
+        if not (run_dir / "checkpoints" / "latest.json").is_file():
+            raise T23dError(f"{run_dir} has no checkpoint to resume from; start a new run instead")
+    else:
+        if not cfg.input:
+            raise T23dError("no input given; pass photos or a camera file, e.g. t23d reconstruct photos/")
+        check_writable(Path(out_parent))
+    device = resolve_device(cfg.device)
+    t_load = time.perf_counter()
+    dataset = load_dataset(Path(cfg.input), cfg.data)
+    t_load = time.perf_counter() - t_load
+    if not dataset.train_indices:
+        raise T23dError(f"{cfg.input}: no training images after the hold-out split")
+    has_alpha = dataset.alphas is not None
+    cfg = dataclasses.replace(cfg, background=default_background(cfg, has_alpha))
+    bg_color = torch.tensor(_DATA_BACKGROUND[cfg.data.background]) if has_alpha else None
+    state = build_reconstruct_state(cfg, cfg.background, device)  # type: ignore[arg-type]
+    if resume is None:
+        run_dir = create_run_dir(Path(out_parent), Path(cfg.input).resolve().name or "scene")
+        write_config(run_dir, cfg)
+        write_json_atomic(run_dir / SCENE_JSON, scene_record(dataset))
+        update_run(
+            run_dir, t23d_run="reconstruct", status="running", input=str(cfg.input),
+            source_format=dataset.source_format, num_images=dataset.num_images,
+            num_train=len(dataset.train_indices), num_test=len(dataset.test_indices),
+            image_size=[dataset.width, dataset.height], sfm=dataset.sfm_report, steps=cfg.steps, seed=cfg.seed,
+            device=str(device), implementation=state.field.implementation, torch=torch.__version__,
+            timings={"load_s": t_load},
+        )
+    else:
+        state.load(run_dir / "checkpoints")
+        write_config(run_dir, cfg)
+        update_run(run_dir, status="running", steps=cfg.steps, resumed_from_step=state.step)
+    handler = attach_log_file(run_dir)
+    timings = dict(read_run(run_dir).get("timings", {}))
+    try:
+        logger.info("training on %d photos (%dx%d) for %d steps on %s (%s hash grid)", len(dataset.train_indices),
+                    dataset.width, dataset.height, cfg.steps, device, state.field.implementation)
+        data = _train_images(dataset, bg_color, device)
+        t0 = time.perf_counter()
+        try:
+            train_photometric(cfg, state, data, run_dir, callback, should_stop)
+        except TrainingInterrupted as e:
+            timings["train_s"] = timings.get("train_s", 0.0) + time.perf_counter() - t0
+            update_run(run_dir, status="interrupted", completed_steps=e.step, timings=timings)
+            raise TrainingInterrupted(e.step, run_dir) from None
+        except NonFiniteLoss as e:
+            update_run(run_dir, status="failed", error=str(e), completed_steps=state.step)
+            raise
+        timings["train_s"] = timings.get("train_s", 0.0) + time.perf_counter() - t0
+        t0 = time.perf_counter()
+        metrics = evaluate_views(cfg, state, dataset, bg_color)
+        metrics["steps"] = state.step
+        metrics["train_s"] = timings["train_s"]
+        write_json_atomic(run_dir / "metrics.json", metrics)
+        timings["eval_s"] = time.perf_counter() - t0
+        logger.info("held-out views: PSNR %.2f dB, SSIM %.4f", metrics.get("psnr", float("nan")),
+                    metrics.get("ssim", float("nan")))
+        export_info = None
+        if cfg.export_at_end:
+            t0 = time.perf_counter()
+            export_info = export_reconstruct_run(run_dir, cfg, state)
+            timings["export_s"] = time.perf_counter() - t0
+        update_run(run_dir, status="completed", completed_steps=state.step, timings=timings,
+                   metrics={k: metrics.get(k) for k in ("psnr", "ssim", "num_test_views")}, export=export_info)
+        return run_dir
+    except (TrainingInterrupted, NonFiniteLoss):
+        raise
+    except BaseException as e:
+        update_run(run_dir, status="failed", error=f"{type(e).__name__}: {e}", completed_steps=state.step)
+        raise
+    finally:
+        detach_log_file(handler)
+
+
+def export_reconstruct_run(run_dir: Path, cfg: ReconstructConfig, state: TrainingState, export_cfg: Any = None,
+                           out_dir: Path | None = None) -> dict[str, Any]:
+    """Export the asset of a reconstruct run in the input's world frame (converted to glTF Y-up)."""
+    from t23d.export import export_asset
+    from t23d.optimise.rundir import slug
+    from t23d.render.field_fns import color_fn_of, density_fn_of, render_field_fn_of
+
+    scene = read_scene(run_dir)
+    export_cfg = export_cfg or cfg.export
+    state.field.eval()
+    cams = cameras_of(scene, scene["test_indices"] or scene["train_indices"][:8])
+    fidelity = [(cams.c2w[i], cams.intrinsics[i], cams.height, cams.width) for i in range(len(cams))]
+    report = export_asset(
+        density_fn_of(state.field), color_fn_of(state.field), torch.tensor(scene["aabb"], dtype=torch.float32),
+        out_dir or run_dir / "export", slug(Path(cfg.input).resolve().name or "scene"), export_cfg,
+        world_transform=np.asarray(scene["world_from_normalised"], dtype=np.float64),
+        render_field_fn=render_field_fn_of(state.field, cfg.render, state.occupancy),
+        fidelity_cameras=fidelity,
+    )
+    return report.to_dict() if hasattr(report, "to_dict") else dataclasses.asdict(report)
