@@ -53,7 +53,12 @@ UNET_CONFIG = {
     "center_input_sample": False,
     "flip_sin_to_cos": True,
     "freq_shift": 0,
-    "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    "down_block_types": (
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "DownBlock2D",
+    ),
     "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
     "block_out_channels": (320, 640, 1280, 1280),
     "layers_per_block": 2,
@@ -127,14 +132,20 @@ def _build(folder: Path, seed: int) -> dict[str, int]:
     counts["unet"] = num_params(unet)
     unet.save_pretrained(folder / "unet")
     del unet
-    print(f"  unet: {counts['unet'] / 1e6:.0f}M params, built+saved in {time.perf_counter() - t0:.0f} s", flush=True)
+    print(
+        f"  unet: {counts['unet'] / 1e6:.0f}M params, built+saved in {time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
 
     t0 = time.perf_counter()
     vae = AutoencoderKL(**VAE_CONFIG)
     counts["vae"] = num_params(vae)
     vae.save_pretrained(folder / "vae")
     del vae
-    print(f"  vae: {counts['vae'] / 1e6:.0f}M params, built+saved in {time.perf_counter() - t0:.0f} s", flush=True)
+    print(
+        f"  vae: {counts['vae'] / 1e6:.0f}M params, built+saved in {time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
 
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
@@ -203,7 +214,10 @@ def build_sd_sized_prior(folder: Path = DEFAULT_FOLDER, force: bool = False, see
     (tmp / _COMPLETE_MARKER).write_text(json.dumps({"params": counts, "seed": seed}, indent=2))
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
-    print(f"built in {time.perf_counter() - t0:.0f} s: " + ", ".join(f"{k} {v / 1e6:.1f}M" for k, v in counts.items()))
+    print(
+        f"built in {time.perf_counter() - t0:.0f} s: "
+        + ", ".join(f"{k} {v / 1e6:.1f}M" for k, v in counts.items())
+    )
     return folder
 
 

@@ -35,7 +35,9 @@ def stop_on_sigint() -> Iterator[Callable[[], bool]]:
         if flag["stop"]:
             raise KeyboardInterrupt
         flag["stop"] = True
-        print("\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)...", file=sys.stderr)
+        print(
+            "\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)...", file=sys.stderr
+        )
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -50,8 +52,15 @@ class Progress:
     def __init__(self, total: int, initial: int = 0, desc: str = "train"):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, file=sys.stderr,
-                        mininterval=0.5, disable=None)
+        self.bar = tqdm(
+            total=total,
+            initial=initial,
+            desc=desc,
+            dynamic_ncols=True,
+            file=sys.stderr,
+            mininterval=0.5,
+            disable=None,
+        )
         self.last_print = time.monotonic()
 
     def __call__(self, info: Any) -> None:

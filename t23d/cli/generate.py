@@ -18,7 +18,7 @@ def main(args: argparse.Namespace) -> int:
 
     resume = Path(args.resume) if args.resume else None
     if resume is None and args.prompt is None:
-        raise T23dError("a prompt is required, e.g. t23d generate \"stone grotto\" (or --resume RUN_DIR)")
+        raise T23dError('a prompt is required, e.g. t23d generate "stone grotto" (or --resume RUN_DIR)')
     cfg = apply_yaml_files(preset(args.preset), args.config)
     changes: dict = {}
     if args.prompt is not None:
@@ -53,12 +53,17 @@ def main(args: argparse.Namespace) -> int:
 
     with stop_on_sigint() as should_stop:
         try:
-            run_dir = run_generate(cfg, Path(args.out), resume=resume, callback=on_step, should_stop=should_stop)
+            run_dir = run_generate(
+                cfg, Path(args.out), resume=resume, callback=on_step, should_stop=should_stop
+            )
         except TrainingInterrupted as e:
             if progress:
                 progress.close()
-            print(f"interrupted at step {e.step}; checkpoint saved in {e.run_dir}/checkpoints\n"
-                  f"resume with: t23d generate --resume {e.run_dir}", file=sys.stderr)
+            print(
+                f"interrupted at step {e.step}; checkpoint saved in {e.run_dir}/checkpoints\n"
+                f"resume with: t23d generate --resume {e.run_dir}",
+                file=sys.stderr,
+            )
             return 130
         finally:
             if progress:

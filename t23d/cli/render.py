@@ -81,7 +81,9 @@ def main(args: argparse.Namespace) -> int:
     else:
         path = Path(args.cameras)
         if not path.is_file():
-            raise T23dError(f"--cameras {args.cameras!r} is neither 'train', 'test' nor an existing camera file")
+            raise T23dError(
+                f"--cameras {args.cameras!r} is neither 'train', 'test' nor an existing camera file"
+            )
         cams = _cameras_from_file(path, scene)
     images = []
     for i in range(len(cams)):

@@ -43,35 +43,77 @@ class MLPBackground:
     """Spherical-harmonics degree of the direction encoding (low = smooth background)."""
 
 
-BackgroundConfig = ConstantBackground | RandomBackground | MLPBackground
+@dataclass
+class HashEnvBackground:
+    """A detailed environment map at infinity: a hash-grid encoding of the view direction and a small MLP.
+
+    For photos of an object in its surroundings (no masks): what lies outside the field's cube is
+    explained as a function of direction, so it does not turn into fog inside the cube.
+    """
+
+    n_levels: int = 8
+    """Hash-grid levels of the direction encoding."""
+    log2_hashmap_size: int = 16
+    """log2 of the per-level table size."""
+    max_resolution: int = 512
+    """Finest grid resolution over the direction cube ``[-1, 1]^3``."""
+    hidden_dim: int = 32
+    """Width of the MLP's hidden layer."""
+
+
+BackgroundConfig = ConstantBackground | RandomBackground | MLPBackground | HashEnvBackground
 
 
 class Background(nn.Module):
     """Background model built from a :data:`BackgroundConfig`."""
 
-    def __init__(self, cfg: BackgroundConfig, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        cfg: BackgroundConfig,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+    ):
         super().__init__()
         self.cfg = cfg
-        self.mlp = None
+        self.mlp: nn.Module | None = None
+        self.encoding: nn.Module | None = None
         if isinstance(cfg, MLPBackground):
-            self.mlp = make_mlp(cfg.sh_degree**2, 3, cfg.hidden_dim, 1, generator, output_activation="sigmoid")
+            self.mlp = make_mlp(
+                cfg.sh_degree**2, 3, cfg.hidden_dim, 1, generator, output_activation="sigmoid"
+            )
+        elif isinstance(cfg, HashEnvBackground):
+            from t23d.field.hashgrid import HashGridConfig, HashGridEncoding
+
+            grid = HashGridConfig(
+                n_levels=cfg.n_levels,
+                log2_hashmap_size=cfg.log2_hashmap_size,
+                base_resolution=16,
+                max_resolution=cfg.max_resolution,
+            )
+            self.encoding = HashGridEncoding(grid, device=device, generator=generator)
+            self.mlp = make_mlp(grid.output_dim, 3, cfg.hidden_dim, 1, generator, output_activation="sigmoid")
 
     def forward(
         self, directions: Tensor, image_ids: Tensor | None = None, generator: torch.Generator | None = None
     ) -> Tensor:
         """Colour for rays ``directions`` [R, 3] -> [R, 3].
 
-        ``image_ids`` [R] (which image each ray belongs to) and ``generator`` are used by
-        :class:`RandomBackground` during training to draw one colour per image.
+        ``image_ids`` [R] and ``generator`` are used by :class:`RandomBackground` during training to draw
+        one colour per distinct id (per image, or per ray when ids are unique).
         """
         cfg = self.cfg
         if isinstance(cfg, MLPBackground):
             assert self.mlp is not None
             return self.mlp(spherical_harmonics(directions, cfg.sh_degree))
+        if isinstance(cfg, HashEnvBackground):
+            assert self.mlp is not None and self.encoding is not None
+            return self.mlp(self.encoding((directions + 1) * 0.5))
         if isinstance(cfg, RandomBackground) and self.training and generator is not None:
             n_images = int(image_ids.max().item()) + 1 if image_ids is not None and image_ids.numel() else 1
             colors = torch.rand(n_images, 3, generator=generator).to(directions.device)
             ids = image_ids if image_ids is not None else torch.zeros(len(directions), dtype=torch.long)
             return colors[ids.to(directions.device)]
         color = cfg.color if isinstance(cfg, ConstantBackground) else cfg.eval_color
-        return torch.tensor(color, dtype=directions.dtype, device=directions.device).expand(len(directions), 3)
+        return torch.tensor(color, dtype=directions.dtype, device=directions.device).expand(
+            len(directions), 3
+        )

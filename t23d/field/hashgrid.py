@@ -84,7 +84,9 @@ def level_layout(cfg: HashGridConfig) -> tuple[list[float], list[int], list[int]
     offsets = [0]
     max_params = 2**cfg.log2_hashmap_size
     for level in range(cfg.n_levels):
-        scale = float(torch.tensor(2.0 ** (level * log2_scale) * cfg.base_resolution - 1.0, dtype=torch.float32))
+        scale = float(
+            torch.tensor(2.0 ** (level * log2_scale) * cfg.base_resolution - 1.0, dtype=torch.float32)
+        )
         resolution = int(math.ceil(scale)) + 1
         params = resolution**3
         params = (params + 7) // 8 * 8
@@ -105,7 +107,9 @@ def _grid_index(corner: Tensor, resolution: int, hashmap_size: int) -> Tensor:
     return index % hashmap_size
 
 
-_CORNER_OFFSETS = torch.tensor([[(i >> d) & 1 for d in range(3)] for i in range(8)], dtype=torch.int64)  # [8, 3]
+_CORNER_OFFSETS = torch.tensor(
+    [[(i >> d) & 1 for d in range(3)] for i in range(8)], dtype=torch.int64
+)  # [8, 3]
 
 
 def hash_grid_encode_reference(x: Tensor, table: Tensor, cfg: HashGridConfig) -> Tensor:
@@ -153,7 +157,9 @@ def tcnn_available() -> tuple[bool, str]:
 _auto_logged: set[str] = set()
 
 
-def resolve_implementation(requested: Implementation, device: torch.device) -> Literal["tcnn", "cpp", "torch"]:
+def resolve_implementation(
+    requested: Implementation, device: torch.device
+) -> Literal["tcnn", "cpp", "torch"]:
     """Turn ``auto`` into a concrete implementation for ``device``; raise if an explicit one is unavailable."""
     from t23d.field import hashgrid_cpu
 
@@ -172,7 +178,9 @@ def resolve_implementation(requested: Implementation, device: torch.device) -> L
             raise T23dError(f"hash-grid implementation 'cpp' runs on CPU only, but the field is on {device}")
         ok, why = hashgrid_cpu.available()
         if not ok:
-            raise T23dError(f"hash-grid implementation 'cpp' is unavailable: {why}. Set implementation 'torch'.")
+            raise T23dError(
+                f"hash-grid implementation 'cpp' is unavailable: {why}. Set implementation 'torch'."
+            )
         return "cpp"
     if requested == "torch":
         return "torch"
@@ -203,7 +211,12 @@ class HashGridEncoding(nn.Module):
     so checkpoints are interchangeable; ``implementation`` is recorded in checkpoints for the record.
     """
 
-    def __init__(self, cfg: HashGridConfig, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        cfg: HashGridConfig,
+        device: torch.device | str = "cpu",
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         self.cfg = cfg
         device = torch.device(device)

@@ -14,7 +14,11 @@ bit-identical from run to run whatever the number of threads (each thread owns w
 atomics), and the gradient with respect to the points is computed only when they require it.
 
 Importing this module never compiles anything and never fails; :func:`available` builds or loads the
-extension once and reports why it cannot be used.
+extension once and reports why it cannot be used. Setting ``T23D_DISABLE_CPP_HASHGRID=1`` makes it
+report the kernel as unavailable (``auto`` then uses the torch reference and says so in its log).
+
+Memory: besides its outputs, the kernel keeps one level-major scratch buffer per calling thread, as
+large as the largest encoding computed so far (``N * L * F`` floats: 32 MiB at 2^18 points x 32).
 """
 
 from __future__ import annotations
@@ -86,8 +90,12 @@ def _build() -> ModuleType:
 
     name = _extension_name()
     build_dir = _get_build_directory(name, verbose=False)
-    compiled = any(p.suffix in (".so", ".pyd") for p in Path(build_dir).glob(f"{name}*"))
-    if not compiled:
+    source_mtime = SOURCE.stat().st_mtime
+    up_to_date = any(
+        p.suffix in (".so", ".pyd") and p.stat().st_mtime >= source_mtime
+        for p in Path(build_dir).glob(f"{name}*")
+    )
+    if not up_to_date:
         logger.info("compiling the hash-grid CPU kernel (once, ~1 min) into %s", build_dir)
     start = time.perf_counter()
     module = load(

@@ -80,7 +80,9 @@ class _TruncExp(torch.autograd.Function):
 class NeRFField(nn.Module):
     """Density and colour of points in ``[-bound, bound]^3``."""
 
-    def __init__(self, cfg: FieldConfig, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
+    def __init__(
+        self, cfg: FieldConfig, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+    ):
         super().__init__()
         self.cfg = cfg
         self.encoding = HashGridEncoding(cfg.grid, device=device, generator=generator)
@@ -89,7 +91,12 @@ class NeRFField(nn.Module):
         )
         color_in = cfg.geo_feat_dim + (cfg.sh_degree**2 if cfg.view_dependent else 0)
         self.color_mlp = make_mlp(
-            color_in, 3, cfg.color_hidden_dim, cfg.color_num_hidden_layers, generator, output_activation="sigmoid"
+            color_in,
+            3,
+            cfg.color_hidden_dim,
+            cfg.color_num_hidden_layers,
+            generator,
+            output_activation="sigmoid",
         )
         self.to(device)
 

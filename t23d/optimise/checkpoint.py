@@ -25,8 +25,9 @@ from t23d.common.errors import T23dError
 LATEST = "latest.json"
 
 
-def save_checkpoint(ckpt_dir: Path, step: int, tensors: dict[str, Tensor], state: dict[str, Any],
-                    keep_last: int = 2) -> Path:
+def save_checkpoint(
+    ckpt_dir: Path, step: int, tensors: dict[str, Tensor], state: dict[str, Any], keep_last: int = 2
+) -> Path:
     """Write checkpoint ``step`` and point ``latest.json`` at it; keep the ``keep_last`` newest ones."""
     from safetensors.torch import save_file
 
@@ -35,7 +36,9 @@ def save_checkpoint(ckpt_dir: Path, step: int, tensors: dict[str, Tensor], state
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     write_with_atomic(ckpt_dir / f"{stem}.safetensors", lambda p: save_file(tensors, str(p)))
     write_json_atomic(ckpt_dir / f"{stem}.json", {"step": step, **state})
-    write_json_atomic(ckpt_dir / LATEST, {"step": step, "tensors": f"{stem}.safetensors", "state": f"{stem}.json"})
+    write_json_atomic(
+        ckpt_dir / LATEST, {"step": step, "tensors": f"{stem}.safetensors", "state": f"{stem}.json"}
+    )
     existing = sorted(ckpt_dir.glob("step_*.safetensors"))
     for old in existing[: max(0, len(existing) - keep_last)]:
         if old.stem != stem:
@@ -73,7 +76,7 @@ def prefixed(prefix: str, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
 def unprefixed(prefix: str, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
     """Entries of ``tensors`` under ``prefix.``, with the prefix removed."""
     p = prefix + "."
-    return {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}
+    return {k[len(p) :]: v for k, v in tensors.items() if k.startswith(p)}
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -87,7 +90,9 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tenso
     return tensors, {"param_groups": groups}
 
 
-def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+def load_optimizer(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any]
+) -> None:
     """Inverse of :func:`optimizer_tensors`."""
     state: dict[int, dict[str, Tensor]] = {}
     for key, v in tensors.items():

@@ -112,7 +112,9 @@ def preset(name: str) -> GenerateConfig:
                 grid=HashGridConfig(n_levels=12, log2_hashmap_size=16, max_resolution=512),
             ),
             camera=RandomCameraConfig(resolution=32),
-            render=RenderConfig(num_samples=96, occupancy=OccupancyGridConfig(resolution=32, warmup_steps=64)),
+            render=RenderConfig(
+                num_samples=96, occupancy=OccupancyGridConfig(resolution=32, warmup_steps=64)
+            ),
             shading=ShadingConfig(albedo_only_steps=200),
             guidance=StableDiffusionGuidanceConfig(vae_resolution=128),
             regularisers=RegularisersConfig(),

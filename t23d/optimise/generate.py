@@ -18,21 +18,18 @@ import torch
 from t23d.common.config import from_dict, load_yaml
 from t23d.common.errors import T23dError
 from t23d.optimise.config import GenerateConfig
+from t23d.optimise.lifecycle import recorded_run, timed_export, timed_training
 from t23d.optimise.rundir import (
     CONFIG_YAML,
-    attach_log_file,
     check_writable,
     create_run_dir,
-    detach_log_file,
     read_run,
     update_run,
     write_config,
 )
 from t23d.optimise.sds import build_state, train_sds
 from t23d.optimise.state import (
-    NonFiniteLoss,
     StepCallback,
-    TrainingInterrupted,
     TrainingState,
     resolve_device,
 )
@@ -47,7 +44,9 @@ def load_run_config(run_dir: Path) -> GenerateConfig:
     return from_dict(GenerateConfig, load_yaml(run_dir / CONFIG_YAML))
 
 
-def load_generate_state(run_dir: Path, device: torch.device | None = None) -> tuple[GenerateConfig, TrainingState]:
+def load_generate_state(
+    run_dir: Path, device: torch.device | None = None
+) -> tuple[GenerateConfig, TrainingState]:
     """Config and trained state of a generate run (latest checkpoint)."""
     cfg = load_run_config(run_dir)
     device = device or resolve_device(cfg.device)
@@ -97,48 +96,50 @@ def run_generate(
         run_dir = create_run_dir(Path(out_parent), cfg.prompt)
         write_config(run_dir, cfg)
         update_run(
-            run_dir, t23d_run="generate", status="running", prompt=cfg.prompt, negative_prompt=cfg.negative_prompt,
-            prior=guidance.describe(), steps=cfg.steps, seed=cfg.seed, device=str(device),
-            implementation=state.field.implementation, torch=torch.__version__, timings={},
+            run_dir,
+            t23d_run="generate",
+            status="running",
+            prompt=cfg.prompt,
+            negative_prompt=cfg.negative_prompt,
+            prior=guidance.describe(),
+            steps=cfg.steps,
+            seed=cfg.seed,
+            device=str(device),
+            implementation=state.field.implementation,
+            torch=torch.__version__,
+            timings={},
         )
     else:
         state.load(run_dir / "checkpoints")
         write_config(run_dir, cfg)
         update_run(run_dir, status="running", steps=cfg.steps, resumed_from_step=state.step)
-    handler = attach_log_file(run_dir)
     timings: dict[str, float] = dict(info.get("timings", {}))
     try:
-        logger.info("training '%s' for %d steps on %s (%s hash grid)", cfg.prompt, cfg.steps, device,
-                    state.field.implementation)
-        t0 = time.perf_counter()
-        try:
-            train_sds(cfg, state, guidance, run_dir, callback, should_stop)
-        except TrainingInterrupted as e:
-            timings["train_s"] = timings.get("train_s", 0.0) + time.perf_counter() - t0
-            update_run(run_dir, status="interrupted", completed_steps=e.step, timings=timings)
-            raise TrainingInterrupted(e.step, run_dir) from None
-        except NonFiniteLoss as e:
-            update_run(run_dir, status="failed", error=str(e), completed_steps=state.step)
-            raise
-        timings["train_s"] = timings.get("train_s", 0.0) + time.perf_counter() - t0
-        update_run(run_dir, completed_steps=state.step, timings=timings)
-        t0 = time.perf_counter()
-        write_previews(run_dir, cfg, state)
-        timings["preview_s"] = time.perf_counter() - t0
-        export_info = None
-        if cfg.export_at_end:
+        with recorded_run(run_dir, state):
+            logger.info(
+                "training '%s' for %d steps on %s (%s hash grid)",
+                cfg.prompt,
+                cfg.steps,
+                device,
+                state.field.implementation,
+            )
+            timed_training(
+                run_dir,
+                state,
+                timings,
+                lambda: train_sds(cfg, state, guidance, run_dir, callback, should_stop),
+            )
             t0 = time.perf_counter()
-            export_info = export_generate_run(run_dir, cfg, state)
-            timings["export_s"] = time.perf_counter() - t0
-        update_run(run_dir, status="completed", completed_steps=state.step, timings=timings, export=export_info)
-        return run_dir
-    except (TrainingInterrupted, NonFiniteLoss):
-        raise
-    except BaseException as e:
-        update_run(run_dir, status="failed", error=f"{type(e).__name__}: {e}", completed_steps=state.step)
-        raise
+            write_previews(run_dir, cfg, state)
+            timings["preview_s"] = time.perf_counter() - t0
+            export_info = None
+            if cfg.export_at_end:
+                export_info = timed_export(run_dir, timings, lambda: export_generate_run(run_dir, cfg, state))
+            update_run(
+                run_dir, status="completed", completed_steps=state.step, timings=timings, export=export_info
+            )
+            return run_dir
     finally:
-        detach_log_file(handler)
         if hasattr(guidance, "release"):
             guidance.release()
 
@@ -162,8 +163,13 @@ def write_previews(run_dir: Path, cfg: GenerateConfig, state: TrainingState) -> 
         save_gif(run_dir / "previews" / "turntable.gif", out["rgb"])
 
 
-def export_generate_run(run_dir: Path, cfg: GenerateConfig, state: TrainingState, export_cfg: Any = None,
-                        out_dir: Path | None = None) -> dict[str, Any]:
+def export_generate_run(
+    run_dir: Path,
+    cfg: GenerateConfig,
+    state: TrainingState,
+    export_cfg: Any = None,
+    out_dir: Path | None = None,
+) -> dict[str, Any]:
     """Export the asset of a trained generate run; returns a JSON-able summary."""
     from t23d.export import export_asset
     from t23d.optimise.rundir import slug
@@ -172,8 +178,12 @@ def export_generate_run(run_dir: Path, cfg: GenerateConfig, state: TrainingState
     export_cfg = export_cfg or cfg.export
     state.field.eval()
     report = export_asset(
-        density_fn_of(state.field), color_fn_of(state.field), state.field.aabb(), out_dir or run_dir / "export",
-        slug(cfg.prompt), export_cfg,
+        density_fn_of(state.field),
+        color_fn_of(state.field),
+        state.field.aabb(),
+        out_dir or run_dir / "export",
+        slug(cfg.prompt),
+        export_cfg,
         render_field_fn=render_field_fn_of(state.field, cfg.render, state.occupancy),
     )
     return report.to_dict() if hasattr(report, "to_dict") else dataclasses.asdict(report)

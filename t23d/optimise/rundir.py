@@ -26,7 +26,7 @@ CONFIG_YAML = "config.yaml"
 def slug(text: str, max_len: int = 48) -> str:
     """Filesystem-safe lowercase name from free text (``"Stone grotto!"`` -> ``"stone_grotto"``)."""
     s = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-    return (s[:max_len].rstrip("_") or "asset")
+    return s[:max_len].rstrip("_") or "asset"
 
 
 def check_writable(folder: Path, option: str = "--out") -> None:

@@ -41,7 +41,7 @@ def build_state(cfg: GenerateConfig, device: torch.device) -> TrainingState:
     generator = torch.Generator().manual_seed(cfg.seed)
     init_gen = torch.Generator().manual_seed(cfg.seed + 1)
     field_ = NeRFField(cfg.field, device=device, generator=init_gen)
-    background = Background(cfg.background, generator=init_gen).to(device)
+    background = Background(cfg.background, generator=init_gen, device=device).to(device)
     o = cfg.optim
     optimizer = make_optimizer(field_, background, o.lr_grid, o.lr_mlp, o.lr_background, o.betas, o.eps)
     occupancy = make_occupancy_grid(field_, cfg.render, device)
@@ -64,8 +64,16 @@ def sds_step(cfg: GenerateConfig, state: TrainingState, guidance: Any) -> StepIn
     shading = sample_shading(cfg.shading, step, cameras.c2w[:, :3, 3], gen)
     w_orient = cfg.regularisers.orientation.at(step)
     rays = camera_rays(cameras)
-    out = render_rays(state.field, state.background, rays, cfg.render, state.occupancy, shading=shading,
-                      compute_normals=w_orient > 0, generator=gen)
+    out = render_rays(
+        state.field,
+        state.background,
+        rays,
+        cfg.render,
+        state.occupancy,
+        shading=shading,
+        compute_normals=w_orient > 0,
+        generator=gen,
+    )
     b, res = len(cameras), cfg.camera.resolution
     images = out.rgb.reshape(b, res, res, 3)
     timings["render"] = time.perf_counter() - t0
@@ -110,8 +118,16 @@ def train_sds(
     should_stop: Callable[[], bool] | None = None,
 ) -> None:
     """Train to ``cfg.steps`` with checkpoints, Ctrl-C and NaN handling (see ``run_training_loop``)."""
-    run_training_loop(state, lambda: sds_step(cfg, state, guidance), cfg.steps, run_dir, cfg.checkpoint_every,
-                      cfg.keep_checkpoints, callback, should_stop)
+    run_training_loop(
+        state,
+        lambda: sds_step(cfg, state, guidance),
+        cfg.steps,
+        run_dir,
+        cfg.checkpoint_every,
+        cfg.keep_checkpoints,
+        callback,
+        should_stop,
+    )
 
 
 def field_and_background(state: TrainingState) -> tuple[NeRFField, Background]:

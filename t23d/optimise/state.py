@@ -62,21 +62,36 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise T23dError("--device cuda was requested but no CUDA device is available; use --device cpu or auto")
+        raise T23dError(
+            "--device cuda was requested but no CUDA device is available; use --device cpu or auto"
+        )
     if name not in ("cpu", "cuda"):
         raise T23dError(f"unknown device {name!r}; accepted: auto, cpu, cuda")
     return torch.device(name)
 
 
-def make_optimizer(field_: NeRFField, background: Background, lr_grid: float, lr_mlp: float, lr_background: float,
-                   betas: tuple[float, float], eps: float) -> torch.optim.Adam:
+def make_optimizer(
+    field_: NeRFField,
+    background: Background,
+    lr_grid: float,
+    lr_mlp: float,
+    lr_background: float,
+    betas: tuple[float, float],
+    eps: float,
+) -> torch.optim.Adam:
     """Adam with one parameter group per component (grid, MLPs, background)."""
     groups: list[dict[str, Any]] = [
         {"params": list(field_.encoding.parameters()), "lr": lr_grid, "name": "grid"},
-        {"params": list(field_.density_mlp.parameters()) + list(field_.color_mlp.parameters()), "lr": lr_mlp,
-         "name": "mlp"},
+        {
+            "params": list(field_.density_mlp.parameters()) + list(field_.color_mlp.parameters()),
+            "lr": lr_mlp,
+            "name": "mlp",
+        },
     ]
-    bg_params = list(background.parameters())
+    bg_grid = list(background.encoding.parameters()) if background.encoding is not None else []
+    bg_params = [p for p in background.parameters() if all(p is not q for q in bg_grid)]
+    if bg_grid:
+        groups.append({"params": bg_grid, "lr": lr_grid, "name": "background_grid"})
     if bg_params:
         groups.append({"params": bg_params, "lr": lr_background, "name": "background"})
     # foreach=False: the single-tensor path is bit-reproducible across resume on CPU.
@@ -122,7 +137,9 @@ class TrainingState:
         return state
 
 
-def load_module_state(field_: NeRFField, tensors: dict[str, Tensor], state: dict[str, Any], where: Path) -> None:
+def load_module_state(
+    field_: NeRFField, tensors: dict[str, Tensor], state: dict[str, Any], where: Path
+) -> None:
     """Load field weights, checking shapes; all hash-grid implementations share one layout."""
     import logging
 
@@ -137,7 +154,8 @@ def load_module_state(field_: NeRFField, tensors: dict[str, Tensor], state: dict
     if trained_with and trained_with != field_.implementation:
         logging.getLogger(__name__).info(
             "checkpoint was trained with the '%s' hash grid, loading into '%s' (same parameter layout)",
-            trained_with, field_.implementation,
+            trained_with,
+            field_.implementation,
         )
     field_.load_state_dict({k: tensors[k] for k in own})
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 from t23d.data.config import DataConfig
 from t23d.export.config import ExportConfig
-from t23d.field.background import BackgroundConfig, ConstantBackground, RandomBackground
+from t23d.field.background import BackgroundConfig, HashEnvBackground, RandomBackground
 from t23d.field.hashgrid import HashGridConfig
 from t23d.field.nerf import DensityBlobConfig, FieldConfig
 from t23d.optimise.config import OptimConfig
@@ -45,7 +45,8 @@ class ReconstructConfig:
     field: FieldConfig = _field(default_factory=_photo_field)
     """The NeRF field (view-dependent colour for photos)."""
     background: BackgroundConfig | None = None
-    """Background model; None chooses: random colours when the photos have alpha, else white."""
+    """Background model; None chooses: random colours when the photos have alpha (the object alone is
+    learnt), else a hash-grid environment map of the view direction (the surroundings)."""
     render: RenderConfig = _field(default_factory=lambda: RenderConfig(num_samples=512))
     """Ray sampling."""
     optim: OptimConfig = _field(default_factory=lambda: OptimConfig(lr_grid=1e-2, lr_mlp=1e-2))
@@ -58,7 +59,9 @@ class ReconstructConfig:
     """How many checkpoints to keep."""
     eval_resolution_scale: float = 1.0
     """Held-out views are rendered at this fraction of the image size for metrics.json."""
-    export: ExportConfig = _field(default_factory=lambda: ExportConfig(origin="world", color_mode="normal_view"))
+    export: ExportConfig = _field(
+        default_factory=lambda: ExportConfig(origin="world", color_mode="normal_view")
+    )
     """Asset export at the end of the run (in the input's world frame by default)."""
     export_at_end: bool = True
     """Export the asset when training finishes."""
@@ -79,20 +82,27 @@ def reconstruct_preset(name: str) -> ReconstructConfig:
             rays_per_batch=2048,
             field=FieldConfig(
                 grid=HashGridConfig(n_levels=12, log2_hashmap_size=16, max_resolution=512),
-                view_dependent=True, density_activation="exp", blob=DensityBlobConfig(kind="none"),
+                view_dependent=True,
+                density_activation="exp",
+                blob=DensityBlobConfig(kind="none"),
             ),
-            render=RenderConfig(num_samples=256, occupancy=OccupancyGridConfig(resolution=32, warmup_steps=64)),
+            render=RenderConfig(
+                num_samples=256, occupancy=OccupancyGridConfig(resolution=32, warmup_steps=64)
+            ),
             lr_decay_start=150,
             checkpoint_every=100,
-            export=ExportConfig(origin="world", color_mode="normal_view", resolution=128, faces=20000,
-                                texture_size=512),
+            export=ExportConfig(
+                origin="world", color_mode="normal_view", resolution=128, faces=20000, texture_size=512
+            ),
         )
     if name == "quality":
         return ReconstructConfig(
-            steps=20000, rays_per_batch=8192,
+            steps=20000,
+            rays_per_batch=8192,
             render=RenderConfig(num_samples=1024, occupancy=OccupancyGridConfig(resolution=128)),
-            export=ExportConfig(origin="world", color_mode="normal_view", resolution=384, faces=100000,
-                                texture_size=2048),
+            export=ExportConfig(
+                origin="world", color_mode="normal_view", resolution=384, faces=100000, texture_size=2048
+            ),
         )
     raise ConfigError(f"unknown preset {name!r}; accepted: {', '.join(PRESETS)}")
 
@@ -101,4 +111,4 @@ def default_background(cfg: ReconstructConfig, has_alpha: bool) -> BackgroundCon
     """The background used when ``cfg.background`` is None."""
     if cfg.background is not None:
         return cfg.background
-    return RandomBackground() if has_alpha else ConstantBackground((1.0, 1.0, 1.0))
+    return RandomBackground() if has_alpha else HashEnvBackground()

@@ -21,20 +21,17 @@ import torch
 from t23d.common.atomic import write_json_atomic
 from t23d.common.config import from_dict, load_yaml
 from t23d.common.errors import T23dError
+from t23d.optimise.lifecycle import recorded_run, timed_export, timed_training
 from t23d.optimise.rundir import (
     CONFIG_YAML,
-    attach_log_file,
     check_writable,
     create_run_dir,
-    detach_log_file,
     read_run,
     update_run,
     write_config,
 )
 from t23d.optimise.state import (
-    NonFiniteLoss,
     StepCallback,
-    TrainingInterrupted,
     TrainingState,
     resolve_device,
 )
@@ -79,8 +76,12 @@ def _train_images(dataset: Any, background_color: torch.Tensor | None, device: t
         # the loader composited RGBA photos onto its background; keep colour * alpha
         images = images - (1 - alphas[..., None]) * background_color
     cams = Cameras(dataset.c2w, dataset.intrinsics, dataset.width, dataset.height).to(device)
-    return TrainImages(cams, images.clamp(0, 1).to(device), None if alphas is None else alphas.to(device),
-                       torch.tensor(dataset.train_indices, dtype=torch.long))
+    return TrainImages(
+        cams,
+        images.clamp(0, 1).to(device),
+        None if alphas is None else alphas.to(device),
+        torch.tensor(dataset.train_indices, dtype=torch.long),
+    )
 
 
 _DATA_BACKGROUND = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "random": (0.0, 0.0, 0.0)}
@@ -92,7 +93,9 @@ def load_reconstruct_config(run_dir: Path) -> ReconstructConfig:
     return from_dict(ReconstructConfig, load_yaml(run_dir / CONFIG_YAML))
 
 
-def load_reconstruct_state(run_dir: Path, device: torch.device | None = None) -> tuple[ReconstructConfig, TrainingState]:
+def load_reconstruct_state(
+    run_dir: Path, device: torch.device | None = None
+) -> tuple[ReconstructConfig, TrainingState]:
     """Config and trained state of a reconstruct run (latest checkpoint)."""
     cfg = load_reconstruct_config(run_dir)
     device = device or resolve_device(cfg.device)
@@ -111,8 +114,9 @@ def read_scene(run_dir: Path) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def evaluate_views(cfg: ReconstructConfig, state: TrainingState, dataset: Any, background_color: torch.Tensor | None
-                   ) -> dict[str, Any]:
+def evaluate_views(
+    cfg: ReconstructConfig, state: TrainingState, dataset: Any, background_color: torch.Tensor | None
+) -> dict[str, Any]:
     """PSNR/SSIM of held-out views (rendered on the eval background, photos composited on the same)."""
     from t23d.reconstruct.metrics import psnr, ssim
     from t23d.render.volume import render_images
@@ -122,7 +126,9 @@ def evaluate_views(cfg: ReconstructConfig, state: TrainingState, dataset: Any, b
     dev = next(state.field.parameters()).device
     per_view = []
     for i in dataset.test_indices:
-        cams = Cameras(dataset.c2w[i:i + 1], dataset.intrinsics[i:i + 1], dataset.width, dataset.height).to(dev)
+        cams = Cameras(
+            dataset.c2w[i : i + 1], dataset.intrinsics[i : i + 1], dataset.width, dataset.height
+        ).to(dev)
         out = render_images(state.field, state.background, cams, cfg.render, state.occupancy)
         pred = out["rgb"][0].cpu()
         gt = dataset.images[i]
@@ -131,7 +137,9 @@ def evaluate_views(cfg: ReconstructConfig, state: TrainingState, dataset: Any, b
             eval_bg = state.background(torch.tensor([[0.0, 0.0, 1.0]], device=dev)).cpu()[0]
             fg = gt - (1 - a) * (background_color if background_color is not None else 0)
             gt = fg + (1 - a) * eval_bg
-        per_view.append({"image": str(dataset.image_paths[i].name), "psnr": psnr(pred, gt), "ssim": ssim(pred, gt)})
+        per_view.append(
+            {"image": str(dataset.image_paths[i].name), "psnr": psnr(pred, gt), "ssim": ssim(pred, gt)}
+        )
     if not per_view:
         return {"num_test_views": 0}
     return {
@@ -179,61 +187,74 @@ def run_reconstruct(
         write_config(run_dir, cfg)
         write_json_atomic(run_dir / SCENE_JSON, scene_record(dataset))
         update_run(
-            run_dir, t23d_run="reconstruct", status="running", input=str(cfg.input),
-            source_format=dataset.source_format, num_images=dataset.num_images,
-            num_train=len(dataset.train_indices), num_test=len(dataset.test_indices),
-            image_size=[dataset.width, dataset.height], sfm=dataset.sfm_report, steps=cfg.steps, seed=cfg.seed,
-            device=str(device), implementation=state.field.implementation, torch=torch.__version__,
+            run_dir,
+            t23d_run="reconstruct",
+            status="running",
+            input=str(cfg.input),
+            source_format=dataset.source_format,
+            num_images=dataset.num_images,
+            num_train=len(dataset.train_indices),
+            num_test=len(dataset.test_indices),
+            image_size=[dataset.width, dataset.height],
+            sfm=dataset.sfm_report,
+            steps=cfg.steps,
+            seed=cfg.seed,
+            device=str(device),
+            implementation=state.field.implementation,
+            torch=torch.__version__,
             timings={"load_s": t_load},
         )
     else:
         state.load(run_dir / "checkpoints")
         write_config(run_dir, cfg)
         update_run(run_dir, status="running", steps=cfg.steps, resumed_from_step=state.step)
-    handler = attach_log_file(run_dir)
     timings = dict(read_run(run_dir).get("timings", {}))
-    try:
-        logger.info("training on %d photos (%dx%d) for %d steps on %s (%s hash grid)", len(dataset.train_indices),
-                    dataset.width, dataset.height, cfg.steps, device, state.field.implementation)
+    with recorded_run(run_dir, state):
+        logger.info(
+            "training on %d photos (%dx%d) for %d steps on %s (%s hash grid)",
+            len(dataset.train_indices),
+            dataset.width,
+            dataset.height,
+            cfg.steps,
+            device,
+            state.field.implementation,
+        )
         data = _train_images(dataset, bg_color, device)
-        t0 = time.perf_counter()
-        try:
-            train_photometric(cfg, state, data, run_dir, callback, should_stop)
-        except TrainingInterrupted as e:
-            timings["train_s"] = timings.get("train_s", 0.0) + time.perf_counter() - t0
-            update_run(run_dir, status="interrupted", completed_steps=e.step, timings=timings)
-            raise TrainingInterrupted(e.step, run_dir) from None
-        except NonFiniteLoss as e:
-            update_run(run_dir, status="failed", error=str(e), completed_steps=state.step)
-            raise
-        timings["train_s"] = timings.get("train_s", 0.0) + time.perf_counter() - t0
+        timed_training(
+            run_dir,
+            state,
+            timings,
+            lambda: train_photometric(cfg, state, data, run_dir, callback, should_stop),
+        )
         t0 = time.perf_counter()
         metrics = evaluate_views(cfg, state, dataset, bg_color)
         metrics["steps"] = state.step
         metrics["train_s"] = timings["train_s"]
         write_json_atomic(run_dir / "metrics.json", metrics)
         timings["eval_s"] = time.perf_counter() - t0
-        logger.info("held-out views: PSNR %.2f dB, SSIM %.4f", metrics.get("psnr", float("nan")),
-                    metrics.get("ssim", float("nan")))
+        logger.info(
+            "held-out views: PSNR %.2f dB, SSIM %.4f",
+            metrics.get("psnr", float("nan")),
+            metrics.get("ssim", float("nan")),
+        )
+        summary = {k: metrics.get(k) for k in ("psnr", "ssim", "num_test_views")}
+        update_run(run_dir, metrics=summary)
         export_info = None
         if cfg.export_at_end:
-            t0 = time.perf_counter()
-            export_info = export_reconstruct_run(run_dir, cfg, state)
-            timings["export_s"] = time.perf_counter() - t0
-        update_run(run_dir, status="completed", completed_steps=state.step, timings=timings,
-                   metrics={k: metrics.get(k) for k in ("psnr", "ssim", "num_test_views")}, export=export_info)
+            export_info = timed_export(run_dir, timings, lambda: export_reconstruct_run(run_dir, cfg, state))
+        update_run(
+            run_dir, status="completed", completed_steps=state.step, timings=timings, export=export_info
+        )
         return run_dir
-    except (TrainingInterrupted, NonFiniteLoss):
-        raise
-    except BaseException as e:
-        update_run(run_dir, status="failed", error=f"{type(e).__name__}: {e}", completed_steps=state.step)
-        raise
-    finally:
-        detach_log_file(handler)
 
 
-def export_reconstruct_run(run_dir: Path, cfg: ReconstructConfig, state: TrainingState, export_cfg: Any = None,
-                           out_dir: Path | None = None) -> dict[str, Any]:
+def export_reconstruct_run(
+    run_dir: Path,
+    cfg: ReconstructConfig,
+    state: TrainingState,
+    export_cfg: Any = None,
+    out_dir: Path | None = None,
+) -> dict[str, Any]:
     """Export the asset of a reconstruct run in the input's world frame (converted to glTF Y-up)."""
     from t23d.export import export_asset
     from t23d.optimise.rundir import slug
@@ -245,8 +266,12 @@ def export_reconstruct_run(run_dir: Path, cfg: ReconstructConfig, state: Trainin
     cams = cameras_of(scene, scene["test_indices"] or scene["train_indices"][:8])
     fidelity = [(cams.c2w[i], cams.intrinsics[i], cams.height, cams.width) for i in range(len(cams))]
     report = export_asset(
-        density_fn_of(state.field), color_fn_of(state.field), torch.tensor(scene["aabb"], dtype=torch.float32),
-        out_dir or run_dir / "export", slug(Path(cfg.input).resolve().name or "scene"), export_cfg,
+        density_fn_of(state.field),
+        color_fn_of(state.field),
+        torch.tensor(scene["aabb"], dtype=torch.float32),
+        out_dir or run_dir / "export",
+        slug(Path(cfg.input).resolve().name or "scene"),
+        export_cfg,
         world_transform=np.asarray(scene["world_from_normalised"], dtype=np.float64),
         render_field_fn=render_field_fn_of(state.field, cfg.render, state.occupancy),
         fidelity_cameras=fidelity,

@@ -45,12 +45,14 @@ class TrainImages:
     """[T] long indices of training images."""
 
 
-def build_reconstruct_state(cfg: ReconstructConfig, background: BackgroundConfig, device: torch.device) -> TrainingState:
+def build_reconstruct_state(
+    cfg: ReconstructConfig, background: BackgroundConfig, device: torch.device
+) -> TrainingState:
     """Fresh state from ``cfg.seed``."""
     generator = torch.Generator().manual_seed(cfg.seed)
     init_gen = torch.Generator().manual_seed(cfg.seed + 1)
     field_ = NeRFField(cfg.field, device=device, generator=init_gen)
-    bg = Background(background, generator=init_gen).to(device)
+    bg = Background(background, generator=init_gen, device=device).to(device)
     o = cfg.optim
     optimizer = make_optimizer(field_, bg, o.lr_grid, o.lr_mlp, o.lr_background, o.betas, o.eps)
     occupancy = make_occupancy_grid(field_, cfg.render, device)
@@ -99,7 +101,12 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
     timings["backward"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     factor = learning_rate_factor(cfg, step)
-    base = {"grid": cfg.optim.lr_grid, "mlp": cfg.optim.lr_mlp, "background": cfg.optim.lr_background}
+    base = {
+        "grid": cfg.optim.lr_grid,
+        "mlp": cfg.optim.lr_mlp,
+        "background": cfg.optim.lr_background,
+        "background_grid": cfg.optim.lr_grid,
+    }
     for group in state.optimizer.param_groups:
         group["lr"] = base[group["name"]] * factor
     state.optimizer.step()
@@ -119,5 +126,13 @@ def train_photometric(
     should_stop: Callable[[], bool] | None = None,
 ) -> None:
     """Train to ``cfg.steps`` with checkpoints, Ctrl-C and NaN handling (see ``run_training_loop``)."""
-    run_training_loop(state, lambda: photometric_step(cfg, state, data), cfg.steps, run_dir,
-                      cfg.checkpoint_every, cfg.keep_checkpoints, callback, should_stop)
+    run_training_loop(
+        state,
+        lambda: photometric_step(cfg, state, data),
+        cfg.steps,
+        run_dir,
+        cfg.checkpoint_every,
+        cfg.keep_checkpoints,
+        callback,
+        should_stop,
+    )

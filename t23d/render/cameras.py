@@ -69,7 +69,11 @@ def spherical_to_position(azimuth_deg: Tensor, elevation_deg: Tensor, distance: 
     """World positions [B, 3] of cameras at the given azimuth/elevation (degrees) and distance."""
     az, el = torch.deg2rad(azimuth_deg), torch.deg2rad(elevation_deg)
     return torch.stack(
-        [distance * torch.cos(el) * torch.sin(az), -distance * torch.cos(el) * torch.cos(az), distance * torch.sin(el)],
+        [
+            distance * torch.cos(el) * torch.sin(az),
+            -distance * torch.cos(el) * torch.cos(az),
+            distance * torch.sin(el),
+        ],
         dim=-1,
     )
 

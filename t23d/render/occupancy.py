@@ -37,7 +37,9 @@ class OccupancyGridConfig:
 class OccupancyGrid:
     """Occupancy grid over ``aabb`` (``[2, 3]``); state is ``density`` (a ``[G^3]`` float tensor)."""
 
-    def __init__(self, cfg: OccupancyGridConfig, aabb: Tensor, step_size: float, device: torch.device | str = "cpu"):
+    def __init__(
+        self, cfg: OccupancyGridConfig, aabb: Tensor, step_size: float, device: torch.device | str = "cpu"
+    ):
         self.cfg = cfg
         self.aabb = aabb.to(device)
         self.step_size = step_size
@@ -61,8 +63,13 @@ class OccupancyGrid:
         return self.aabb[0] + (ijk + 0.5) / g * (self.aabb[1] - self.aabb[0])
 
     @torch.no_grad()
-    def update(self, density_fn: Callable[[Tensor], Tensor], step: int, generator: torch.Generator,
-               chunk: int = 65536) -> None:
+    def update(
+        self,
+        density_fn: Callable[[Tensor], Tensor],
+        step: int,
+        generator: torch.Generator,
+        chunk: int = 65536,
+    ) -> None:
         """Re-measure the density in (some) cells at a random point each and refresh ``occupied``."""
         if not self.cfg.enabled:
             return

@@ -26,7 +26,7 @@ def image_grid(images: Tensor, columns: int | None = None) -> np.ndarray:
     arr = to_uint8(images)
     for i in range(b):
         r, c = divmod(i, cols)
-        grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = arr[i]
+        grid[r * h : (r + 1) * h, c * w : (c + 1) * w] = arr[i]
     return grid
 
 

@@ -45,7 +45,9 @@ class Shading:
     ambient: float = 0.1
 
 
-def sample_shading(cfg: ShadingConfig, step: int, camera_positions: Tensor, generator: torch.Generator) -> Shading:
+def sample_shading(
+    cfg: ShadingConfig, step: int, camera_positions: Tensor, generator: torch.Generator
+) -> Shading:
     """Draw the shading mode and light positions for a batch of cameras at ``camera_positions`` [B, 3]."""
     u = float(torch.rand((), generator=generator))
     n = camera_positions.shape[0]
@@ -58,7 +60,9 @@ def sample_shading(cfg: ShadingConfig, step: int, camera_positions: Tensor, gene
         return Shading("albedo", ambient=cfg.ambient)
     if u < cfg.albedo_probability / total:
         return Shading("albedo", ambient=cfg.ambient)
-    mode: ShadingMode = "lambertian" if u < (cfg.albedo_probability + cfg.lambertian_probability) / total else "textureless"
+    mode: ShadingMode = (
+        "lambertian" if u < (cfg.albedo_probability + cfg.lambertian_probability) / total else "textureless"
+    )
     cam = camera_positions.cpu()
     cam_dist = cam.norm(dim=-1, keepdim=True)
     lo, hi = cfg.light_distance_range
@@ -67,8 +71,14 @@ def sample_shading(cfg: ShadingConfig, step: int, camera_positions: Tensor, gene
     return Shading(mode, light.to(camera_positions.device), cfg.ambient)
 
 
-def shade(albedo: Tensor, normals: Tensor | None, points: Tensor, light_positions: Tensor | None,
-          mode: ShadingMode, ambient: float) -> Tensor:
+def shade(
+    albedo: Tensor,
+    normals: Tensor | None,
+    points: Tensor,
+    light_positions: Tensor | None,
+    mode: ShadingMode,
+    ambient: float,
+) -> Tensor:
     """Colour [N, 3] of samples with ``albedo`` [N, 3], unit ``normals`` [N, 3] at ``points`` [N, 3].
 
     ``light_positions`` is per sample [N, 3]. Lambertian: ``albedo * (ambient + (1-ambient) max(0, n.l))``;

@@ -101,17 +101,19 @@ def render_rays(
     else:
         offset = torch.full((num_rays, 1), 0.5, device=device)
     t = near[:, None] + (torch.arange(max_steps, device=device)[None] + offset) * dt  # [R, S]
-    valid = t < far[:, None]  # [R, S]
-    points = rays.origins[:, None, :] + t[..., None] * rays.directions[:, None, :]  # [R, S, 3]
-    if occupancy is not None and occupancy.cfg.enabled:
-        valid_idx = valid.reshape(-1).nonzero()[:, 0]
-        occ = occupancy.query(points.reshape(-1, 3)[valid_idx])
-        valid_idx = valid_idx[occ]
-    else:
-        valid_idx = valid.reshape(-1).nonzero()[:, 0]
+    valid_idx = (t < far[:, None]).reshape(-1).nonzero()[:, 0]  # flat indices into [R, S]
     num_steps = max_steps
     ray_of_sample = valid_idx // num_steps  # [M]
-    sample_points = points.reshape(-1, 3)[valid_idx]  # [M, 3]
+    t_flat = t.reshape(-1)[valid_idx]  # [M]
+    sample_points = rays.origins[ray_of_sample] + t_flat[:, None] * rays.directions[ray_of_sample]  # [M, 3]
+    if occupancy is not None and occupancy.cfg.enabled:
+        occ = occupancy.query(sample_points)
+        valid_idx, ray_of_sample, t_flat, sample_points = (
+            valid_idx[occ],
+            ray_of_sample[occ],
+            t_flat[occ],
+            sample_points[occ],
+        )
     sigma, feats = field_.density(sample_points, return_features=True)  # [M], [M, G]
 
     sigma_dense = torch.zeros(num_rays * num_steps, device=device, dtype=sigma.dtype)
@@ -131,19 +133,22 @@ def render_rays(
     need_normals = compute_normals or (shading is not None and shading.mode != "albedo")
     normals_k = field_.normals(pts_k, cfg.normal_eps) if need_normals and len(pts_k) else None
     if shading is not None and shading.mode != "albedo":
-        light = shading.light_positions[rays.image_ids[ray_k]] if shading.light_positions is not None else None
+        light = (
+            shading.light_positions[rays.image_ids[ray_k]] if shading.light_positions is not None else None
+        )
         color_k = shade(albedo, normals_k, pts_k, light, shading.mode, shading.ambient)
     else:
         color_k = albedo
 
     opacity = torch.zeros(num_rays, device=device).index_add(0, ray_of_sample, weights)
     rgb_fg = torch.zeros(num_rays, 3, device=device).index_add(0, ray_k, w_k[:, None] * color_k)
-    t_k = t.reshape(-1)[valid_idx][keep]
+    t_k = t_flat[keep]
     depth = torch.zeros(num_rays, device=device).index_add(0, ray_k, w_k * t_k)
     bg = background(rays.directions, rays.image_ids, generator)
     rgb = rgb_fg + (1.0 - opacity[:, None]) * bg
-    out = RenderOutput(rgb=rgb, opacity=opacity, depth=depth, num_samples_evaluated=int(len(valid_idx)),
-                       background=bg)
+    out = RenderOutput(
+        rgb=rgb, opacity=opacity, depth=depth, num_samples_evaluated=int(len(valid_idx)), background=bg
+    )
     if normals_k is not None:
         out.normals = torch.zeros(num_rays, 3, device=device).index_add(0, ray_k, w_k[:, None] * normals_k)
         facing = (normals_k * dirs_k).sum(-1).clamp(min=0.0) ** 2

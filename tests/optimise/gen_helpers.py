@@ -15,6 +15,7 @@ SMOKE_YAML = REPO / "configs" / "cpu-smoke.yaml"
 def smoke_config(prior: Path, prompt: str = "a red ball", **changes) -> GenerateConfig:
     """The fast preset with configs/cpu-smoke.yaml applied, on the given prior folder, CPU."""
     cfg = apply_overrides(preset("fast"), load_yaml(SMOKE_YAML))
-    cfg = dataclasses.replace(cfg, prompt=prompt, device="cpu",
-                              guidance=dataclasses.replace(cfg.guidance, pretrained=str(prior)))
+    cfg = dataclasses.replace(
+        cfg, prompt=prompt, device="cpu", guidance=dataclasses.replace(cfg.guidance, pretrained=str(prior))
+    )
     return dataclasses.replace(cfg, **changes)

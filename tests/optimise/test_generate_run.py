@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -132,3 +133,15 @@ def test_unwritable_output_folder(tiny_sd_dir, tmp_path):
 def test_resume_from_a_folder_that_is_not_a_run(tiny_sd_dir, tmp_path):
     with pytest.raises(T23dError, match="not a t23d run directory"):
         run_generate(smoke_config(tiny_sd_dir), resume=tmp_path)
+
+
+def test_generate_with_the_deepfloyd_if_prior(tiny_if_dir, tmp_path):
+    from t23d.guidance import DeepFloydGuidanceConfig
+
+    cfg = smoke_config(tiny_if_dir, steps=2, export_at_end=False)
+    cfg = dataclasses.replace(
+        cfg, guidance=DeepFloydGuidanceConfig(pretrained=str(tiny_if_dir), resolution=32)
+    )
+    run_dir = run_generate(cfg, tmp_path)
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "completed" and "IF" in json.dumps(info["prior"]).upper()

@@ -24,7 +24,11 @@ DISTANCE, FOV = 1.75, 50.0
 def test_oracle_prior_drives_the_loop_to_the_target_shape(tmp_path):
     cfg = preset("fast")
     cfg = dataclasses.replace(
-        cfg, prompt="oracle sphere", steps=250, device="cpu", export_at_end=False,
+        cfg,
+        prompt="oracle sphere",
+        steps=250,
+        device="cpu",
+        export_at_end=False,
         background=ConstantBackground((1.0, 1.0, 1.0)),
         camera=RandomCameraConfig(resolution=32, distance_range=(DISTANCE, DISTANCE), fov_range=(FOV, FOV)),
         shading=ShadingConfig(albedo_only_steps=10**9),

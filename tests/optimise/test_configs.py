@@ -1,0 +1,63 @@
+"""Presets and the YAML files in configs/ load strictly; overrides reject unknown keys and bad values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from t23d.common.config import apply_overrides, from_dict, load_yaml, to_dict
+from t23d.common.errors import ConfigError
+from t23d.common.schedule import Linear
+from t23d.guidance import DeepFloydGuidanceConfig
+from t23d.optimise.config import PRESETS, GenerateConfig, preset
+from t23d.reconstruct.config import reconstruct_preset
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_round_trip_through_dicts(name):
+    cfg = preset(name)
+    assert from_dict(GenerateConfig, to_dict(cfg)) == cfg
+    assert reconstruct_preset(name).steps > 0
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_yaml_applies_to_the_presets(path):
+    cfg = apply_overrides(preset("fast"), load_yaml(path))
+    assert cfg != preset("fast")
+
+
+def test_union_types_switch_by_name():
+    cfg = apply_overrides(preset("default"), load_yaml(CONFIGS / "deepfloyd-if.yaml"))
+    assert isinstance(cfg.guidance, DeepFloydGuidanceConfig)
+    cfg = apply_overrides(
+        cfg,
+        {
+            "regularisers": {
+                "orientation": {"type": "Linear", "start": 1.0, "end": 2.0, "start_step": 0, "end_step": 10}
+            }
+        },
+    )
+    assert cfg.regularisers.orientation == Linear(1.0, 2.0, 0, 10)
+    assert cfg.regularisers.orientation.at(5) == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"stepz": 3}, "unknown config key 'stepz'"),
+        ({"camera": {"resolution": "big"}}, "config key 'camera.resolution': expected an integer"),
+        ({"device": "tpu"}, "config key 'device': invalid value 'tpu'"),
+        ({"guidance": {"type": "Imagen"}}, "unknown type 'Imagen'"),
+    ],
+)
+def test_bad_overrides_name_the_key_and_what_is_accepted(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(preset("fast"), overrides)
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match="unknown preset 'huge'; accepted: fast, default, quality"):
+        preset("huge")

@@ -1,0 +1,113 @@
+"""``t23d reconstruct`` end to end on small synthetic scenes of known geometry, in each input format.
+
+Thresholds are set from measured runs with margin (see the note on each); they check that training,
+evaluation and export work together and that the asset lies in the input's world frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from t23d.data.synthetic import SyntheticScene, write_blender, write_colmap, write_nerfstudio
+from t23d.reconstruct.config import reconstruct_preset
+from t23d.reconstruct.run import load_reconstruct_state, run_reconstruct
+
+
+def chamfer_l1(a: np.ndarray, b: np.ndarray) -> float:
+    """Symmetric Chamfer-L1: mean of the two mean nearest-neighbour distances."""
+    from scipy.spatial import cKDTree
+
+    return 0.5 * (cKDTree(b).query(a)[0].mean() + cKDTree(a).query(b)[0].mean())
+
+
+def asset_points_in_input_frame(glb: Path, n: int = 20000) -> np.ndarray:
+    """Surface samples of an exported asset, mapped from glTF's Y-up back to the input's Z-up frame."""
+    import trimesh
+
+    mesh = trimesh.load(glb, force="mesh")
+    pts = np.asarray(
+        mesh.sample(n, seed=0)
+        if "seed" in trimesh.sample.sample_surface.__code__.co_varnames
+        else mesh.sample(n)
+    )
+    x, y, z = pts[:, 0], pts[:, 1], pts[:, 2]
+    return np.stack([x, -z, y], axis=-1)  # glTF (x, y, z) = input (x, z, -y)
+
+
+def fast_config(input_path: Path, steps: int = 300, **changes):
+    cfg = reconstruct_preset("fast")
+    export = dataclasses.replace(cfg.export, resolution=96, faces=5000, texture_size=256, fidelity_resolution=64)
+    return dataclasses.replace(cfg, input=str(input_path), steps=steps, device="cpu", export=export, **changes)
+
+
+@pytest.fixture(scope="module")
+def scene() -> SyntheticScene:
+    # the object is off-centre, so a frame mix-up would show in the Chamfer distance
+    return SyntheticScene(box_center=(0.2, -0.1, -0.15), sphere_center=(0.2, -0.1, 0.55))
+
+
+@pytest.fixture(scope="module")
+def blender_run(scene, tmp_path_factory):
+    data = tmp_path_factory.mktemp("blender")
+    write_blender(scene, data, n_train=40, n_test=4, resolution=64)
+    return run_reconstruct(fast_config(data), tmp_path_factory.mktemp("out"))
+
+
+def test_blender_reconstruction_quality_and_world_frame(blender_run, scene):
+    from gltf_validate import validate_gltf
+
+    metrics = json.loads((blender_run / "metrics.json").read_text())
+    assert metrics["num_test_views"] == 4
+    # measured ~23.5 dB after 300 fast steps at 64 px; the untrained field gives ~11 dB
+    assert metrics["psnr"] >= 21.0, metrics["psnr"]
+    info = json.loads((blender_run / "run.json").read_text())
+    assert info["status"] == "completed" and info["source_format"] == "blender"
+    glb = next((blender_run / "export").glob("*.glb"))
+    assert validate_gltf(glb)["issues"]["numErrors"] == 0
+    # the asset is in the input's world frame: close to the true surface there
+    cd = chamfer_l1(asset_points_in_input_frame(glb), scene.sample_surface(20000, seed=1))
+    # measured 0.043 (300 fast steps, 96^3 grid); a frame mix-up (the object is 0.2 off-centre) gives > 0.15
+    assert cd < 0.06, cd
+    fidelity = info["export"]["fidelity"]
+    assert fidelity["iou"] >= 0.95
+
+
+def test_reconstruct_resume_is_bit_exact(scene, tmp_path):
+    data = tmp_path / "data"
+    write_blender(scene, data, n_train=8, n_test=1, resolution=32)
+    kw = {"export_at_end": False, "checkpoint_every": 3}
+    full = run_reconstruct(fast_config(data, steps=6, **kw), tmp_path / "a")
+    half = run_reconstruct(fast_config(data, steps=3, **kw), tmp_path / "b")
+    run_reconstruct(fast_config(data, steps=6, **kw), resume=half)
+    _, s1 = load_reconstruct_state(full, torch.device("cpu"))
+    _, s2 = load_reconstruct_state(half, torch.device("cpu"))
+    for (k, a), (_, b) in zip(s1.field.state_dict().items(), s2.field.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+@pytest.mark.parametrize("fmt", ["nerfstudio", "colmap"])
+def test_other_formats_train_and_export_in_the_input_frame(fmt, scene, tmp_path):
+    data = tmp_path / fmt
+    if fmt == "nerfstudio":
+        write_nerfstudio(scene, data, n_views=36, resolution=64, with_masks=True)
+    else:
+        write_colmap(scene, data, n_views=36, resolution=64)
+    run_dir = run_reconstruct(fast_config(data, steps=200), tmp_path / "out")
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "completed" and info["source_format"] == fmt
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["num_test_views"] >= 4  # every 8th image held out
+    # measured ~20-22 dB (200 steps); without masks the background is part of the images
+    assert metrics["psnr"] >= 17.0, metrics["psnr"]
+    glb = next((run_dir / "export").glob("*.glb"))
+    pts = asset_points_in_input_frame(glb)
+    centre = np.asarray(scene.sphere_center)
+    # the exported sphere part sits where the true sphere is, in input coordinates
+    near_sphere = np.abs(np.linalg.norm(pts - centre, axis=-1) - scene.sphere_radius) < 0.05
+    assert near_sphere.mean() > 0.2, near_sphere.mean()
