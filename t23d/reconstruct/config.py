@@ -8,7 +8,7 @@ from typing import Literal
 
 from t23d.data.config import DataConfig
 from t23d.export.config import ExportConfig
-from t23d.field.background import BackgroundConfig, HashEnvBackground, RandomBackground
+from t23d.field.background import BackgroundConfig, MLPBackground, RandomBackground
 from t23d.field.hashgrid import HashGridConfig
 from t23d.field.nerf import DensityBlobConfig, FieldConfig
 from t23d.optimise.config import OptimConfig
@@ -111,4 +111,4 @@ def default_background(cfg: ReconstructConfig, has_alpha: bool) -> BackgroundCon
     """The background used when ``cfg.background`` is None."""
     if cfg.background is not None:
         return cfg.background
-    return RandomBackground() if has_alpha else HashEnvBackground()
+    return RandomBackground() if has_alpha else MLPBackground(hidden_dim=64, sh_degree=4)

@@ -1,0 +1,303 @@
+"""nerfstudio's nerfacto on CPU, on the same scene and wall-clock milestones as ``bench_reconstruct.py``.
+
+Run inside the separate nerfstudio venv (``benchmarks/nerfstudio_venv/setup.sh``), never the product env::
+
+    /tmp/ns-venv/bin/python benchmarks/nerfstudio_venv/run_nerfacto.py --minutes 10 --milestones 1 2 5 10
+
+Data: the Blender-format object scene written by ``bench_reconstruct.make_scene`` (100 train + 20 test
+views, 256x256 RGBA). nerfstudio's Blender dataparser wants ``transforms_val.json`` too, which that scene
+lacks, so ``--data`` should be a sibling folder of symlinks (``transforms_val.json`` -> the test json);
+``--make-ns-folder`` creates it from ``--source`` without touching the original folder.
+
+Method: ``ns-train nerfacto --machine.device-type cpu blender-data`` defaults (white background,
+4096 rays/batch, ParallelDataManager with one worker process, camera optimiser on), trained in-process
+with nerfstudio's own Trainer (same callbacks and ``train_iteration`` as ``Trainer.train``, no viewer).
+Only training iterations count on the clock (like ``bench_reconstruct.py``: a milestone is taken at the
+first iteration where the accumulated training time reaches it). At each milestone the model is
+snapshotted (weights + proposal-sampler state; clock paused); after training, every copy renders all held-out views and nerfstudio's own
+PSNR / SSIM are averaged over them, so evaluation never overlaps the timed window.
+
+Workarounds: LPIPS is stubbed (torchmetrics' LPIPS downloads AlexNet weights; no network here), by
+replacing the class in ``torchmetrics.image.lpip`` that nerfacto imports at model build; nerfstudio itself is not edited. ``eval_num_rays_per_chunk``
+is lowered from 32768 to 4096 for rendering the eval views (same images, faster on CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import random
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+def make_ns_folder(source: Path, dest: Path) -> None:
+    """Symlink a Blender scene into ``dest``, adding ``transforms_val.json`` as a copy of the test split."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("train", "test", "transforms_train.json", "transforms_test.json"):
+        link = dest / name
+        if not link.exists():
+            link.symlink_to(source.resolve() / name)
+    val = dest / "transforms_val.json"
+    if not val.exists():
+        val.symlink_to(source.resolve() / "transforms_test.json")
+
+
+class MemLoadSampler(threading.Thread):
+    """Samples the RSS of this process tree (ParallelDataManager worker included) and the load average."""
+
+    def __init__(self, period: float = 0.5):
+        super().__init__(daemon=True)
+        import psutil
+
+        self.proc = psutil.Process()
+        self.period = period
+        self.peak_rss = 0
+        self.load1: list[float] = []
+        self.active = False  # only record load while the training clock runs
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                rss = self.proc.memory_info().rss
+                for child in self.proc.children(recursive=True):
+                    try:
+                        rss += child.memory_info().rss
+                    except Exception:
+                        pass
+                self.peak_rss = max(self.peak_rss, rss)
+            except Exception:
+                pass
+            if self.active:
+                self.load1.append(os.getloadavg()[0])
+            self._stop.wait(self.period)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def stub_lpips() -> None:
+    import torch
+    from torch import nn
+
+    import torchmetrics.image.lpip as lpip_module
+
+    class NoLPIPS(nn.Module):
+        """Stand-in for torchmetrics' LPIPS (which would download AlexNet weights): returns NaN."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__()
+
+        def forward(self, a, b):  # noqa: ARG002
+            return torch.tensor(float("nan"))
+
+    # nerfacto's populate_modules does `from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity`
+    lpip_module.LearnedPerceptualImagePatchSimilarity = NoLPIPS
+
+
+def build_config(args):
+    from nerfstudio.configs.method_configs import method_configs
+    from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+
+    config = copy.deepcopy(method_configs["nerfacto"])
+    config.pipeline.datamanager.dataparser = BlenderDataParserConfig(data=args.data, alpha_color="white")
+    config.data = args.data
+    config.pipeline.datamanager.data = args.data
+    config.machine.device_type = "cpu"
+    config.vis = "tensorboard"  # no viewer server; nothing is logged by our loop anyway
+    config.output_dir = args.out
+    config.experiment_name = "object256"
+    config.max_num_iterations = args.max_steps
+    config.set_timestamp()
+    return config
+
+
+_SAMPLER_STATE = ("_anneal", "_step", "_steps_since_update")
+
+
+def snapshot(model) -> dict:
+    """The model's weights and the proposal sampler's non-parameter state (copy.deepcopy fails on nerfacto)."""
+    sampler = model.proposal_sampler
+    return {
+        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "sampler": {name: getattr(sampler, name) for name in _SAMPLER_STATE},
+        "step": getattr(model, "step", None),
+    }
+
+
+def restore(model, snap: dict) -> None:
+    model.load_state_dict(snap["state_dict"])
+    for name, value in snap["sampler"].items():
+        setattr(model.proposal_sampler, name, value)
+    if snap["step"] is not None:
+        model.step = snap["step"]
+
+
+def evaluate(pipeline, model, max_views: int) -> dict:
+    """nerfstudio's get_average_image_metrics, on a given model copy, over the first max_views views."""
+    import torch
+
+    dataloader = pipeline.datamanager.fixed_indices_eval_dataloader
+    model.eval()
+    rows = []
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for i, (camera, batch) in enumerate(dataloader):
+            if i >= max_views:
+                break
+            outputs = model.get_outputs_for_camera(camera=camera)
+            metrics, _ = model.get_image_metrics_and_images(outputs, batch)
+            rows.append(metrics)
+    seconds = time.perf_counter() - t0
+    return {
+        "psnr": statistics.fmean(r["psnr"] for r in rows),
+        "ssim": statistics.fmean(r["ssim"] for r in rows),
+        "views": len(rows),
+        "eval_s": seconds,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("/tmp/t23d-bench/object256_ns"))
+    ap.add_argument("--source", type=Path, default=Path("/tmp/t23d-bench/object256"))
+    ap.add_argument("--make-ns-folder", action="store_true", help="create --data as symlinks to --source")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/t23d-bench/ns_runs"))
+    ap.add_argument("--minutes", type=float, default=10.0, help="training wall-clock budget")
+    ap.add_argument("--milestones", type=float, nargs="*", default=[1, 2, 5, 10], help="minutes")
+    ap.add_argument("--max-steps", type=int, default=30000, help="iteration cap (nerfacto default 30000)")
+    ap.add_argument("--eval-views", type=int, default=20, help="held-out views rendered per milestone")
+    ap.add_argument("--eval-chunk", type=int, default=4096, help="eval_num_rays_per_chunk for rendering")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--wait-for", type=Path, default=None, help="poll for this file before training")
+    ap.add_argument("--wait-timeout", type=float, default=2400.0, help="seconds to wait for --wait-for")
+    ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = ap.parse_args()
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))  # inherited by the spawned data worker
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.make_ns_folder:
+        make_ns_folder(args.source, args.data)
+    stub_lpips()
+
+    from nerfstudio.engine.callbacks import TrainingCallbackLocation
+
+    config = build_config(args)
+    seed = config.machine.seed
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+    sampler = MemLoadSampler()
+    sampler.start()
+    t_setup = time.perf_counter()
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    setup_s = time.perf_counter() - t_setup
+    pipeline = trainer.pipeline
+    rays_per_batch = pipeline.datamanager.get_train_rays_per_batch()
+    print(f"setup {setup_s:.1f} s; rays/batch {rays_per_batch}; torch threads {torch.get_num_threads()}", flush=True)
+
+    if args.wait_for is not None:
+        t_wait = time.time()
+        while not args.wait_for.exists() and time.time() - t_wait < args.wait_timeout:
+            time.sleep(20)
+        found = args.wait_for.exists()
+        print(f"wait for {args.wait_for}: {'found' if found else 'NOT found'} after {time.time() - t_wait:.0f} s", flush=True)
+    print(f"load average before training: {os.getloadavg()}", flush=True)
+
+    milestones = sorted(m for m in args.milestones if m <= args.minutes)
+    budget = args.minutes * 60
+    snapshots = []  # (minutes, step, train_s, rays/s so far, model copy)
+    step_times = []
+    train_s, step = 0.0, 0
+    cpu0 = os.times()
+    sampler.active = True
+    wall0 = time.perf_counter()
+    while train_s < budget and step < args.max_steps:
+        t0 = time.perf_counter()
+        pipeline.train()
+        for callback in trainer.callbacks:
+            callback.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+        loss, _, _ = trainer.train_iteration(step)
+        for callback in trainer.callbacks:
+            callback.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+        dt = time.perf_counter() - t0
+        train_s += dt
+        step_times.append(dt)
+        step += 1
+        if step % 5 == 0 or step <= 3:
+            print(f"step {step} loss {float(loss.detach()):.4f} dt {dt:.2f} s train {train_s:.1f} s", flush=True)
+        if milestones and train_s >= milestones[0] * 60:
+            sampler.active = False
+            snapshots.append((milestones.pop(0), step, train_s, step * rays_per_batch / train_s, snapshot(pipeline.model)))
+            print(f"milestone {snapshots[-1][0]} min at step {step} ({train_s:.1f} s)", flush=True)
+            sampler.active = True
+    wall_s = time.perf_counter() - wall0
+    sampler.active = False
+    cpu1 = os.times()
+    load_during = list(sampler.load1)
+    if not snapshots or snapshots[-1][1] != step:
+        snapshots.append((round(train_s / 60, 2), step, train_s, step * rays_per_batch / train_s, snapshot(pipeline.model)))
+
+    # Evaluation after training: never on the clock, never overlapping the timed window.
+    model = pipeline.model
+    model.config.eval_num_rays_per_chunk = args.eval_chunk
+    rows = []
+    for minutes, s, ts, rps, snap in snapshots:
+        restore(model, snap)
+        metrics = evaluate(pipeline, model, args.eval_views)
+        rows.append({"minutes": minutes, "step": s, "train_s": round(ts, 1), "rays_per_s": round(rps), **metrics})
+        print(rows[-1], flush=True)
+    sampler.stop()
+
+    steady = step_times[2:] or step_times
+    result = {
+        "method": "nerfstudio 1.1.5 nerfacto (defaults, blender-data, white bg, cpu)",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "data": str(args.data),
+        "steps": step,
+        "train_s": round(train_s, 1),
+        "timed_window_wall_s": round(wall_s, 1),
+        "setup_s": round(setup_s, 1),
+        "rays_per_batch": rays_per_batch,
+        "rays_per_s_overall": round(step * rays_per_batch / train_s),
+        "rays_per_s_steady_median": round(rays_per_batch / statistics.median(steady)),
+        "step_s_median": round(statistics.median(steady), 3),
+        "cpu_s_main_during_training": round((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system), 1),
+        "peak_rss_gib_process_tree": round(sampler.peak_rss / 2**30, 2),
+        "loadavg1_during_training": {
+            "min": min(load_during, default=float("nan")),
+            "mean": round(statistics.fmean(load_during), 2) if load_during else float("nan"),
+            "max": max(load_during, default=float("nan")),
+        },
+        "lpips": "stubbed (not measured)",
+        "milestones": rows,
+    }
+    print(json.dumps(result, indent=2), flush=True)
+    print("| minutes | step | train s | PSNR | SSIM | rays/s |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['minutes']} | {r['step']} | {r['train_s']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['rays_per_s']} |")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+    # stop the ParallelDataManager worker(s) this run started (they block on a full queue otherwise)
+    for proc in getattr(pipeline.datamanager, "data_procs", []):
+        proc.terminate()
+        proc.join(timeout=10)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
