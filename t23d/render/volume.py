@@ -33,6 +33,9 @@ class RenderConfig:
     """Randomly offset samples per ray during training (deterministic midpoints at evaluation)."""
     weight_threshold: float = 1e-4
     """Skip colour/normal evaluation of samples whose compositing weight is below this."""
+    early_stop_transmittance: float = 1e-4
+    """Drop samples once a ray's transmittance falls below this (found by a gradient-free density pass
+    first); 0 evaluates every occupied sample with gradients."""
     normal_eps: float = 0.01
     """Finite-difference step (world units) for normals."""
     occupancy: OccupancyGridConfig = field(default_factory=OccupancyGridConfig)
@@ -100,28 +103,20 @@ def render_rays(
         offset = torch.rand(num_rays, 1, generator=generator).to(device)
     else:
         offset = torch.full((num_rays, 1), 0.5, device=device)
-    t = near[:, None] + (torch.arange(max_steps, device=device)[None] + offset) * dt  # [R, S]
-    valid_idx = (t < far[:, None]).reshape(-1).nonzero()[:, 0]  # flat indices into [R, S]
-    num_steps = max_steps
-    ray_of_sample = valid_idx // num_steps  # [M]
-    t_flat = t.reshape(-1)[valid_idx]  # [M]
+    ray_of_sample, t_flat = _candidate_samples(near, far, offset, dt, max_steps, rays, occupancy)
     sample_points = rays.origins[ray_of_sample] + t_flat[:, None] * rays.directions[ray_of_sample]  # [M, 3]
     if occupancy is not None and occupancy.cfg.enabled:
         occ = occupancy.query(sample_points)
-        valid_idx, ray_of_sample, t_flat, sample_points = (
-            valid_idx[occ],
-            ray_of_sample[occ],
-            t_flat[occ],
-            sample_points[occ],
-        )
+        ray_of_sample, t_flat, sample_points = ray_of_sample[occ], t_flat[occ], sample_points[occ]
+    if cfg.early_stop_transmittance > 0 and len(ray_of_sample):
+        # first pass without gradients: drop samples hidden behind opaque ones (most of an object's
+        # interior), then evaluate the rest with gradients; compositing is unchanged up to the threshold
+        with torch.no_grad():
+            tau0 = field_.density(sample_points) * dt  # type: ignore[operator]
+            visible = _packed_transmittance(tau0, ray_of_sample, num_rays) > cfg.early_stop_transmittance
+        ray_of_sample, t_flat, sample_points = ray_of_sample[visible], t_flat[visible], sample_points[visible]
     sigma, feats = field_.density(sample_points, return_features=True)  # [M], [M, G]
-
-    sigma_dense = torch.zeros(num_rays * num_steps, device=device, dtype=sigma.dtype)
-    sigma_dense = sigma_dense.index_put((valid_idx,), sigma).reshape(num_rays, num_steps)  # [R, S]
-    tau = sigma_dense * dt
-    transmittance = torch.exp(-(torch.cumsum(tau, dim=1) - tau))  # exclusive: T_i [R, S]
-    alpha = 1.0 - torch.exp(-tau)
-    weights = (transmittance * alpha).reshape(-1)[valid_idx]  # [M]
+    weights = _packed_weights(sigma * dt, ray_of_sample, num_rays)  # [M]
 
     keep = weights.detach() > cfg.weight_threshold  # [M]
     w_k = weights[keep]
@@ -147,7 +142,7 @@ def render_rays(
     bg = background(rays.directions, rays.image_ids, generator)
     rgb = rgb_fg + (1.0 - opacity[:, None]) * bg
     out = RenderOutput(
-        rgb=rgb, opacity=opacity, depth=depth, num_samples_evaluated=int(len(valid_idx)), background=bg
+        rgb=rgb, opacity=opacity, depth=depth, num_samples_evaluated=int(len(ray_of_sample)), background=bg
     )
     if normals_k is not None:
         out.normals = torch.zeros(num_rays, 3, device=device).index_add(0, ray_k, w_k[:, None] * normals_k)
@@ -155,6 +150,63 @@ def render_rays(
         orient = torch.zeros(num_rays, device=device).index_add(0, ray_k, w_k.detach() * facing)
         out.orientation_loss = orient.mean()
     return out
+
+
+def _candidate_samples(
+    near: Tensor,
+    far: Tensor,
+    offset: Tensor,
+    dt: float,
+    max_steps: int,
+    rays: Rays,
+    occupancy: OccupancyGrid | None,
+) -> tuple[Tensor, Tensor]:
+    """Sample positions ``t_i = near + (i + offset) dt`` with ``t_i < far``, sorted by ray then ``t``.
+
+    With an occupancy grid, steps are first grouped in blocks no longer than a coarse cell, and only
+    blocks whose start lies in the coarse dilated grid are expanded: this skips empty space without
+    materialising every step of every ray, and never drops a step in an occupied fine cell.
+    Returns ``ray index [M]`` and ``t [M]``.
+    """
+    device = near.device
+    block = 1
+    if occupancy is not None and occupancy.cfg.enabled and occupancy.cfg.coarse_factor > 1:
+        block = max(1, int(occupancy.coarse_cell_size / dt))
+    if block == 1:
+        t = near[:, None] + (torch.arange(max_steps, device=device)[None] + offset) * dt  # [R, S]
+        ray, step = (t < far[:, None]).nonzero(as_tuple=True)
+        return ray, t[ray, step]
+    num_blocks = -(-max_steps // block)
+    t_block = near[:, None] + (torch.arange(num_blocks, device=device)[None] * block + offset) * dt  # [R, B]
+    ray, blk = (t_block < far[:, None]).nonzero(as_tuple=True)
+    starts = rays.origins[ray] + t_block[ray, blk][:, None] * rays.directions[ray]
+    hit = occupancy.query_coarse(starts)  # type: ignore[union-attr]
+    ray, blk = ray[hit], blk[hit]
+    step = (blk[:, None] * block + torch.arange(block, device=device)[None]).reshape(-1)  # [M * block]
+    ray = ray.repeat_interleave(block)
+    t = near[ray] + (step + offset[ray, 0]) * dt
+    inside = (t < far[ray]) & (step < max_steps)
+    return ray[inside], t[inside]
+
+
+def _packed_transmittance(tau: Tensor, ray: Tensor, num_rays: int) -> Tensor:
+    """Transmittance ``T_i = exp(-sum of tau over earlier samples of the same ray)`` of packed samples
+    sorted by ray, from one cumulative sum over all samples (float64, so subtracting each ray's start
+    loses no precision). Returns float64 [M]."""
+    tau64 = tau.double()
+    cs = torch.cumsum(tau64, 0)  # inclusive, global
+    counts = torch.bincount(ray, minlength=num_rays)  # [R]
+    first = torch.cumsum(counts, 0) - counts  # index of each ray's first sample
+    before = (cs - tau64)[first.clamp(max=len(tau) - 1)]  # global sum before each ray's first sample
+    return torch.exp(-(cs - tau64 - before[ray]))
+
+
+def _packed_weights(tau: Tensor, ray: Tensor, num_rays: int) -> Tensor:
+    """Compositing weights ``w_i = T_i (1 - exp(-tau_i))`` of packed samples sorted by ray."""
+    if tau.numel() == 0:
+        return tau
+    trans = _packed_transmittance(tau, ray, num_rays)
+    return (trans * (1.0 - torch.exp(-tau.double()))).to(tau.dtype)
 
 
 @torch.no_grad()
