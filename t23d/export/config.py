@@ -38,6 +38,9 @@ class ExportConfig:
     padding: int = 4
     """Texels of dilation around every UV chart (and of gap between charts), so seams never show the
     background under bilinear filtering and mip-mapping."""
+    fill_cavities: bool = True
+    """Fill closed empty pockets inside the object before meshing, so only the outer surface is meshed
+    (a field's interior is never seen by a camera, and inner shells would waste faces and texture)."""
     min_component_fraction: float = 0.05
     """Drop connected mesh components whose surface area is below this fraction of the largest
     component's (floaters). 0 keeps everything."""

@@ -11,6 +11,7 @@ towards decreasing density. Faces are counter-clockwise seen from outside (right
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Protocol
@@ -38,6 +39,7 @@ class ExtractSettings(Protocol):
     faces: int
     min_component_fraction: float
     chunk_size: int
+    fill_cavities: bool
 
 
 def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -156,6 +158,24 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> tupl
     return compact(v, f[good])
 
 
+def fill_cavities(values: np.ndarray, threshold: float) -> np.ndarray:
+    """Raise closed pockets of low density (not connected to the grid's border) above ``threshold``.
+
+    A NeRF's inside is never seen by any camera, so its density there is arbitrary and marching cubes
+    would mesh hidden inner shells. Flood-filling the empty space from outside keeps the outer surface
+    only. ``values``: [X, Y, Z] densities; returns a copy.
+    """
+    from scipy import ndimage
+
+    empty = np.pad(values < threshold, 1, mode="constant", constant_values=True)
+    labels, _ = ndimage.label(empty)  # 6-connected empty regions
+    outside = labels == labels[0, 0, 0]
+    cavities = empty & ~outside
+    filled = values.copy()
+    filled[cavities[1:-1, 1:-1, 1:-1]] = 2.0 * threshold
+    return filled
+
+
 def extract_mesh(
     density_fn: DensityFn, aabb: Tensor | np.ndarray, cfg: ExtractSettings, *, timings: dict | None = None
 ) -> tuple[np.ndarray, np.ndarray, float]:
@@ -202,6 +222,10 @@ def extract_mesh(
             f"over the aabb) never crosses the {how} threshold {threshold:.6g}; densities seen range "
             f"from {lo:.6g} to {hi:.6g}{hint}"
         )
+    if cfg.fill_cavities:
+        t0 = time.perf_counter()
+        grid = dataclasses.replace(grid, values=fill_cavities(grid.values, threshold))
+        t["fill_cavities"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     vertices, faces, _ = marching_cubes(grid, threshold)
     t["marching_cubes"] = time.perf_counter() - t0

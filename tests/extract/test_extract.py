@@ -25,6 +25,7 @@ class Settings:
     faces: int = 6000
     min_component_fraction: float = 0.05
     chunk_size: int = 65_536
+    fill_cavities: bool = True
 
 
 def sphere_density(points: torch.Tensor) -> torch.Tensor:
@@ -143,3 +144,26 @@ def test_bad_inputs_raise_config_errors():
         extract_mesh(sphere_density, AABB, Settings(resolution=1))
     with pytest.raises(ConfigError, match="threshold"):
         extract_mesh(sphere_density, AABB, Settings(threshold=-1.0))
+
+
+def test_hidden_inner_shell_is_not_meshed():
+    """A hollow ball (dense shell, empty inside) yields the outer surface only when cavities are filled."""
+    import dataclasses
+
+    import torch
+
+    from t23d.export.config import ExportConfig
+    from t23d.extract import extract_mesh
+
+    def hollow(points: torch.Tensor) -> torch.Tensor:
+        r = points.norm(dim=-1)
+        return torch.where((r < 0.6) & (r > 0.4), 500.0, 0.0)
+
+    aabb = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
+    cfg = ExportConfig(resolution=64, faces=20000, min_component_fraction=0.0)
+    v_filled, _, _ = extract_mesh(hollow, aabb, cfg)
+    v_both, _, _ = extract_mesh(hollow, aabb, dataclasses.replace(cfg, fill_cavities=False))
+    r_filled = np.linalg.norm(v_filled, axis=-1)
+    r_both = np.linalg.norm(v_both, axis=-1)
+    assert r_filled.min() > 0.5  # only the outer sphere (r = 0.6)
+    assert (r_both < 0.5).mean() > 0.2  # without filling, the inner shell (r = 0.4) is meshed too
