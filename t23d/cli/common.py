@@ -73,3 +73,38 @@ class Progress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def run_training_command(command: str, run_fn: Callable[..., Path]) -> int:
+    """Run ``run_fn(callback=..., should_stop=...)`` with a progress bar and Ctrl-C handling.
+
+    Returns the exit code: 0 when done, 130 when interrupted (a checkpoint was saved and the resume
+    command is printed).
+    """
+    from t23d.optimise.state import TrainingInterrupted
+
+    progress: Progress | None = None
+
+    def on_step(info: Any) -> None:
+        nonlocal progress
+        if progress is None:
+            progress = Progress(info.total_steps, initial=info.step - 1)
+        progress(info)
+
+    with stop_on_sigint() as should_stop:
+        try:
+            run_dir = run_fn(callback=on_step, should_stop=should_stop)
+        except TrainingInterrupted as e:
+            if progress:
+                progress.close()
+            print(
+                f"interrupted at step {e.step}; checkpoint saved in {e.run_dir}/checkpoints\n"
+                f"resume with: t23d {command} --resume {e.run_dir}",
+                file=sys.stderr,
+            )
+            return 130
+        finally:
+            if progress:
+                progress.close()
+    print(f"done: {run_dir}")
+    return 0

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
-from t23d.cli.common import Progress, apply_yaml_files, stop_on_sigint
+from t23d.cli.common import apply_yaml_files, run_training_command
 
 
 def main(args: argparse.Namespace) -> int:
     from t23d.cli.export import export_overrides
     from t23d.common.errors import T23dError
-    from t23d.optimise.state import TrainingInterrupted
     from t23d.reconstruct.config import reconstruct_preset
     from t23d.reconstruct.run import run_reconstruct
 
@@ -52,30 +50,6 @@ def main(args: argparse.Namespace) -> int:
     changes["export"] = export_overrides(cfg.export, args)
     cfg = dataclasses.replace(cfg, **changes)
 
-    progress: Progress | None = None
-
-    def on_step(info) -> None:
-        nonlocal progress
-        if progress is None:
-            progress = Progress(info.total_steps, initial=info.step - 1)
-        progress(info)
-
-    with stop_on_sigint() as should_stop:
-        try:
-            run_dir = run_reconstruct(
-                cfg, Path(args.out), resume=resume, callback=on_step, should_stop=should_stop
-            )
-        except TrainingInterrupted as e:
-            if progress:
-                progress.close()
-            print(
-                f"interrupted at step {e.step}; checkpoint saved in {e.run_dir}/checkpoints\n"
-                f"resume with: t23d reconstruct --resume {e.run_dir}",
-                file=sys.stderr,
-            )
-            return 130
-        finally:
-            if progress:
-                progress.close()
-    print(f"done: {run_dir}")
-    return 0
+    return run_training_command(
+        "reconstruct", lambda **kw: run_reconstruct(cfg, Path(args.out), resume=resume, **kw)
+    )
