@@ -24,12 +24,19 @@ import numpy as np
 import torch
 
 
-def make_scene(folder: Path, n_train: int, n_test: int, resolution: int):
+def make_scene(folder: Path, n_train: int, n_test: int, resolution: int, full_sphere: bool = False):
+    """The synthetic object scene; ``full_sphere`` spreads training views from -60 to 80 degrees of
+    elevation so that the whole surface is seen (the default, 5-65 degrees, never sees the bottom)."""
     from t23d.data.synthetic import SyntheticScene, write_blender
 
     scene = SyntheticScene()
     if not (folder / "transforms_train.json").is_file():
-        write_blender(scene, folder, n_train=n_train, n_test=n_test, resolution=resolution, supersample=2)
+        extra = (
+            {"train_elevation_deg": (-60.0, 80.0), "test_elevation_deg": (-30.0, 50.0)} if full_sphere else {}
+        )
+        write_blender(
+            scene, folder, n_train=n_train, n_test=n_test, resolution=resolution, supersample=2, **extra
+        )
     return scene
 
 
@@ -71,7 +78,8 @@ def glb_metrics(glb: Path, data_dir: Path, scene) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=Path("/tmp/t23d-bench/object256"))
+    ap.add_argument("--data", type=Path, default=None, help="scene folder (made if missing)")
+    ap.add_argument("--full-sphere", action="store_true", help="training views all around the object")
     ap.add_argument("--out", type=Path, default=Path("/tmp/t23d-bench/runs"))
     ap.add_argument("--preset", default="default")
     ap.add_argument("--config", action="append", default=[], help="YAML overrides")
@@ -92,7 +100,9 @@ def main() -> None:
     from t23d.render.cameras import Cameras
     from t23d.render.volume import render_images
 
-    scene = make_scene(args.data, 100, 20, 256)
+    if args.data is None:
+        args.data = Path("/tmp/t23d-bench/object256" + ("_full" if args.full_sphere else ""))
+    scene = make_scene(args.data, 100, 20, 256, args.full_sphere)
     cfg = apply_yaml_files(reconstruct_preset(args.preset), args.config)
     cfg = dataclasses.replace(cfg, input=str(args.data), device="cpu")
     ds = load_dataset(args.data, cfg.data)

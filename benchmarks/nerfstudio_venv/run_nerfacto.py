@@ -13,9 +13,13 @@ Method: ``ns-train nerfacto --machine.device-type cpu blender-data`` defaults (w
 4096 rays/batch, ParallelDataManager with one worker process, camera optimiser on), trained in-process
 with nerfstudio's own Trainer (same callbacks and ``train_iteration`` as ``Trainer.train``, no viewer).
 Only training iterations count on the clock (like ``bench_reconstruct.py``: a milestone is taken at the
-first iteration where the accumulated training time reaches it). At each milestone the model is
-snapshotted (weights + proposal-sampler state; clock paused); after training, every copy renders all held-out views and nerfstudio's own
-PSNR / SSIM are averaged over them, so evaluation never overlaps the timed window.
+first iteration where the accumulated training time reaches it). At each milestone the model's weights and
+proposal-sampler state are saved to ``<run>/milestones/`` (clock paused; ``copy.deepcopy`` fails on this
+model). After the timed window the script re-executes itself at niceness 19 (``--eval-nice``) with
+``--eval-only <run>``: every snapshot renders the held-out views (``transforms_test.json``) and nerfstudio's
+own per-image PSNR / SSIM are averaged. Rendering 20 views costs minutes per milestone on 2 cores with
+nerfstudio's pure-torch hash grid, so it never overlaps the timed window and, niced, barely slows
+whatever runs after it. Results: ``<run>/train_result.json`` then ``<run>/result.json``.
 
 Workarounds: LPIPS is stubbed (torchmetrics' LPIPS downloads AlexNet weights; no network here), by
 replacing the class in ``torchmetrics.image.lpip`` that nerfacto imports at model build; nerfstudio itself is not edited. ``eval_num_rays_per_chunk``
@@ -163,33 +167,44 @@ def evaluate(pipeline, model, max_views: int) -> dict:
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=Path("/tmp/t23d-bench/object256_ns"))
-    ap.add_argument("--source", type=Path, default=Path("/tmp/t23d-bench/object256"))
-    ap.add_argument("--make-ns-folder", action="store_true", help="create --data as symlinks to --source")
-    ap.add_argument("--out", type=Path, default=Path("/tmp/t23d-bench/ns_runs"))
-    ap.add_argument("--minutes", type=float, default=10.0, help="training wall-clock budget")
-    ap.add_argument("--milestones", type=float, nargs="*", default=[1, 2, 5, 10], help="minutes")
-    ap.add_argument("--max-steps", type=int, default=30000, help="iteration cap (nerfacto default 30000)")
-    ap.add_argument("--eval-views", type=int, default=20, help="held-out views rendered per milestone")
-    ap.add_argument("--eval-chunk", type=int, default=4096, help="eval_num_rays_per_chunk for rendering")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--wait-for", type=Path, default=None, help="poll for this file before training")
-    ap.add_argument("--wait-timeout", type=float, default=2400.0, help="seconds to wait for --wait-for")
-    ap.add_argument("--json", type=Path, default=None, help="write the results here")
-    args = ap.parse_args()
+def tree_cpu_s(proc) -> float:
+    """user+system CPU seconds of this process and its live children (the data worker)."""
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except Exception:
+            pass
+    return total
 
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))  # inherited by the spawned data worker
+
+def system_busy_s() -> float:
+    import psutil
+
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
+
+
+def train_phase(args) -> Path:
     import numpy as np
+    import psutil
     import torch
 
-    torch.set_num_threads(args.threads)
-    if args.make_ns_folder:
-        make_ns_folder(args.source, args.data)
-    stub_lpips()
-
     from nerfstudio.engine.callbacks import TrainingCallbackLocation
+
+    # wait before setup, so nothing (memory, data worker) is held while waiting
+    wait = None
+    if args.wait_for is not None:
+        t_wait = time.time()
+        while not args.wait_for.exists() and time.time() - t_wait < args.wait_timeout:
+            time.sleep(20)
+        wait = {
+            "file": str(args.wait_for),
+            "found": args.wait_for.exists(),
+            "waited_s": round(time.time() - t_wait),
+        }
+        print(f"wait: {wait}", flush=True)
 
     config = build_config(args)
     seed = config.machine.seed
@@ -204,23 +219,40 @@ def main() -> None:
     trainer.setup()
     setup_s = time.perf_counter() - t_setup
     pipeline = trainer.pipeline
+    run_dir = config.get_base_dir()
+    snap_dir = run_dir / "milestones"
+    snap_dir.mkdir(parents=True, exist_ok=True)
     rays_per_batch = pipeline.datamanager.get_train_rays_per_batch()
-    print(f"setup {setup_s:.1f} s; rays/batch {rays_per_batch}; torch threads {torch.get_num_threads()}", flush=True)
+    print(
+        f"setup {setup_s:.1f} s; rays/batch {rays_per_batch}; torch threads {torch.get_num_threads()}",
+        flush=True,
+    )
 
-    if args.wait_for is not None:
-        t_wait = time.time()
-        while not args.wait_for.exists() and time.time() - t_wait < args.wait_timeout:
-            time.sleep(20)
-        found = args.wait_for.exists()
-        print(f"wait for {args.wait_for}: {'found' if found else 'NOT found'} after {time.time() - t_wait:.0f} s", flush=True)
-    print(f"load average before training: {os.getloadavg()}", flush=True)
+    load_before = os.getloadavg()
+    print(f"load average before training: {load_before}", flush=True)
 
     milestones = sorted(m for m in args.milestones if m <= args.minutes)
     budget = args.minutes * 60
-    snapshots = []  # (minutes, step, train_s, rays/s so far, model copy)
+    rows = []
     step_times = []
     train_s, step = 0.0, 0
-    cpu0 = os.times()
+    me = psutil.Process()
+
+    def save_milestone(minutes) -> None:
+        path = snap_dir / f"step{step:06d}.pt"
+        torch.save(snapshot(pipeline.model), path)
+        rows.append(
+            {
+                "minutes": minutes,
+                "step": step,
+                "train_s": round(train_s, 1),
+                "rays_per_s": round(step * rays_per_batch / train_s),
+                "snapshot": str(path),
+            }
+        )
+        print(f"milestone {rows[-1]}", flush=True)
+
+    own0, sys0 = tree_cpu_s(me), system_busy_s()
     sampler.active = True
     wall0 = time.perf_counter()
     while train_s < budget and step < args.max_steps:
@@ -236,28 +268,19 @@ def main() -> None:
         step_times.append(dt)
         step += 1
         if step % 5 == 0 or step <= 3:
-            print(f"step {step} loss {float(loss.detach()):.4f} dt {dt:.2f} s train {train_s:.1f} s", flush=True)
+            print(
+                f"step {step} loss {float(loss.detach()):.4f} dt {dt:.2f} s train {train_s:.1f} s", flush=True
+            )
         if milestones and train_s >= milestones[0] * 60:
             sampler.active = False
-            snapshots.append((milestones.pop(0), step, train_s, step * rays_per_batch / train_s, snapshot(pipeline.model)))
-            print(f"milestone {snapshots[-1][0]} min at step {step} ({train_s:.1f} s)", flush=True)
+            save_milestone(milestones.pop(0))
             sampler.active = True
     wall_s = time.perf_counter() - wall0
     sampler.active = False
-    cpu1 = os.times()
+    own1, sys1 = tree_cpu_s(me), system_busy_s()
     load_during = list(sampler.load1)
-    if not snapshots or snapshots[-1][1] != step:
-        snapshots.append((round(train_s / 60, 2), step, train_s, step * rays_per_batch / train_s, snapshot(pipeline.model)))
-
-    # Evaluation after training: never on the clock, never overlapping the timed window.
-    model = pipeline.model
-    model.config.eval_num_rays_per_chunk = args.eval_chunk
-    rows = []
-    for minutes, s, ts, rps, snap in snapshots:
-        restore(model, snap)
-        metrics = evaluate(pipeline, model, args.eval_views)
-        rows.append({"minutes": minutes, "step": s, "train_s": round(ts, 1), "rays_per_s": round(rps), **metrics})
-        print(rows[-1], flush=True)
+    if not rows or rows[-1]["step"] != step:
+        save_milestone(round(train_s / 60, 2))
     sampler.stop()
 
     steady = step_times[2:] or step_times
@@ -266,37 +289,130 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "data": str(args.data),
+        "run_dir": str(run_dir),
+        "wait": wait,
         "steps": step,
         "train_s": round(train_s, 1),
         "timed_window_wall_s": round(wall_s, 1),
         "setup_s": round(setup_s, 1),
         "rays_per_batch": rays_per_batch,
         "rays_per_s_overall": round(step * rays_per_batch / train_s),
-        "rays_per_s_steady_median": round(rays_per_batch / statistics.median(steady)),
-        "step_s_median": round(statistics.median(steady), 3),
-        "cpu_s_main_during_training": round((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system), 1),
+        "rays_per_s_steps3plus_median": round(rays_per_batch / statistics.median(steady)),
+        "step_s_median_steps3plus": round(statistics.median(steady), 3),
+        "step_times_s": [round(t, 3) for t in step_times],
         "peak_rss_gib_process_tree": round(sampler.peak_rss / 2**30, 2),
+        "loadavg_before_training": [round(x, 2) for x in load_before],
         "loadavg1_during_training": {
-            "min": min(load_during, default=float("nan")),
-            "mean": round(statistics.fmean(load_during), 2) if load_during else float("nan"),
-            "max": max(load_during, default=float("nan")),
+            "min": round(min(load_during), 2) if load_during else None,
+            "mean": round(statistics.fmean(load_during), 2) if load_during else None,
+            "max": round(max(load_during), 2) if load_during else None,
         },
+        # CPU seconds over the timed window (2 cores => at most 2 * window): ours vs everything else
+        "cpu_s_this_run": round(own1 - own0, 1),
+        "cpu_s_other_processes": round((sys1 - sys0) - (own1 - own0), 1),
+        "cpu_capacity_s": round(wall_s * (os.cpu_count() or 1), 1),
         "lpips": "stubbed (not measured)",
         "milestones": rows,
     }
-    print(json.dumps(result, indent=2), flush=True)
-    print("| minutes | step | train s | PSNR | SSIM | rays/s |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['minutes']} | {r['step']} | {r['train_s']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['rays_per_s']} |")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+    (run_dir / "train_result.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "step_times_s"}, indent=2), flush=True)
     # stop the ParallelDataManager worker(s) this run started (they block on a full queue otherwise)
     for proc in getattr(pipeline.datamanager, "data_procs", []):
         proc.terminate()
         proc.join(timeout=10)
+    return run_dir
+
+
+def eval_phase(args) -> None:
+    import torch
+
+    result = json.loads((args.eval_only / "train_result.json").read_text())
+    args.data = Path(result["data"])
+    args.out = Path("/tmp/t23d-bench/ns_eval_scratch")
+    config = build_config(args)
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup(test_mode="test")  # eval dataset = transforms_test.json (the 20 held-out views)
+    pipeline = trainer.pipeline
+    model = pipeline.model
+    model.config.eval_num_rays_per_chunk = args.eval_chunk
+    print(f"eval: nice {os.nice(0)}, threads {torch.get_num_threads()}, chunk {args.eval_chunk}", flush=True)
+    for row in result["milestones"]:
+        restore(model, torch.load(row["snapshot"], weights_only=False))
+        row.update(evaluate(pipeline, model, args.eval_views))
+        print(row, flush=True)
+    for proc in getattr(pipeline.datamanager, "data_procs", []):
+        proc.terminate()
+        proc.join(timeout=10)
+    (args.eval_only / "result.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "step_times_s"}, indent=2))
+    print("| minutes | step | train s | PSNR | SSIM | rays/s (cumulative) |")
+    print("|---|---|---|---|---|---|")
+    for r in result["milestones"]:
+        print(
+            f"| {r['minutes']} | {r['step']} | {r['train_s']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['rays_per_s']} |"
+        )
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
     sys.stdout.flush()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("/tmp/t23d-bench/object256_ns"))
+    ap.add_argument("--source", type=Path, default=Path("/tmp/t23d-bench/object256"))
+    ap.add_argument("--make-ns-folder", action="store_true", help="create --data as symlinks to --source")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/t23d-bench/ns_runs"))
+    ap.add_argument("--minutes", type=float, default=10.0, help="training wall-clock budget")
+    ap.add_argument("--milestones", type=float, nargs="*", default=[1, 2, 5, 10], help="minutes")
+    ap.add_argument("--max-steps", type=int, default=30000, help="iteration cap (nerfacto default 30000)")
+    ap.add_argument("--eval-views", type=int, default=20, help="held-out views rendered per milestone")
+    ap.add_argument("--eval-chunk", type=int, default=4096, help="eval_num_rays_per_chunk for rendering")
+    ap.add_argument("--eval-nice", type=int, default=19, help="niceness of the evaluation phase")
+    ap.add_argument("--no-eval", action="store_true", help="train and save milestone snapshots only")
+    ap.add_argument("--eval-only", type=Path, default=None, help="evaluate the snapshots of this run dir")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--wait-for", type=Path, default=None, help="poll for this file before training")
+    ap.add_argument("--wait-timeout", type=float, default=2400.0, help="seconds to wait for --wait-for")
+    ap.add_argument("--json", type=Path, default=None, help="also write the final results here")
+    args = ap.parse_args()
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))  # inherited by the spawned data worker
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.make_ns_folder:
+        make_ns_folder(args.source, args.data)
+    stub_lpips()
+
+    if args.eval_only is not None:
+        eval_phase(args)
+        return
+    run_dir = train_phase(args)
+    if args.no_eval:
+        return
+    # Evaluate in a fresh, niced process (every thread it starts inherits the niceness), so the long
+    # CPU rendering of the held-out views barely disturbs whatever runs after the timed window.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.nice(args.eval_nice)
+    argv = [
+        sys.executable,
+        "-W",
+        "ignore::UserWarning",
+        os.path.abspath(__file__),
+        "--eval-only",
+        str(run_dir),
+        "--eval-views",
+        str(args.eval_views),
+        "--eval-chunk",
+        str(args.eval_chunk),
+        "--threads",
+        str(args.threads),
+    ]
+    if args.json is not None:
+        argv += ["--json", str(args.json)]
+    os.execv(sys.executable, argv)
 
 
 if __name__ == "__main__":

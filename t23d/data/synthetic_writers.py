@@ -63,14 +63,20 @@ def write_blender(
     fov_deg: float = 45.0,
     radius: float = 3.0,
     supersample: int = 1,
+    train_elevation_deg: tuple[float, float] = (5.0, 65.0),
+    test_elevation_deg: tuple[float, float] = (20.0, 40.0),
 ) -> SyntheticCapture:
-    """Blender-synthetic layout: ``train/r_i.png``, ``test/r_i.png`` (RGBA) and ``transforms_{train,test}.json``."""
+    """Blender-synthetic layout: ``train/r_i.png``, ``test/r_i.png`` (RGBA) and ``transforms_{train,test}.json``.
+
+    Training views spiral over ``train_elevation_deg`` (two turns); test views over ``test_elevation_deg``
+    (one turn, different azimuths, so they are unseen).
+    """
     from t23d.data.synthetic import orbit_poses, pinhole_camera
 
     scene = dataclasses.replace(scene, background="transparent")
     cam = pinhole_camera(resolution, fov_deg)
-    train = orbit_poses(n_train, radius, (5.0, 65.0), turns=2.0)
-    test = orbit_poses(n_test, radius, (20.0, 40.0), turns=1.0) if n_test else np.zeros((0, 4, 4))
+    train = orbit_poses(n_train, radius, train_elevation_deg, turns=2.0)
+    test = orbit_poses(n_test, radius, test_elevation_deg, turns=1.0) if n_test else np.zeros((0, 4, 4))
     poses = np.concatenate([train, test])
     images = _render_all(scene, poses, cam, supersample)
     paths = []
