@@ -173,13 +173,13 @@ def export_generate_run(
     """Export the asset of a trained generate run; returns a JSON-able summary."""
     from t23d.export import export_asset
     from t23d.optimise.rundir import slug
-    from t23d.render.field_fns import color_fn_of, density_fn_of, render_field_fn_of
+    from t23d.render.field_fns import bake_color_fn_of, density_fn_of, render_field_fn_of
 
     export_cfg = export_cfg or cfg.export
     state.field.eval()
     report = export_asset(
         density_fn_of(state.field),
-        color_fn_of(state.field),
+        bake_color_fn_of(state.field, state.field.aabb(), export_cfg.resolution),
         state.field.aabb(),
         out_dir or run_dir / "export",
         slug(cfg.prompt),

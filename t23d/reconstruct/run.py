@@ -258,17 +258,18 @@ def export_reconstruct_run(
     """Export the asset of a reconstruct run in the input's world frame (converted to glTF Y-up)."""
     from t23d.export import export_asset
     from t23d.optimise.rundir import slug
-    from t23d.render.field_fns import color_fn_of, density_fn_of, render_field_fn_of
+    from t23d.render.field_fns import bake_color_fn_of, density_fn_of, render_field_fn_of
 
     scene = read_scene(run_dir)
     export_cfg = export_cfg or cfg.export
     state.field.eval()
     cams = cameras_of(scene, scene["test_indices"] or scene["train_indices"][:8])
     fidelity = [(cams.c2w[i], cams.intrinsics[i], cams.height, cams.width) for i in range(len(cams))]
+    aabb = torch.tensor(scene["aabb"], dtype=torch.float32)
     report = export_asset(
         density_fn_of(state.field),
-        color_fn_of(state.field),
-        torch.tensor(scene["aabb"], dtype=torch.float32),
+        bake_color_fn_of(state.field, aabb, export_cfg.resolution),
+        aabb,
         out_dir or run_dir / "export",
         slug(Path(cfg.input).resolve().name or "scene"),
         export_cfg,

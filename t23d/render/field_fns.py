@@ -25,16 +25,42 @@ def density_fn_of(field_: NeRFField) -> Callable[[Tensor], Tensor]:
     return density_fn
 
 
-def color_fn_of(field_: NeRFField) -> Callable[[Tensor, Tensor], Tensor]:
-    """``(points [N, 3], view_dirs [N, 3]) -> rgb [N, 3]`` without gradients."""
+def surface_color_fn_of(
+    field_: NeRFField, band: float, num_samples: int = 8
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """``(points [N, 3], view_dirs [N, 3]) -> rgb [N, 3]``: the colour a camera looking along ``view_dirs``
+    sees near each point, by volume rendering a short segment ``[-band, +band]`` around it.
+
+    Baking with this instead of the colour at the exact point makes the texture robust to the mesh lying
+    a fraction of a voxel in front of or behind where the field's rendering weights peak (a NeRF's colour
+    is only trained there). Falls back to the colour at the point where the segment is transparent.
+    """
+    offsets = torch.linspace(-band, band, num_samples)  # [K]
+    step = 2.0 * band / (num_samples - 1)
 
     @torch.no_grad()
     def color_fn(points: Tensor, directions: Tensor) -> Tensor:
         dev = next(field_.parameters()).device
-        _, feats = field_.density(points.to(dev), return_features=True)  # type: ignore[misc]
-        return field_.color(feats, directions.to(dev)).float().cpu()
+        p, d = points.to(dev).float(), directions.to(dev).float()
+        n, k = len(p), num_samples
+        pts = p[:, None, :] + offsets.to(dev)[None, :, None] * d[:, None, :]  # [N, K, 3]
+        sigma, feats = field_.density(pts.reshape(-1, 3), return_features=True)  # type: ignore[misc]
+        tau = sigma.reshape(n, k) * step
+        weights = torch.exp(-(torch.cumsum(tau, 1) - tau)) * (1.0 - torch.exp(-tau))  # [N, K]
+        colors = field_.color(feats, d.repeat_interleave(k, 0)).reshape(n, k, 3)
+        opacity = weights.sum(1, keepdim=True)
+        rendered = (weights[..., None] * colors).sum(1) / opacity.clamp(min=1e-6)
+        centre = colors[:, k // 2]
+        return torch.where(opacity > 1e-3, rendered, centre).float().cpu()
 
     return color_fn
+
+
+def bake_color_fn_of(field_: NeRFField, aabb: Tensor, resolution: int) -> Callable[[Tensor, Tensor], Tensor]:
+    """The colour function used for texture baking: :func:`surface_color_fn_of` over +-1.5 voxels of the
+    extraction grid (``resolution`` cells along the longest side of ``aabb``)."""
+    voxel = float((aabb[1] - aabb[0]).max()) / resolution
+    return surface_color_fn_of(field_, band=1.5 * voxel)
 
 
 def render_field_fn_of(field_: NeRFField, render_cfg: RenderConfig, occupancy: OccupancyGrid | None):
