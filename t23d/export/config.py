@@ -41,6 +41,9 @@ class ExportConfig:
     fill_cavities: bool = True
     """Fill closed empty pockets inside the object before meshing, so only the outer surface is meshed
     (a field's interior is never seen by a camera, and inner shells would waste faces and texture)."""
+    visibility_views: int = 64
+    """Remove faces that none of this many views around the mesh sees, with their 1-ring kept (inner
+    shells and sheets the field leaves inside an object); 0 keeps every face."""
     min_component_fraction: float = 0.05
     """Drop connected mesh components whose surface area is below this fraction of the largest
     component's (floaters). 0 keeps everything."""

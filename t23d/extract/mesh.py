@@ -40,6 +40,7 @@ class ExtractSettings(Protocol):
     min_component_fraction: float
     chunk_size: int
     fill_cavities: bool
+    visibility_views: int
 
 
 def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -83,6 +84,39 @@ def remove_small_components(
         removed = int(np.count_nonzero(~keep_comp & (np.bincount(labels, minlength=num) > 0)))
         faces = faces[keep_comp[labels[faces[:, 0]]]]
     return (*compact(vertices, faces), removed)
+
+
+def remove_hidden_faces(
+    vertices: np.ndarray, faces: np.ndarray, num_views: int, resolution: int = 512, backend: str = "auto"
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Drop faces that no camera around the mesh sees (a Fibonacci sphere of ``num_views`` viewpoints):
+    shells and sheets a field leaves inside an object, which no photo or prior constrains.
+
+    Faces sharing a vertex with a seen face are kept too, so faces smaller than a pixel on the visible
+    surface do not become holes. Returns (vertices, faces, number of faces removed).
+    """
+    from t23d.export.render import cast, look_at
+
+    if num_views <= 0 or len(faces) == 0:
+        return vertices, faces, 0
+    lo, hi = vertices.min(0).astype(np.float64), vertices.max(0).astype(np.float64)
+    centre, radius = 0.5 * (lo + hi), 0.5 * float(np.linalg.norm(hi - lo))
+    fov = np.radians(50.0)
+    dist = 1.1 * radius / np.sin(fov / 2)
+    focal = 0.5 * resolution / np.tan(fov / 2)
+    intr = np.array([focal, focal, resolution / 2.0, resolution / 2.0])
+    seen = np.zeros(len(faces), dtype=bool)
+    golden = np.pi * (3.0 - np.sqrt(5.0))
+    for k in range(num_views):
+        z = 1.0 - 2.0 * (k + 0.5) / num_views
+        r = np.sqrt(1.0 - z * z)
+        eye = centre + dist * np.array([r * np.cos(golden * k), r * np.sin(golden * k), z])
+        tri, _ = cast(vertices, faces, (look_at(eye, centre), intr, resolution, resolution), backend)
+        seen[tri[tri >= 0]] = True
+    near_seen = np.zeros(len(vertices), dtype=bool)
+    near_seen[faces[seen].reshape(-1)] = True
+    keep = seen | near_seen[faces].any(axis=1)
+    return (*compact(vertices, faces[keep]), int(np.count_nonzero(~keep)))
 
 
 def merge_duplicate_vertices(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -239,6 +273,11 @@ def extract_mesh(
     t0 = time.perf_counter()
     vertices, faces = decimate(vertices, faces, cfg.faces)
     t["decimate"] = time.perf_counter() - t0
+    hidden = 0
+    if cfg.visibility_views > 0:
+        t0 = time.perf_counter()
+        vertices, faces, hidden = remove_hidden_faces(vertices, faces, cfg.visibility_views)
+        t["hidden"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     padded = np.pad(grid.values, 1, mode="constant", constant_values=0.0)
     idx = (vertices - grid.origin) / grid.spacing + 1.0  # [V, 3] padded-grid index coordinates
@@ -247,11 +286,12 @@ def extract_mesh(
     if outward < 0.9:
         log.warning("only %.1f%% of faces face decreasing density after orientation", 100 * outward)
     log.info(
-        "extracted mesh: threshold %.4g, %d marching-cubes triangles, %d floater components removed, "
-        "%d triangles after decimation",
+        "extracted mesh: threshold %.4g, %d marching-cubes triangles, %d floater components and %d hidden "
+        "faces removed, %d triangles after decimation",
         threshold,
         num_mc,
         removed,
+        hidden,
         len(faces),
     )
     return vertices.astype(np.float32), faces.astype(np.int32), threshold

@@ -26,6 +26,7 @@ class Settings:
     min_component_fraction: float = 0.05
     chunk_size: int = 65_536
     fill_cavities: bool = True
+    visibility_views: int = 0
 
 
 def sphere_density(points: torch.Tensor) -> torch.Tensor:
@@ -160,10 +161,13 @@ def test_hidden_inner_shell_is_not_meshed():
         return torch.where((r < 0.6) & (r > 0.4), 500.0, 0.0)
 
     aabb = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
-    cfg = ExportConfig(resolution=64, faces=20000, min_component_fraction=0.0)
+    cfg = ExportConfig(resolution=64, faces=20000, min_component_fraction=0.0, visibility_views=0)
     v_filled, _, _ = extract_mesh(hollow, aabb, cfg)
     v_both, _, _ = extract_mesh(hollow, aabb, dataclasses.replace(cfg, fill_cavities=False))
-    r_filled = np.linalg.norm(v_filled, axis=-1)
-    r_both = np.linalg.norm(v_both, axis=-1)
-    assert r_filled.min() > 0.5  # only the outer sphere (r = 0.6)
-    assert (r_both < 0.5).mean() > 0.2  # without filling, the inner shell (r = 0.4) is meshed too
+    # the visibility filter alone also drops the inner shell: no view around the mesh sees it
+    v_seen, _, _ = extract_mesh(
+        hollow, aabb, dataclasses.replace(cfg, fill_cavities=False, visibility_views=32)
+    )
+    assert np.linalg.norm(v_filled, axis=-1).min() > 0.5  # only the outer sphere (r = 0.6)
+    assert (np.linalg.norm(v_both, axis=-1) < 0.5).mean() > 0.2  # unfiltered: the inner shell (r = 0.4) too
+    assert np.linalg.norm(v_seen, axis=-1).min() > 0.5

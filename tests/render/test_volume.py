@@ -31,9 +31,12 @@ def test_packed_weights_match_dense_compositing():
 
 def _field_and_grid(coarse_factor: int):
     gen = torch.Generator().manual_seed(1)
-    field = NeRFField(FieldConfig(grid=HashGridConfig(n_levels=4, log2_hashmap_size=12, max_resolution=64)),
-                      generator=gen)
-    cfg = RenderConfig(num_samples=128, occupancy=OccupancyGridConfig(resolution=32, coarse_factor=coarse_factor))
+    field = NeRFField(
+        FieldConfig(grid=HashGridConfig(n_levels=4, log2_hashmap_size=12, max_resolution=64)), generator=gen
+    )
+    cfg = RenderConfig(
+        num_samples=128, occupancy=OccupancyGridConfig(resolution=32, coarse_factor=coarse_factor)
+    )
     grid = make_occupancy_grid(field, cfg, "cpu")
     # an occupancy pattern with a few scattered cells, so skipping matters
     occ = torch.zeros(32**3, dtype=torch.bool)
