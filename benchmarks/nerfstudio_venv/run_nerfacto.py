@@ -88,9 +88,8 @@ class MemLoadSampler(threading.Thread):
 
 def stub_lpips() -> None:
     import torch
-    from torch import nn
-
     import torchmetrics.image.lpip as lpip_module
+    from torch import nn
 
     class NoLPIPS(nn.Module):
         """Stand-in for torchmetrics' LPIPS (which would download AlexNet weights): returns NaN."""
@@ -190,7 +189,6 @@ def train_phase(args) -> Path:
     import numpy as np
     import psutil
     import torch
-
     from nerfstudio.engine.callbacks import TrainingCallbackLocation
 
     # wait before setup, so nothing (memory, data worker) is held while waiting
