@@ -127,6 +127,7 @@ def export_asset(
     world_transform: np.ndarray | None = None,
     render_field_fn: RenderFieldFn | None = None,
     fidelity_cameras: list[Camera] | None = None,
+    render_step: float | None = None,
 ) -> ExportReport:
     """Extract, texture and export the field inside ``aabb`` as ``<out_dir>/<name>.<format>``.
 
@@ -139,8 +140,10 @@ def export_asset(
         cfg: export options.
         world_transform: 4x4 field frame -> user world frame (+Z up); identity when None.
         render_field_fn: renders the field for the fidelity check; the check is skipped when None.
+        render_step: sample spacing of the renderer the field was trained with (sets the automatic
+            threshold ``ln 2 / render_step``); None uses the extraction voxel.
         fidelity_cameras: (c2w, intrinsics, H, W) views in the field frame; None = ``cfg.fidelity_views``
-            orbit cameras around the aabb.
+            orbit cameras framing the extracted mesh (the object fills the views, not the aabb).
 
     Returns:
         An :class:`ExportReport`; the same data is in ``<out_dir>/export.json``.
@@ -170,7 +173,7 @@ def export_asset(
 
     sub: dict[str, float] = {}
     t0 = time.perf_counter()
-    vertices, faces, threshold = extract_mesh(density_fn, box, cfg, timings=sub)
+    vertices, faces, threshold = extract_mesh(density_fn, box, cfg, timings=sub, render_step=render_step)
     timings.update({f"extract.{k}": round(v, 4) for k, v in sub.items()})
     t0 = lap("extract", t0)
     normals = vertex_normals(vertices, faces)  # [V, 3] field frame, outward
@@ -212,11 +215,11 @@ def export_asset(
         cams = (
             fidelity_cameras
             if fidelity_cameras is not None
-            else orbit_cameras(box, cfg.fidelity_views, cfg.fidelity_resolution)
+            else orbit_cameras(mesh_box, cfg.fidelity_views, cfg.fidelity_resolution)
         )
         fidelity = measure_fidelity(
             back_v, out_f, look, render_field_fn, cams, backend=backend,
-            min_psnr=cfg.fidelity_min_psnr, min_iou=cfg.fidelity_min_iou,
+            min_psnr=cfg.fidelity_min_psnr, min_iou=cfg.fidelity_min_iou, supersample=cfg.fidelity_supersample,
         )  # fmt: skip
         t0 = lap("fidelity", t0)
     from t23d.export.gltf import encode_png

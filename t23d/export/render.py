@@ -18,6 +18,7 @@ row 0 at the top. World frame +Z up. Colours sRGB in [0, 1], composited on black
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,15 +115,25 @@ def camera_rays(
     return o, d
 
 
-def _cast_open3d(vertices: np.ndarray, faces: np.ndarray, cam: Camera) -> tuple[np.ndarray, np.ndarray]:
+def _open3d_scene(vertices: np.ndarray, faces: np.ndarray):
     import open3d as o3d
 
-    c2w, intr, h, w = cam
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(
         o3d.core.Tensor(np.ascontiguousarray(vertices, dtype=np.float32)),
         o3d.core.Tensor(np.ascontiguousarray(faces, dtype=np.uint32)),
     )
+    return scene
+
+
+def _cast_open3d(vertices: np.ndarray, faces: np.ndarray, cam: Camera) -> tuple[np.ndarray, np.ndarray]:
+    return _cast_open3d_scene(_open3d_scene(vertices, faces), cam)
+
+
+def _cast_open3d_scene(scene, cam: Camera) -> tuple[np.ndarray, np.ndarray]:
+    import open3d as o3d
+
+    c2w, intr, h, w = cam
     o, d = camera_rays(c2w, intr, h, w)
     rays = o3d.core.Tensor(np.concatenate([o, d], axis=1).astype(np.float32))
     hit = scene.cast_rays(rays)
@@ -163,6 +174,19 @@ def cast(vertices: np.ndarray, faces: np.ndarray, cam: Camera, backend: str) -> 
     return _cast_raster(vertices, faces, cam)
 
 
+def cast_views(
+    vertices: np.ndarray, faces: np.ndarray, cams: list[Camera], backend: str
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """:func:`cast` for several views of one mesh; open3d builds its BVH once for all of them."""
+    if resolve_backend(backend) != "open3d":
+        for cam in cams:
+            yield _cast_raster(vertices, faces, cam)
+        return
+    scene = _open3d_scene(vertices, faces)
+    for cam in cams:
+        yield _cast_open3d_scene(scene, cam)
+
+
 def sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
     """Bilinear lookup [N, 3] float in [0, 1] of uint8 ``texture`` [S, S, 3] at ``uv`` [N, 2] (v up), clamped."""
     s_h, s_w = texture.shape[:2]
@@ -189,15 +213,31 @@ def surface_color(faces: np.ndarray, look: MeshAppearance, tri: np.ndarray, bary
 
 
 def render_mesh(
-    vertices: np.ndarray, faces: np.ndarray, look: MeshAppearance, cam: Camera, backend: str = "auto"
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    look: MeshAppearance,
+    cam: Camera,
+    backend: str = "auto",
+    supersample: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Unlit render: (rgb [H, W, 3] float in [0, 1] composited on black, coverage mask [H, W] bool)."""
-    _, _, h, w = cam
-    tri, bary = cast(vertices, faces, cam, backend)
+    """Unlit render: (rgb [H, W, 3] float in [0, 1] premultiplied, i.e. composited on black; coverage
+    [H, W] float in [0, 1]).
+
+    ``supersample`` s > 1 anti-aliases as an engine's multisampling does: s x s rays per pixel on a
+    regular grid, averaged (coverage is then the fraction of rays that hit). s = 1 gives 0/1 coverage.
+    """
+    c2w, intr, h, w = cam
+    s = int(supersample)
+    if s < 1:
+        raise ConfigError(f"supersample must be an integer >= 1; got {supersample!r}")
+    fine = (c2w, np.asarray(intr, dtype=np.float64).reshape(-1)[:4] * s, h * s, w * s)
+    tri, bary = cast(vertices, faces, fine, backend)
     hit = tri >= 0
-    rgb = np.zeros((h * w, 3))
+    rgb = np.zeros((h * s * w * s, 3))
     rgb[hit] = surface_color(faces, look, tri[hit], bary[hit])
-    return rgb.reshape(h, w, 3), hit.reshape(h, w)
+    rgb = rgb.reshape(h, s, w, s, 3).mean(axis=(1, 3))
+    coverage = hit.astype(np.float64).reshape(h, s, w, s).mean(axis=(1, 3))
+    return rgb, coverage
 
 
 def render_preview(

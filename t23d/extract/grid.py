@@ -103,15 +103,16 @@ def evaluate_density_grid(
     return DensityGrid(values=values, origin=box[0].copy(), spacing=spacing)
 
 
-def auto_threshold(voxel_size: float) -> float:
-    """The density at which one voxel-length step reaches 50 % opacity: ``sigma* = ln 2 / voxel_size``.
+def auto_threshold(step: float) -> float:
+    """The density at which one step of length ``step`` reaches 50 % opacity: ``sigma* = ln 2 / step``.
 
-    ``1 - exp(-sigma* * voxel_size) = 0.5``. No data-dependent refinement is applied: the rule depends
-    only on the grid spacing, so the same field and resolution always give the same surface, and a
-    field whose density never reaches it gets a clear error with a suggested override instead of a
-    silently guessed level.
+    ``1 - exp(-sigma* * step) = 0.5``. ``step`` is the renderer's sample spacing when the caller knows
+    it (a field's densities mean what they mean at the step it was trained with, and the surface then
+    does not move with the extraction resolution), else the grid's voxel size. No data-dependent
+    refinement is applied: a field whose density never reaches the level gets a clear error with a
+    suggested override instead of a silently guessed level.
     """
-    return math.log(2.0) / voxel_size
+    return math.log(2.0) / step
 
 
 def suggest_threshold(values: np.ndarray) -> float | None:

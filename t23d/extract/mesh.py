@@ -1,7 +1,7 @@
 """Density field -> clean, decimated, outward-oriented triangle mesh.
 
 Pipeline of :func:`extract_mesh`: chunked density grid (``grid.py``) -> threshold (automatic
-``ln 2 / voxel`` or the override) -> marching cubes (PyMCubes) on the grid padded with one layer of
+``ln 2 / step``, the renderer's step or else the voxel, or the override) -> marching cubes (PyMCubes) on the grid padded with one layer of
 zero density, so a surface cut by the aabb is closed -> drop small components (floaters) -> decimate
 with fast-simplification -> check the winding against the density gradient and flip if needed.
 
@@ -41,6 +41,7 @@ class ExtractSettings(Protocol):
     chunk_size: int
     fill_cavities: bool
     visibility_views: int
+    surface_optical_depth: float | None
 
 
 def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -95,7 +96,7 @@ def remove_hidden_faces(
     Faces sharing a vertex with a seen face are kept too, so faces smaller than a pixel on the visible
     surface do not become holes. Returns (vertices, faces, number of faces removed).
     """
-    from t23d.export.render import cast, look_at
+    from t23d.export.render import cast_views, look_at
 
     if num_views <= 0 or len(faces) == 0:
         return vertices, faces, 0
@@ -107,16 +108,81 @@ def remove_hidden_faces(
     intr = np.array([focal, focal, resolution / 2.0, resolution / 2.0])
     seen = np.zeros(len(faces), dtype=bool)
     golden = np.pi * (3.0 - np.sqrt(5.0))
+    cams = []
     for k in range(num_views):
         z = 1.0 - 2.0 * (k + 0.5) / num_views
         r = np.sqrt(1.0 - z * z)
         eye = centre + dist * np.array([r * np.cos(golden * k), r * np.sin(golden * k), z])
-        tri, _ = cast(vertices, faces, (look_at(eye, centre), intr, resolution, resolution), backend)
+        cams.append((look_at(eye, centre), intr, resolution, resolution))
+    for tri, _ in cast_views(vertices, faces, cams, backend):
         seen[tri[tri >= 0]] = True
     near_seen = np.zeros(len(vertices), dtype=bool)
     near_seen[faces[seen].reshape(-1)] = True
     keep = seen | near_seen[faces].any(axis=1)
     return (*compact(vertices, faces[keep]), int(np.count_nonzero(~keep)))
+
+
+def refine_to_surface(
+    density_fn: DensityFn,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    voxel: float,
+    optical_depth: float,
+    *,
+    search_voxels: float = 3.0,
+    samples: int = 49,
+    chunk_size: int = 262_144,
+) -> tuple[np.ndarray, float]:
+    """Move each vertex along its normal to where the field's surface is seen from outside.
+
+    Marching cubes puts the mesh on a density iso-level, which for a trained field lies a fraction of a
+    voxel away from where its renders see the surface; on a finely textured object that offset shifts
+    the texture sideways in oblique views. For each vertex a ray is marched inwards along the normal
+    from ``search_voxels`` outside to ``search_voxels`` inside, and the vertex goes to the point where
+    the optical depth accumulated from that start, ``integral(sigma)``, reaches ``optical_depth``
+    (trapezoidal rule, linear interpolation; density further out than the start is not counted). A vertex stays where it is when its ray starts inside the object (thin
+    parts, concave corners) or never reaches that depth (a hole in the field).
+
+    Args:
+        density_fn: points [N, 3] -> sigma [N] (1/length).
+        vertices: [V, 3]; faces: [F, 3] counter-clockwise from outside.
+        voxel: grid spacing (length); the search range and step are in voxels.
+        optical_depth: the depth of the surface, e.g. 0.2 (18 % opacity).
+        search_voxels: how far outside and inside the vertex to look.
+        samples: density samples per ray.
+        chunk_size: points per ``density_fn`` call.
+
+    Returns:
+        (moved vertices [V, 3] float64, fraction of vertices moved).
+    """
+    import torch
+
+    if len(vertices) == 0:
+        return vertices.astype(np.float64), 0.0
+    v = np.asarray(vertices, dtype=np.float64)
+    n = vertex_normals(v, faces).astype(np.float64)  # [V, 3] outward
+    offsets = np.linspace(search_voxels, -search_voxels, samples) * voxel  # [K] outside -> inside
+    pts = (v[:, None, :] + offsets[None, :, None] * n[:, None, :]).reshape(-1, 3)
+    sigma = np.empty(len(pts))
+    with torch.no_grad():
+        for s in range(0, len(pts), chunk_size):
+            chunk = torch.from_numpy(pts[s : s + chunk_size].astype(np.float32))
+            sigma[s : s + chunk_size] = torch.as_tensor(density_fn(chunk)).float().cpu().reshape(-1).numpy()
+    sigma = np.nan_to_num(sigma.reshape(len(v), samples), nan=0.0, posinf=1e30)
+    step = offsets[0] - offsets[1]
+    depth = np.concatenate(
+        [np.zeros((len(v), 1)), np.cumsum(0.5 * (sigma[:, 1:] + sigma[:, :-1]) * step, axis=1)], axis=1
+    )  # [V, K] optical depth from the outer end
+    reached = depth >= optical_depth
+    starts_outside = sigma[:, 0] * step < optical_depth
+    ok = reached.any(axis=1) & starts_outside & ~reached[:, 0]
+    k = np.maximum(np.argmax(reached, axis=1), 1)
+    rows = np.arange(len(v))
+    d0, d1 = depth[rows, k - 1], depth[rows, k]
+    frac = np.clip((optical_depth - d0) / np.maximum(d1 - d0, 1e-30), 0.0, 1.0)
+    t = offsets[k - 1] + frac * (offsets[k] - offsets[k - 1])
+    t = np.where(ok, t, 0.0)
+    return v + t[:, None] * n, float(ok.mean())
 
 
 def merge_duplicate_vertices(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -211,7 +277,12 @@ def fill_cavities(values: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def extract_mesh(
-    density_fn: DensityFn, aabb: Tensor | np.ndarray, cfg: ExtractSettings, *, timings: dict | None = None
+    density_fn: DensityFn,
+    aabb: Tensor | np.ndarray,
+    cfg: ExtractSettings,
+    *,
+    timings: dict | None = None,
+    render_step: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Extract a clean triangle mesh of the density field's surface inside ``aabb``.
 
@@ -220,6 +291,8 @@ def extract_mesh(
         aabb: [2, 3] box to mesh (row 0 = min corner, row 1 = max corner), world units.
         cfg: an ``ExportConfig`` (reads ``resolution``, ``threshold``, ``faces``,
             ``min_component_fraction``, ``chunk_size``).
+        render_step: sample spacing of the renderer the field was trained with; the automatic threshold
+            is ``ln 2 / render_step`` (independent of ``cfg.resolution``), or ``ln 2 / voxel`` when None.
         timings: optional dict that receives seconds per sub-stage (``grid``, ``marching_cubes``,
             ``components``, ``decimate``, ``orient``).
 
@@ -240,7 +313,10 @@ def extract_mesh(
     t0 = time.perf_counter()
     grid = evaluate_density_grid(density_fn, aabb, cfg.resolution, cfg.chunk_size)
     t["grid"] = time.perf_counter() - t0
-    threshold = float(cfg.threshold) if cfg.threshold is not None else auto_threshold(grid.voxel_size)
+    if render_step is not None and not render_step > 0:
+        raise ConfigError(f"render_step must be > 0 (a length) or None; got {render_step}")
+    step = render_step if render_step is not None else grid.voxel_size
+    threshold = float(cfg.threshold) if cfg.threshold is not None else auto_threshold(step)
     lo, hi = float(grid.values.min()), float(grid.values.max())
     if not (lo < threshold <= hi):
         suggestion = suggest_threshold(grid.values)
@@ -250,7 +326,8 @@ def extract_mesh(
             else "; the field is constant, so no "
             "threshold gives a surface (is the field trained, and is the aabb right?)"
         )
-        how = "automatic (ln 2 / voxel size)" if cfg.threshold is None else "given"
+        rule = "render step" if render_step is not None else "voxel size"
+        how = f"automatic (ln 2 / {rule})" if cfg.threshold is None else "given"
         raise T23dError(
             f"no surface: the density grid ({grid.values.shape[0]}x{grid.values.shape[1]}x{grid.values.shape[2]} "
             f"over the aabb) never crosses the {how} threshold {threshold:.6g}; densities seen range "
@@ -270,14 +347,14 @@ def extract_mesh(
     t0 = time.perf_counter()
     vertices, faces, removed = remove_small_components(vertices, faces, cfg.min_component_fraction)
     t["components"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    vertices, faces = decimate(vertices, faces, cfg.faces)
-    t["decimate"] = time.perf_counter() - t0
     hidden = 0
-    if cfg.visibility_views > 0:
+    if cfg.visibility_views > 0:  # before decimation, so the face budget goes to the visible surface
         t0 = time.perf_counter()
         vertices, faces, hidden = remove_hidden_faces(vertices, faces, cfg.visibility_views)
         t["hidden"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    vertices, faces = decimate(vertices, faces, cfg.faces)
+    t["decimate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     padded = np.pad(grid.values, 1, mode="constant", constant_values=0.0)
     idx = (vertices - grid.origin) / grid.spacing + 1.0  # [V, 3] padded-grid index coordinates
@@ -285,13 +362,21 @@ def extract_mesh(
     t["orient"] = time.perf_counter() - t0
     if outward < 0.9:
         log.warning("only %.1f%% of faces face decreasing density after orientation", 100 * outward)
+    moved = 0.0
+    if cfg.surface_optical_depth is not None:
+        t0 = time.perf_counter()
+        vertices, moved = refine_to_surface(  # needs outward normals: after orientation
+            density_fn, vertices, faces, grid.voxel_size, cfg.surface_optical_depth, chunk_size=cfg.chunk_size
+        )
+        t["refine"] = time.perf_counter() - t0
     log.info(
         "extracted mesh: threshold %.4g, %d marching-cubes triangles, %d floater components and %d hidden "
-        "faces removed, %d triangles after decimation",
+        "faces removed, %d triangles after decimation, %.0f%% of vertices moved onto the seen surface",
         threshold,
         num_mc,
         removed,
         hidden,
         len(faces),
+        100 * moved,
     )
     return vertices.astype(np.float32), faces.astype(np.int32), threshold

@@ -174,6 +174,7 @@ def export_generate_run(
     from t23d.export import export_asset
     from t23d.optimise.rundir import slug
     from t23d.render.field_fns import bake_color_fn_of, density_fn_of, render_field_fn_of
+    from t23d.render.volume import step_size
 
     export_cfg = export_cfg or cfg.export
     state.field.eval()
@@ -185,5 +186,6 @@ def export_generate_run(
         slug(cfg.prompt),
         export_cfg,
         render_field_fn=render_field_fn_of(state.field, cfg.render, state.occupancy),
+        render_step=step_size(state.field, cfg.render),
     )
     return report.to_dict() if hasattr(report, "to_dict") else dataclasses.asdict(report)

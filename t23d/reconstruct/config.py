@@ -60,7 +60,9 @@ class ReconstructConfig:
     eval_resolution_scale: float = 1.0
     """Held-out views are rendered at this fraction of the image size for metrics.json."""
     export: ExportConfig = _field(
-        default_factory=lambda: ExportConfig(origin="world", color_mode="normal_view")
+        default_factory=lambda: ExportConfig(
+            origin="world", color_mode="normal_view", surface_optical_depth=0.2
+        )
     )
     """Asset export at the end of the run (in the input's world frame by default)."""
     export_at_end: bool = True
@@ -92,7 +94,12 @@ def reconstruct_preset(name: str) -> ReconstructConfig:
             lr_decay_start=150,
             checkpoint_every=100,
             export=ExportConfig(
-                origin="world", color_mode="normal_view", resolution=128, faces=20000, texture_size=512
+                origin="world",
+                color_mode="normal_view",
+                surface_optical_depth=0.2,
+                resolution=128,
+                faces=20000,
+                texture_size=512,
             ),
         )
     if name == "quality":
@@ -101,7 +108,12 @@ def reconstruct_preset(name: str) -> ReconstructConfig:
             rays_per_batch=8192,
             render=RenderConfig(num_samples=1024, occupancy=OccupancyGridConfig(resolution=128)),
             export=ExportConfig(
-                origin="world", color_mode="normal_view", resolution=384, faces=100000, texture_size=2048
+                origin="world",
+                color_mode="normal_view",
+                surface_optical_depth=0.2,
+                resolution=384,
+                faces=100000,
+                texture_size=2048,
             ),
         )
     raise ConfigError(f"unknown preset {name!r}; accepted: {', '.join(PRESETS)}")

@@ -259,6 +259,7 @@ def export_reconstruct_run(
     from t23d.export import export_asset
     from t23d.optimise.rundir import slug
     from t23d.render.field_fns import bake_color_fn_of, density_fn_of, render_field_fn_of
+    from t23d.render.volume import step_size
 
     scene = read_scene(run_dir)
     export_cfg = export_cfg or cfg.export
@@ -276,5 +277,6 @@ def export_reconstruct_run(
         world_transform=np.asarray(scene["world_from_normalised"], dtype=np.float64),
         render_field_fn=render_field_fn_of(state.field, cfg.render, state.occupancy),
         fidelity_cameras=fidelity,
+        render_step=step_size(state.field, cfg.render),
     )
     return report.to_dict() if hasattr(report, "to_dict") else dataclasses.asdict(report)

@@ -37,15 +37,19 @@ def smooth_color(points: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
     return (0.5 + 0.45 * torch.sin(3.0 * points + torch.tensor([0.0, 1.0, 2.0]))).clamp(0, 1)
 
 
-def sphere_render_fn(color_fn, radius: float = RADIUS):
+def sphere_render_fn(color_fn, radius: float = RADIUS, supersample: int = 1):
     """render_field_fn of an opaque sphere at the origin: exact ray-sphere hits, colour from color_fn.
 
-    OpenGL cameras; pixel (i, j) centre at (i + 0.5, j + 0.5); rgb composited on black.
+    OpenGL cameras; pixel (i, j) centre at (i + 0.5, j + 0.5); rgb composited on black. ``supersample``
+    s casts s x s rays per pixel and averages them (fractional opacity at the silhouette, as a volume
+    render has).
     """
 
     def render(c2w: torch.Tensor, intr: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
-        fx, fy, cx, cy = (float(x) for x in intr)
-        j, i = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+        s = supersample
+        fx, fy, cx, cy = (float(x) * s for x in intr)
+        hs, ws = h * s, w * s
+        j, i = torch.meshgrid(torch.arange(hs) + 0.5, torch.arange(ws) + 0.5, indexing="ij")
         d = torch.stack([(i - cx) / fx, -(j - cy) / fy, -torch.ones_like(i)], dim=-1).reshape(-1, 3)
         d = d @ c2w[:3, :3].T
         d = d / d.norm(dim=-1, keepdim=True)
@@ -55,9 +59,10 @@ def sphere_render_fn(color_fn, radius: float = RADIUS):
         hit = disc > 0
         t = -b - disc.clamp(min=0).sqrt()
         p = o + t[:, None] * d
-        rgb = torch.zeros(h * w, 3)
+        rgb = torch.zeros(hs * ws, 3)
         if hit.any():
             rgb[hit] = color_fn(p[hit], d[hit])
-        return rgb.reshape(h, w, 3), hit.float().reshape(h, w)
+        rgb = rgb.reshape(h, s, w, s, 3).mean(dim=(1, 3))
+        return rgb, hit.float().reshape(h, s, w, s).mean(dim=(1, 3))
 
     return render

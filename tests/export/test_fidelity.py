@@ -35,10 +35,11 @@ BACKENDS = [
 def test_sphere_fidelity_is_high(tmp_path, backend):
     r = export_asset(
         sphere_density, smooth_color, AABB, tmp_path, "ball", ExportConfig(**FAST, render_backend=backend),
-        render_field_fn=sphere_render_fn(smooth_color),
+        render_field_fn=sphere_render_fn(smooth_color, supersample=2),
     )  # fmt: skip
     assert r.fidelity is not None and r.fidelity.backend == backend and r.fidelity.num_views == 4
     assert r.fidelity.psnr >= 30.0 and r.fidelity.iou >= 0.98
+    assert r.fidelity.image_psnr > r.fidelity.psnr  # whole images include the matching background
     doc = json.loads((tmp_path / "export.json").read_text())
     assert doc["fidelity"]["psnr"] == pytest.approx(r.fidelity.psnr) and doc["fidelity"]["warnings"] == []
 
@@ -72,3 +73,27 @@ def test_raster_backend_matches_open3d():
         assert np.allclose(b_o[both], b_r[both], atol=1e-3)  # perspective-correct barycentrics agree
     look = MeshAppearance(vertex_colors=np.full((len(v), 3), 255, np.uint8))
     assert look.texture is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_supersampled_mesh_render_measures_partial_pixel_coverage(backend):
+    from t23d.export.render import render_mesh
+
+    # a unit square at z = 0 seen from z = 2; its edges fall 0.575 px into pixel columns/rows
+    v = np.array([[-0.5, -0.5, 0.0], [0.5, -0.5, 0.0], [0.5, 0.5, 0.0], [-0.5, 0.5, 0.0]])
+    f = np.array([[0, 1, 2], [0, 2, 3]])
+    c2w = np.eye(4)
+    c2w[2, 3] = 2.0
+    cam = (c2w, np.array([30.3, 30.3, 32.0, 32.0]), 64, 64)
+    look = MeshAppearance(vertex_colors=np.full((4, 3), 200, dtype=np.uint8))
+    side = 30.3 * 0.5  # square side in pixels
+    rgb1, cov1 = render_mesh(v, f, look, cam, backend)
+    rgb4, cov4 = render_mesh(v, f, look, cam, backend, supersample=4)
+    assert set(np.unique(cov1)) == {0.0, 1.0} and cov1.sum() == 16 * 16
+    # 229.5 px; 4x4 samples per pixel quantise each edge to 1/4 px (225 here), one sample per pixel gives 256
+    assert cov4.sum() == pytest.approx(side**2, abs=6.0)
+    partial = (cov4 > 0) & (cov4 < 1)
+    assert partial.sum() == 16 * 16 - 14 * 14  # the ring of edge pixels around 14 x 14 covered ones
+    np.testing.assert_allclose(
+        rgb4, np.repeat(cov4[..., None], 3, axis=2) * 200 / 255, atol=1e-12
+    )  # premultiplied

@@ -27,6 +27,7 @@ class Settings:
     chunk_size: int = 65_536
     fill_cavities: bool = True
     visibility_views: int = 0
+    surface_optical_depth: float | None = None
 
 
 def sphere_density(points: torch.Tensor) -> torch.Tensor:
@@ -171,3 +172,70 @@ def test_hidden_inner_shell_is_not_meshed():
     assert np.linalg.norm(v_filled, axis=-1).min() > 0.5  # only the outer sphere (r = 0.6)
     assert (np.linalg.norm(v_both, axis=-1) < 0.5).mean() > 0.2  # unfiltered: the inner shell (r = 0.4) too
     assert np.linalg.norm(v_seen, axis=-1).min() > 0.5
+
+
+@pytest.mark.parametrize("optical_depth", [0.2, math.log(2)])
+def test_refinement_moves_the_surface_to_the_given_optical_depth(optical_depth):
+    # sphere_density's optical depth between radii r < s is PEAK * WIDTH * (sp((RADIUS - r) / WIDTH) - sp((RADIUS - s) / WIDTH))
+    # with sp = softplus; the search starts 3 voxels outside each marching-cubes vertex (radius r0)
+    def sp(x):
+        return np.logaddexp(0.0, x)
+
+    voxel = 2.0 / Settings.resolution
+    v0, f0, _ = extract_mesh(sphere_density, AABB, Settings())
+    v, f, _ = extract_mesh(sphere_density, AABB, Settings(surface_optical_depth=optical_depth))
+    assert np.array_equal(f, f0)  # only vertices move
+    r0, r = np.linalg.norm(v0, axis=1).astype(np.float64), np.linalg.norm(v, axis=1)
+    beyond = sp((RADIUS - (r0 + 3 * voxel)) / WIDTH)
+    expected = RADIUS - WIDTH * np.log(np.expm1(optical_depth / (PEAK * WIDTH) + beyond))
+    assert np.all(np.abs(r0 - expected) > 0.2 * voxel)  # the iso-surface is elsewhere: the test can fail
+    assert np.all(np.abs(r - expected) < 0.05 * voxel)
+    assert trimesh_watertight(v, f)
+
+
+def trimesh_watertight(v, f) -> bool:
+    import trimesh
+
+    return trimesh.Trimesh(v, f, process=False).is_watertight
+
+
+def test_refinement_keeps_vertices_whose_ray_starts_inside_or_never_reaches_the_depth():
+    from t23d.extract.mesh import refine_to_surface
+
+    v, f, _ = extract_mesh(sphere_density, AABB, Settings(faces=500))
+    voxel = 2.0 / Settings.resolution
+
+    def solid(p):
+        return torch.full((len(p),), 1e4)
+
+    def empty(p):
+        return torch.zeros(len(p))
+
+    for fn in (solid, empty):
+        moved_v, moved = refine_to_surface(fn, v, f, voxel, 0.2)
+        assert moved == 0.0 and np.array_equal(moved_v, v.astype(np.float64))
+
+    # half the sphere (z > 0) is cut off by a wall of density: only the other half moves
+    def capped(p):
+        return torch.where(p[:, 2] > 0.1, torch.tensor(1e4), sphere_density(p))
+
+    moved_v, moved = refine_to_surface(capped, v, f, voxel, 0.2)
+    top = v[:, 2] > 0.1 + 4 * voxel
+    assert np.array_equal(moved_v[top], v[top].astype(np.float64))
+    assert 0.3 < moved < 0.7
+
+
+def test_render_step_sets_a_threshold_that_does_not_move_with_the_resolution():
+    step = 2.0 / 96  # sphere_density's PEAK is twice ln 2 / step: the iso-surface is at RADIUS
+    radii = []
+    for res in (64, 96, 128):
+        v, _, thr = extract_mesh(sphere_density, AABB, Settings(resolution=res, faces=4000), render_step=step)
+        assert thr == pytest.approx(math.log(2) / step)
+        radii.append(np.linalg.norm(v, axis=1).mean())
+    assert np.allclose(radii, RADIUS, atol=2e-3)
+    # without it the level follows the voxel (ln 2 / voxel), and the surface moves with the resolution
+    v64, _, thr64 = extract_mesh(sphere_density, AABB, Settings(resolution=64, faces=4000))
+    assert thr64 == pytest.approx(math.log(2) * 64 / 2)
+    assert np.linalg.norm(v64, axis=1).mean() - RADIUS > 0.01
+    with pytest.raises(ConfigError, match="render_step"):
+        extract_mesh(sphere_density, AABB, Settings(), render_step=0.0)
