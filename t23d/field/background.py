@@ -61,7 +61,30 @@ class HashEnvBackground:
     """Width of the MLP's hidden layer."""
 
 
-BackgroundConfig = ConstantBackground | RandomBackground | MLPBackground | HashEnvBackground
+@dataclass
+class ContractedBackground:
+    """The surroundings as a coarse NeRF of everything beyond the field's box (:mod:`t23d.field.outer`):
+    for photos of an object in its surroundings (no masks), where walls, floors and trees at finite
+    distances shift with the camera and a direction-only environment cannot hold them. Never exported.
+    """
+
+    num_samples: int = 32
+    """Samples per ray beyond the box, evenly spaced in 1 / distance."""
+    far: float = 1000.0
+    """Farthest sample, in radii of the sphere around the box; what lies beyond is a smooth sky."""
+    n_levels: int = 8
+    """Hash-grid levels over the contracted space."""
+    log2_hashmap_size: int = 17
+    """log2 of the per-level table size."""
+    max_resolution: int = 256
+    """Finest grid resolution over the contracted space ``[-2, 2]^3``."""
+    hidden_dim: int = 32
+    """Width of the MLPs' hidden layers."""
+
+
+BackgroundConfig = (
+    ConstantBackground | RandomBackground | MLPBackground | HashEnvBackground | ContractedBackground
+)
 
 
 class Background(nn.Module):
@@ -72,11 +95,24 @@ class Background(nn.Module):
         cfg: BackgroundConfig,
         generator: torch.Generator | None = None,
         device: torch.device | str = "cpu",
+        aabb: Tensor | None = None,
     ):
+        """``aabb`` [2, 3]: the field's box, needed by :class:`ContractedBackground` only."""
         super().__init__()
         self.cfg = cfg
         self.mlp: nn.Module | None = None
         self.encoding: nn.Module | None = None
+        self.outer: nn.Module | None = None
+        if isinstance(cfg, ContractedBackground):
+            from t23d.field.outer import OuterField
+
+            if aabb is None:
+                raise ValueError("ContractedBackground needs the field's aabb")
+            self.outer = OuterField(
+                aabb, num_samples=cfg.num_samples, far=cfg.far, n_levels=cfg.n_levels,
+                log2_hashmap_size=cfg.log2_hashmap_size, max_resolution=cfg.max_resolution,
+                hidden_dim=cfg.hidden_dim, generator=generator, device=device,
+            )  # fmt: skip
         if isinstance(cfg, MLPBackground):
             self.mlp = make_mlp(
                 cfg.sh_degree**2, 3, cfg.hidden_dim, 1, generator, output_activation="sigmoid"
@@ -93,15 +129,29 @@ class Background(nn.Module):
             self.encoding = HashGridEncoding(grid, device=device, generator=generator)
             self.mlp = make_mlp(grid.output_dim, 3, cfg.hidden_dim, 1, generator, output_activation="sigmoid")
 
+    @property
+    def needs_origins(self) -> bool:
+        """Whether :meth:`forward` needs the rays' origins (backgrounds at a finite distance)."""
+        return self.outer is not None
+
     def forward(
-        self, directions: Tensor, image_ids: Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        directions: Tensor,
+        image_ids: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        origins: Tensor | None = None,
     ) -> Tensor:
         """Colour for rays ``directions`` [R, 3] -> [R, 3].
 
         ``image_ids`` [R] and ``generator`` are used by :class:`RandomBackground` during training to draw
-        one colour per distinct id (per image, or per ray when ids are unique).
+        one colour per distinct id (per image, or per ray when ids are unique). ``origins`` [R, 3] are
+        required by :class:`ContractedBackground` (``generator`` then jitters its samples).
         """
         cfg = self.cfg
+        if self.outer is not None:
+            if origins is None:
+                raise ValueError("ContractedBackground needs ray origins")
+            return self.outer(origins, directions, generator if self.training else None)
         if isinstance(cfg, MLPBackground):
             assert self.mlp is not None
             return self.mlp(spherical_harmonics(directions, cfg.sh_degree))

@@ -88,7 +88,10 @@ def make_optimizer(
             "name": "mlp",
         },
     ]
-    bg_grid = list(background.encoding.parameters()) if background.encoding is not None else []
+    from t23d.field.hashgrid import HashGridEncoding
+
+    # hash tables anywhere in the background (environment map, outer field) learn at the grid's rate
+    bg_grid = [p for m in background.modules() if isinstance(m, HashGridEncoding) for p in m.parameters()]
     bg_params = [p for p in background.parameters() if all(p is not q for q in bg_grid)]
     if bg_grid:
         groups.append({"params": bg_grid, "lr": lr_grid, "name": "background_grid"})

@@ -119,6 +119,7 @@ def evaluate_views(
 ) -> dict[str, Any]:
     """PSNR/SSIM of held-out views (rendered on the eval background, photos composited on the same)."""
     from t23d.reconstruct.metrics import psnr, ssim
+    from t23d.render.rays import camera_rays
     from t23d.render.volume import render_images
 
     state.field.eval()
@@ -134,7 +135,9 @@ def evaluate_views(
         gt = dataset.images[i]
         if dataset.alphas is not None:
             a = dataset.alphas[i][..., None]
-            eval_bg = state.background(torch.tensor([[0.0, 0.0, 1.0]], device=dev)).cpu()[0]
+            rays = camera_rays(cams)
+            h, w = dataset.height, dataset.width
+            eval_bg = state.background(rays.directions, origins=rays.origins).reshape(h, w, 3).cpu()
             fg = gt - (1 - a) * (background_color if background_color is not None else 0)
             gt = fg + (1 - a) * eval_bg
         per_view.append(

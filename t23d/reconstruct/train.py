@@ -52,7 +52,7 @@ def build_reconstruct_state(
     generator = torch.Generator().manual_seed(cfg.seed)
     init_gen = torch.Generator().manual_seed(cfg.seed + 1)
     field_ = NeRFField(cfg.field, device=device, generator=init_gen)
-    bg = Background(background, generator=init_gen, device=device).to(device)
+    bg = Background(background, generator=init_gen, device=device, aabb=field_.aabb()).to(device)
     o = cfg.optim
     optimizer = make_optimizer(field_, bg, o.lr_grid, o.lr_mlp, o.lr_background, o.betas, o.eps)
     occupancy = make_occupancy_grid(field_, cfg.render, device)

@@ -139,7 +139,7 @@ def render_rays(
     rgb_fg = torch.zeros(num_rays, 3, device=device).index_add(0, ray_k, w_k[:, None] * color_k)
     t_k = t_flat[keep]
     depth = torch.zeros(num_rays, device=device).index_add(0, ray_k, w_k * t_k)
-    bg = background(rays.directions, rays.image_ids, generator)
+    bg = background(rays.directions, rays.image_ids, generator, origins=rays.origins)
     rgb = rgb_fg + (1.0 - opacity[:, None]) * bg
     out = RenderOutput(
         rgb=rgb, opacity=opacity, depth=depth, num_samples_evaluated=int(len(ray_of_sample)), background=bg

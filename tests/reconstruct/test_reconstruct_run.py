@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from t23d.data.synthetic import SyntheticScene, write_blender, write_colmap, write_nerfstudio
 from t23d.reconstruct.config import reconstruct_preset
@@ -110,17 +111,24 @@ def test_nerfstudio_format_with_masks(scene, tmp_path):
 
 
 def test_colmap_format_without_masks(scene, tmp_path):
-    """COLMAP photos have no alpha: the object sits in front of a busy textured environment, which
-    the field cannot separate in a short run (no scene contraction yet), so only the frame is checked:
-    the asset's centre lies at the object's centre in input coordinates."""
+    """COLMAP photos have no alpha: the object sits in a textured room (an environment sphere of radius 8
+    around it). The default background for unmasked photos, the contracted outer field, must hold the
+    room (with its parallax) so the field's box keeps the object: a direction-only SH environment
+    reached 15.9 dB here after 500 steps, its fog filling the box."""
     data = tmp_path / "colmap"
-    write_colmap(scene, data, n_views=36, resolution=64)
-    run_dir = run_reconstruct(fast_config(data, steps=200), tmp_path / "out")
+    write_colmap(scene, data, n_views=48, resolution=96)
+    run_dir = run_reconstruct(fast_config(data, steps=400), tmp_path / "out")
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "completed" and info["source_format"] == "colmap"
+    assert (
+        yaml.safe_load((run_dir / "config.yaml").read_text())["background"]["type"] == "ContractedBackground"
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["psnr"] >= 12.5, metrics["psnr"]  # measured 14.8 dB: the background texture dominates
+    assert metrics["psnr"] >= 17.5, metrics["psnr"]  # measured 19.2 dB
     glb = next((run_dir / "export").glob("*.glb"))
     pts = asset_points_in_input_frame(glb)
     true = scene.sample_surface(20000, seed=1)
-    assert np.linalg.norm(pts.mean(0) - true.mean(0)) < 0.3
+    cd = chamfer_l1(pts, true)
+    # measured 0.061 (a short run: the object is still semi-transparent, its mesh spongy near the top);
+    # the object is 0.2 off-centre, so a frame mix-up gives > 0.15
+    assert cd < 0.09, cd
