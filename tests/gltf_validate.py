@@ -1,4 +1,5 @@
-"""Run the official Khronos glTF-Validator (npm ``gltf-validator``, pinned in tests/package.json).
+"""Run the official Khronos glTF-Validator (npm ``gltf-validator``, pinned in tests/package.json), and
+load assets with three.js's own ``GLTFLoader`` (npm ``three``, same file; see ``threejs_load.mjs``).
 
 Setup (CI): ``npm ci --prefix tests`` (uses tests/package-lock.json). If ``tests/node_modules`` is
 missing, :func:`validate_gltf` runs that command itself once; if it cannot (no npm, no network) it
@@ -14,6 +15,7 @@ from pathlib import Path
 
 TESTS_DIR = Path(__file__).resolve().parent
 VALIDATOR_DIR = TESTS_DIR / "node_modules" / "gltf-validator"
+THREE_DIR = TESTS_DIR / "node_modules" / "three"
 INSTALL_CMD = ["npm", "ci", "--prefix", str(TESTS_DIR), "--no-audit", "--no-fund"]
 
 _NODE_SCRIPT = r"""
@@ -34,18 +36,32 @@ validator.validateBytes(new Uint8Array(fs.readFileSync(file)), {
 
 
 def ensure_validator() -> Path:
-    """Return the validator package folder, running ``npm ci --prefix tests`` once if it is missing."""
-    if VALIDATOR_DIR.is_dir():
+    """Return the validator package folder, running ``npm ci --prefix tests`` once if a package is missing."""
+    if VALIDATOR_DIR.is_dir() and THREE_DIR.is_dir():
         return VALIDATOR_DIR
     how = f"run `{' '.join(INSTALL_CMD[:4])}` from the repository root (needs Node >= 16 and npm)"
     if shutil.which("npm") is None or shutil.which("node") is None:
-        raise RuntimeError(f"the Khronos glTF-Validator is not installed and node/npm are missing: {how}")
-    proc = subprocess.run(INSTALL_CMD, capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0 or not VALIDATOR_DIR.is_dir():
         raise RuntimeError(
-            f"installing the Khronos glTF-Validator failed ({proc.stderr.strip()[-500:]}); {how}"
+            f"the test's node packages (gltf-validator, three) are missing and node/npm too: {how}"
+        )
+    proc = subprocess.run(INSTALL_CMD, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0 or not VALIDATOR_DIR.is_dir() or not THREE_DIR.is_dir():
+        raise RuntimeError(
+            f"installing the test's node packages failed ({proc.stderr.strip()[-500:]}); {how}"
         )
     return VALIDATOR_DIR
+
+
+def load_with_threejs(path: str | Path) -> dict:
+    """Load a .glb with three.js's GLTFLoader (Node); return what it built (see threejs_load.mjs)."""
+    ensure_validator()
+    proc = subprocess.run(
+        ["node", str(TESTS_DIR / "threejs_load.mjs"), str(Path(path).resolve())],
+        capture_output=True, text=True, timeout=120, cwd=TESTS_DIR,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"three.js could not load {path}: {proc.stderr.strip()[-2000:]}")
+    return json.loads(proc.stdout)
 
 
 def validate_gltf(path: str | Path) -> dict:

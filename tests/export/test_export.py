@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from export_fields import AABB, RADIUS, RES, constant_color, octant_color, sphere_density
-from gltf_validate import error_messages, validate_gltf
+from gltf_validate import error_messages, load_with_threejs, validate_gltf
 
 from t23d.common.errors import ConfigError, T23dError
 from t23d.export import ExportConfig, export_asset, slugify
@@ -47,6 +49,51 @@ def test_gltf_outputs_pass_khronos_validator_and_reload(tmp_path, fmt, glb):
     assert mesh.visual.uv.min() >= 0 and mesh.visual.uv.max() <= 1
     assert mesh.visual.material.baseColorTexture.size == (256, 256)
     assert len(mesh.faces) == report.num_faces == 3000
+
+
+def test_threejs_gltfloader_imports_the_asset_textured(glb):
+    """three.js's own GLTFLoader (Node; the PNG's size is read from its header, there is no decoder)."""
+    out = load_with_threejs(glb.asset_path)
+    assert out["scene"] == "ball"
+    (mesh,) = out["meshes"]
+    assert mesh["attributes"] == ["normal", "position", "uv"]
+    assert mesh["vertices"] == glb.num_vertices and mesh["indices"] == 3 * glb.num_faces
+    assert mesh["material"] == "MeshStandardMaterial" and mesh["metalness"] == 0 and mesh["roughness"] == 1
+    assert mesh["map"] == {
+        "width": 256,
+        "height": 256,
+        "bytes": mesh["map"]["bytes"],
+        "colorSpace": "srgb",
+        "flipY": False,
+    }
+    assert mesh["map"]["bytes"] > 100
+    np.testing.assert_allclose(mesh["bbox"], [glb.bbox_min, glb.bbox_max], atol=1e-5)
+
+
+BLENDER_PYTHON = os.environ.get("T23D_BLENDER_PYTHON")
+
+
+@pytest.mark.skipif(
+    not BLENDER_PYTHON, reason="set T23D_BLENDER_PYTHON to a Python with bpy (pip install bpy; .ci/run does)"
+)
+def test_blender_imports_the_asset_textured_in_its_z_up_frame(glb):
+    script = Path(__file__).resolve().parents[1] / "blender_import.py"
+    proc = subprocess.run(
+        [BLENDER_PYTHON, str(script), str(glb.asset_path)], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("T23D-JSON "))
+    out = json.loads(line[len("T23D-JSON ") :])
+    assert out["result"] == ["FINISHED"]
+    (mesh,) = out["meshes"]
+    assert mesh["polygons"] == glb.num_faces and len(mesh["uv_layers"]) == 1
+    (mat,) = mesh["materials"]
+    assert mat["metallic"] == 0 and mat["roughness"] == 1
+    assert mat["base_color_image"] == {"size": [256, 256], "colorspace": "sRGB"}
+    # Blender is Z-up like t23d's field: glTF (x, y, z) comes back as (x, -z, y)
+    lo, hi = np.array(glb.bbox_min), np.array(glb.bbox_max)
+    expected = [[lo[0], -hi[2], lo[1]], [hi[0], -lo[2], hi[1]]]
+    np.testing.assert_allclose(mesh["bbox"], expected, atol=1e-5)
 
 
 def test_gltf_json_has_names_material_and_generator(glb):
