@@ -1,9 +1,12 @@
 """Density field -> clean, decimated, outward-oriented triangle mesh.
 
 Pipeline of :func:`extract_mesh`: chunked density grid (``grid.py``) -> threshold (automatic
-``ln 2 / step``, the renderer's step or else the voxel, or the override) -> marching cubes (PyMCubes) on the grid padded with one layer of
-zero density, so a surface cut by the aabb is closed -> drop small components (floaters) -> decimate
-with fast-simplification -> check the winding against the density gradient and flip if needed.
+``ln 2 / step`` with the renderer's step, else the voxel; or the override) -> flood-fill closed
+cavities -> marching cubes (PyMCubes) on the grid padded with one layer of zero density, so a surface
+cut by the aabb is closed -> drop small components (floaters) -> drop faces no view around the mesh
+sees -> decimate with fast-simplification -> check the winding against the density gradient and
+flip if needed -> optionally move vertices onto the surface seen from outside
+(:func:`refine_to_surface`).
 
 Conventions: world frame right-handed, +Z up, the field's length units. Outward normals point
 towards decreasing density. Faces are counter-clockwise seen from outside (right-hand rule).
@@ -140,8 +143,9 @@ def refine_to_surface(
     the texture sideways in oblique views. For each vertex a ray is marched inwards along the normal
     from ``search_voxels`` outside to ``search_voxels`` inside, and the vertex goes to the point where
     the optical depth accumulated from that start, ``integral(sigma)``, reaches ``optical_depth``
-    (trapezoidal rule, linear interpolation; density further out than the start is not counted). A vertex stays where it is when its ray starts inside the object (thin
-    parts, concave corners) or never reaches that depth (a hole in the field).
+    (trapezoidal rule, linear interpolation; density further out than the start is not counted). A
+    vertex stays where it is when its ray starts inside the object (thin parts, concave corners) or
+    never reaches that depth (a hole in the field).
 
     Args:
         density_fn: points [N, 3] -> sigma [N] (1/length).
@@ -289,12 +293,11 @@ def extract_mesh(
     Args:
         density_fn: points [N, 3] float32 (world, +Z up) -> sigma [N] >= 0 (1/length).
         aabb: [2, 3] box to mesh (row 0 = min corner, row 1 = max corner), world units.
-        cfg: an ``ExportConfig`` (reads ``resolution``, ``threshold``, ``faces``,
-            ``min_component_fraction``, ``chunk_size``).
+        cfg: an ``ExportConfig`` (reads the fields of :class:`ExtractSettings`).
         render_step: sample spacing of the renderer the field was trained with; the automatic threshold
             is ``ln 2 / render_step`` (independent of ``cfg.resolution``), or ``ln 2 / voxel`` when None.
-        timings: optional dict that receives seconds per sub-stage (``grid``, ``marching_cubes``,
-            ``components``, ``decimate``, ``orient``).
+        timings: optional dict that receives seconds per sub-stage (``grid``, ``fill_cavities``,
+            ``marching_cubes``, ``components``, ``hidden``, ``decimate``, ``orient``, ``refine``).
 
     Returns:
         (vertices [V, 3] float32 world, faces [F, 3] int32 counter-clockwise from outside, threshold used).

@@ -16,6 +16,12 @@ from t23d.render.occupancy import OccupancyGridConfig
 from t23d.render.volume import RenderConfig
 
 
+def photo_export(**changes) -> ExportConfig:
+    """The asset stage of photo runs: the input's world frame, the colour seen around the normal, and
+    vertices moved onto the surface the photos see (``surface_optical_depth`` 0.2)."""
+    return ExportConfig(origin="world", color_mode="normal_view", surface_optical_depth=0.2, **changes)
+
+
 def _photo_field() -> FieldConfig:
     return FieldConfig(
         view_dependent=True,
@@ -60,11 +66,7 @@ class ReconstructConfig:
     """How many checkpoints to keep."""
     eval_resolution_scale: float = 1.0
     """Held-out views are rendered at this fraction of the image size for metrics.json."""
-    export: ExportConfig = _field(
-        default_factory=lambda: ExportConfig(
-            origin="world", color_mode="normal_view", surface_optical_depth=0.2
-        )
-    )
+    export: ExportConfig = _field(default_factory=photo_export)
     """Asset export at the end of the run (in the input's world frame by default)."""
     export_at_end: bool = True
     """Export the asset when training finishes."""
@@ -94,28 +96,14 @@ def reconstruct_preset(name: str) -> ReconstructConfig:
             ),
             lr_decay_start=150,
             checkpoint_every=100,
-            export=ExportConfig(
-                origin="world",
-                color_mode="normal_view",
-                surface_optical_depth=0.2,
-                resolution=128,
-                faces=20000,
-                texture_size=512,
-            ),
+            export=photo_export(resolution=128, faces=20000, texture_size=512),
         )
     if name == "quality":
         return ReconstructConfig(
             steps=20000,
             rays_per_batch=8192,
             render=RenderConfig(num_samples=1024, occupancy=OccupancyGridConfig(resolution=128)),
-            export=ExportConfig(
-                origin="world",
-                color_mode="normal_view",
-                surface_optical_depth=0.2,
-                resolution=384,
-                faces=100000,
-                texture_size=2048,
-            ),
+            export=photo_export(resolution=384, faces=100000, texture_size=2048),
         )
     raise ConfigError(f"unknown preset {name!r}; accepted: {', '.join(PRESETS)}")
 
