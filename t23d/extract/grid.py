@@ -57,6 +57,24 @@ def grid_shape(aabb: np.ndarray, resolution: int) -> tuple[int, int, int]:
     return tuple(int(c) + 1 for c in cells)  # type: ignore[return-value]
 
 
+def evaluate_density(density_fn: DensityFn, points: Tensor, chunk_size: int) -> np.ndarray:
+    """``density_fn`` at ``points`` [N, 3] float32, in chunks of at most ``chunk_size`` under
+    ``torch.no_grad()``; returns [N] float32 as returned (no clamping). Raises T23dError naming the
+    counts when ``density_fn`` does not return one value per point."""
+    out = np.empty(len(points), dtype=np.float32)
+    with torch.no_grad():
+        for s in range(0, len(points), chunk_size):
+            n = min(chunk_size, len(points) - s)
+            sigma = torch.as_tensor(density_fn(points[s : s + n])).detach().reshape(-1).float().cpu()
+            if sigma.numel() != n:
+                raise T23dError(
+                    f"density_fn returned {sigma.numel()} values for {n} points; "
+                    "it must map points [N, 3] to densities [N]"
+                )
+            out[s : s + n] = sigma.numpy()
+    return out
+
+
 def evaluate_density_grid(
     density_fn: DensityFn, aabb: Tensor | np.ndarray, resolution: int, chunk_size: int = 262_144
 ) -> DensityGrid:
@@ -84,20 +102,9 @@ def evaluate_density_grid(
     pts = torch.empty(per_slab, 3)  # [ny*nz, 3], reused: only the x column changes between slabs
     pts[:, 1] = yy.reshape(-1)
     pts[:, 2] = zz.reshape(-1)
-    with torch.no_grad():
-        for i in range(nx):
-            pts[:, 0] = xs[i]
-            out = np.empty(per_slab, dtype=np.float32)
-            for s in range(0, per_slab, chunk_size):
-                sigma = density_fn(pts[s : s + chunk_size])
-                sigma = torch.as_tensor(sigma).detach().reshape(-1).float().cpu()
-                if sigma.numel() != min(chunk_size, per_slab - s):
-                    raise T23dError(
-                        f"density_fn returned {sigma.numel()} values for {min(chunk_size, per_slab - s)} points; "
-                        "it must map points [N, 3] to densities [N]"
-                    )
-                out[s : s + sigma.numel()] = sigma.numpy()
-            values[i] = out.reshape(ny, nz)
+    for i in range(nx):
+        pts[:, 0] = xs[i]
+        values[i] = evaluate_density(density_fn, pts, chunk_size).reshape(ny, nz)
     np.nan_to_num(values, copy=False, nan=0.0, posinf=np.finfo(np.float32).max, neginf=0.0)
     np.maximum(values, 0.0, out=values)
     return DensityGrid(values=values, origin=box[0].copy(), spacing=spacing)

@@ -27,6 +27,7 @@ from t23d.extract.grid import (
     DensityFn,
     DensityGrid,
     auto_threshold,
+    evaluate_density,
     evaluate_density_grid,
     suggest_threshold,
 )
@@ -167,12 +168,8 @@ def refine_to_surface(
     n = vertex_normals(v, faces).astype(np.float64)  # [V, 3] outward
     offsets = np.linspace(search_voxels, -search_voxels, samples) * voxel  # [K] outside -> inside
     pts = (v[:, None, :] + offsets[None, :, None] * n[:, None, :]).reshape(-1, 3)
-    sigma = np.empty(len(pts))
-    with torch.no_grad():
-        for s in range(0, len(pts), chunk_size):
-            chunk = torch.from_numpy(pts[s : s + chunk_size].astype(np.float32))
-            sigma[s : s + chunk_size] = torch.as_tensor(density_fn(chunk)).float().cpu().reshape(-1).numpy()
-    sigma = np.nan_to_num(sigma.reshape(len(v), samples), nan=0.0, posinf=1e30)
+    sigma = evaluate_density(density_fn, torch.from_numpy(pts.astype(np.float32)), chunk_size)
+    sigma = np.nan_to_num(sigma.astype(np.float64).reshape(len(v), samples), nan=0.0, posinf=1e30)
     step = offsets[0] - offsets[1]
     depth = np.concatenate(
         [np.zeros((len(v), 1)), np.cumsum(0.5 * (sigma[:, 1:] + sigma[:, :-1]) * step, axis=1)], axis=1
@@ -312,12 +309,12 @@ def extract_mesh(
         raise ConfigError(f"min_component_fraction must be in [0, 1]; got {cfg.min_component_fraction}")
     if cfg.threshold is not None and not cfg.threshold > 0:
         raise ConfigError(f"threshold must be > 0 (a density in 1/length) or None; got {cfg.threshold}")
+    if render_step is not None and not render_step > 0:
+        raise ConfigError(f"render_step must be > 0 (a length) or None; got {render_step}")
     t = {} if timings is None else timings
     t0 = time.perf_counter()
     grid = evaluate_density_grid(density_fn, aabb, cfg.resolution, cfg.chunk_size)
     t["grid"] = time.perf_counter() - t0
-    if render_step is not None and not render_step > 0:
-        raise ConfigError(f"render_step must be > 0 (a length) or None; got {render_step}")
     step = render_step if render_step is not None else grid.voxel_size
     threshold = float(cfg.threshold) if cfg.threshold is not None else auto_threshold(step)
     lo, hi = float(grid.values.min()), float(grid.values.max())

@@ -129,11 +129,6 @@ class Background(nn.Module):
             self.encoding = HashGridEncoding(grid, device=device, generator=generator)
             self.mlp = make_mlp(grid.output_dim, 3, cfg.hidden_dim, 1, generator, output_activation="sigmoid")
 
-    @property
-    def needs_origins(self) -> bool:
-        """Whether :meth:`forward` needs the rays' origins (backgrounds at a finite distance)."""
-        return self.outer is not None
-
     def forward(
         self,
         directions: Tensor,

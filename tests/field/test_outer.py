@@ -39,7 +39,6 @@ def test_samples_start_where_rays_leave_the_box_and_grow_towards_far():
 def test_contracted_background_depends_on_the_ray_origin_and_trains():
     gen = torch.Generator().manual_seed(0)
     bg = Background(ContractedBackground(num_samples=8), generator=gen, aabb=AABB)
-    assert bg.needs_origins
     d = torch.nn.functional.normalize(torch.randn(64, 3, generator=gen), dim=-1)
     o1, o2 = -3.0 * d, -3.0 * d + torch.tensor([0.5, 0.0, 0.0])
     c1, c2 = bg(d, origins=o1), bg(d, origins=o2)
