@@ -114,6 +114,54 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler="t23d.cli.render:main")
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="the web platform: page, REST API, job queue (local workers or Ray)",
+        description="Serve the t23d web page and REST API (OpenAPI at /docs). Jobs are kept in an SQLite "
+        "database in --data and survive restarts; each runs 't23d generate/reconstruct' in its own process.",
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; others need --token)"
+    )
+    p.add_argument("--port", type=int, default=8023, help="TCP port (default: 8023)")
+    p.add_argument(
+        "--data",
+        default="t23d-data",
+        metavar="DIR",
+        help="jobs database, uploads and runs (default: t23d-data)",
+    )
+    p.add_argument("--workers", type=int, default=1, help="jobs run at once by local workers (default: 1)")
+    p.add_argument(
+        "--ray",
+        default=None,
+        metavar="local|ADDRESS",
+        help="run jobs as Ray tasks: 'local' starts Ray here, else a cluster address",
+    )
+    p.add_argument(
+        "--token", default=None, help="access token for the page and API (default: $T23D_TOKEN; none)"
+    )
+    p.add_argument(
+        "--prior",
+        action="append",
+        default=[],
+        metavar="ID_OR_DIR",
+        help="a prior web users may pick (repeatable; the first is the default; default: the CLI's)",
+    )
+    p.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="YAML overrides applied to every job (repeatable)",
+    )
+    p.add_argument("--device", default="auto", help="device of every job: auto | cpu | cuda")
+    p.add_argument("--max-queued", type=int, default=100, help="queued jobs allowed at once (default: 100)")
+    p.add_argument("--max-upload-mb", type=float, default=1024, help="largest upload in MiB (default: 1024)")
+    p.add_argument("--max-files", type=int, default=2000, help="most files in one upload (default: 2000)")
+    p.set_defaults(handler="t23d.cli.serve:main")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``t23d`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -126,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reconstruct(sub)
     _add_export(sub)
     _add_render(sub)
+    _add_serve(sub)
     return parser
 
 
