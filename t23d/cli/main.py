@@ -162,6 +162,69 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler="t23d.cli.serve:main")
 
 
+def _add_clients(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "submit", help="queue a job on a running 't23d serve' (a prompt, or a capture folder/.zip)"
+    )
+    p.add_argument("input", help="a text prompt, or a folder of photos / a capture (or a .zip of one)")
+    p.add_argument(
+        "--server", default="http://127.0.0.1:8023", help="URL of the service (default: %(default)s)"
+    )
+    p.add_argument("--token", default=None, help="the service's access token (default: $T23D_TOKEN)")
+    p.add_argument("--preset", default=None, help="fast | default | quality")
+    p.add_argument("--steps", type=int, default=None, help="optimisation steps")
+    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--negative-prompt", default=None, help="what to steer away from (prompts)")
+    p.add_argument("--prior", default=None, help="one of the service's priors (prompts; see GET /api/config)")
+    p.add_argument(
+        "--format", dest="data_format", default=None, help="capture format (photos): auto | nerfstudio | ..."
+    )
+    p.add_argument("--downscale", type=int, default=None, help="divide image sizes by this factor (photos)")
+    p.add_argument("--wait", action="store_true", help="wait for the job to finish, printing its progress")
+    p.set_defaults(handler="t23d.cli.client:submit_main")
+
+    p = sub.add_parser("jobs", help="list, show, cancel or resume the jobs of a running 't23d serve'")
+    p.add_argument("job_id", nargs="?", default=None, help="show this job only")
+    p.add_argument(
+        "--server", default="http://127.0.0.1:8023", help="URL of the service (default: %(default)s)"
+    )
+    p.add_argument("--token", default=None, help="the service's access token (default: $T23D_TOKEN)")
+    p.add_argument(
+        "--status", default=None, help="only jobs in this status (queued, running, completed, ...)"
+    )
+    p.add_argument("--cancel", default=None, metavar="ID", help="cancel this job")
+    p.add_argument("--resume", default=None, metavar="ID", help="resume this failed or cancelled job")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.set_defaults(handler="t23d.cli.client:jobs_main")
+
+
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "batch",
+        help="many jobs from a prompts file or a folder of captures; writes a summary and a gallery page",
+        description="Run one generate job per line of a prompts file, or one reconstruct job per sub-folder "
+        "of a folder of captures, with local workers or Ray. Rerunning skips finished jobs.",
+    )
+    p.add_argument("source", help="PROMPTS.txt (one prompt per line) or a folder of capture folders")
+    p.add_argument("--out", default="batch", help="batch folder: jobs, runs, summary.json/.csv, index.html")
+    p.add_argument("--workers", type=int, default=1, help="jobs run at once by local workers (default: 1)")
+    p.add_argument("--ray", default=None, metavar="local|ADDRESS", help="run the jobs as Ray tasks")
+    p.add_argument("--preset", default="default", help="fast | default | quality")
+    p.add_argument("--steps", type=int, default=None, help="optimisation steps")
+    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--negative-prompt", default=None, help="what to steer away from (prompts)")
+    p.add_argument("--prior", default=None, metavar="HUB_ID_OR_DIR", help="the prior of every prompt")
+    p.add_argument(
+        "--format", dest="data_format", default="auto", help="capture format: auto | nerfstudio | ..."
+    )
+    p.add_argument("--downscale", type=int, default=None, help="divide image sizes by this factor (captures)")
+    p.add_argument(
+        "--config", action="append", default=[], metavar="YAML", help="YAML overrides for every job"
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.set_defaults(handler="t23d.cli.batch:main")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``t23d`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -175,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_render(sub)
     _add_serve(sub)
+    _add_clients(sub)
+    _add_batch(sub)
     return parser
 
 

@@ -218,3 +218,24 @@ def build_command(spec: JobSpec, runs_parent: Path, settings: CommandSettings) -
 def spec_json(spec: JobSpec) -> str:
     """Canonical JSON of a spec (stored in the job table)."""
     return json.dumps(spec_to_dict(spec), sort_keys=True)
+
+
+def resolve_config_files(files: list[str] | tuple[str, ...], option: str = "--config") -> tuple[str, ...]:
+    """Absolute paths of YAML override files (also looked up in ``configs/``); a missing one raises."""
+    out = []
+    for f in files:
+        path = Path(f)
+        if not path.is_file() and (Path("configs") / f).is_file():
+            path = Path("configs") / f
+        if not path.is_file():
+            raise ConfigError(f"{option} {f}: no such file")
+        out.append(str(path.resolve()))
+    return tuple(out)
+
+
+def resolve_priors(priors: list[str] | tuple[str, ...], option: str = "--prior") -> tuple[str, ...]:
+    """Priors as jobs will name them: existing local folders as absolute paths, hub ids unchanged."""
+    out = tuple(str(Path(p).resolve()) if Path(p).exists() else p for p in priors)
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{option} given twice: {', '.join(out)}")
+    return out

@@ -31,10 +31,10 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from t23d.common.errors import ConfigError
+from t23d.jobs import results as runs
 from t23d.jobs.service import JobService
 from t23d.jobs.spec import DATA_FORMATS, MAX_PROMPT_CHARS, PRESETS, GenerateSpec, ReconstructSpec
 from t23d.jobs.store import JobConflict, JobNotFound, QueueFull
-from t23d.serve import runs
 from t23d.serve.auth import AccessMiddleware
 from t23d.serve.uploads import UploadError, UploadLimits, save_photos
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from t23d.common.errors import ConfigError
 from t23d.jobs.local import WorkerConfig
 from t23d.jobs.service import JobService, ServiceConfig
-from t23d.jobs.spec import CommandSettings
+from t23d.jobs.spec import CommandSettings, resolve_config_files, resolve_priors
 from t23d.serve.app import AppConfig, create_app
 from t23d.serve.auth import is_loopback_host
 from t23d.serve.uploads import UploadLimits
@@ -65,23 +65,12 @@ def check_serve_config(cfg: ServeConfig) -> ServeConfig:
         raise ConfigError(f"--device {cfg.device!r} is not one of: auto, cpu, cuda")
     if cfg.max_queued < 1:
         raise ConfigError(f"--max-queued must be at least 1, got {cfg.max_queued}")
-    configs = []
-    for f in cfg.config_files:
-        path = Path(f)
-        if not path.is_file() and (Path("configs") / f).is_file():
-            path = Path("configs") / f
-        if not path.is_file():
-            raise ConfigError(f"--config {f}: no such file")
-        configs.append(str(path.resolve()))
-    priors = []
-    for p in cfg.priors:
-        priors.append(str(Path(p).resolve()) if Path(p).exists() else p)
-    if len(set(priors)) != len(priors):
-        raise ConfigError(f"--prior given twice: {', '.join(priors)}")
+    configs = resolve_config_files(cfg.config_files)
+    priors = resolve_priors(cfg.priors)
     import dataclasses
 
     return dataclasses.replace(
-        cfg, data_dir=Path(cfg.data_dir).resolve(), config_files=tuple(configs), priors=tuple(priors)
+        cfg, data_dir=Path(cfg.data_dir).resolve(), config_files=configs, priors=priors
     )
 
 

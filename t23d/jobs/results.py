@@ -1,4 +1,4 @@
-"""Reading a job's run directory: live progress, metrics and the files the page can show or download.
+"""Reading a job's run directory: live progress, metrics and the files a page or a summary can show.
 
 The run directory is the CLI's own (``run.json``, ``progress.json`` written by the training loop,
 ``previews/``, ``export/``, ``metrics.json``). Everything here only reads, tolerates half-written
