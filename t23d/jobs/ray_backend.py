@@ -191,9 +191,10 @@ class RayWorkers:
                 self._wake.wait(self.config.poll_s)
                 self._wake.clear()
                 continue
-            ready, _ = ray.wait(
-                list(self._inflight), num_returns=len(self._inflight), timeout=self.config.poll_s
-            )
+            refs = list(self._inflight)
+            ready, pending = ray.wait(refs, num_returns=1, timeout=self.config.poll_s)
+            if ready and pending:  # collect every other finished task too, without waiting
+                ready += ray.wait(pending, num_returns=len(pending), timeout=0)[0]
             for ref in ready:
                 self._record(ref, self._inflight.pop(ref))
 

@@ -96,18 +96,23 @@ def progress(job: Job, run_dir: Path | None) -> dict[str, Any]:
     return out
 
 
+def _exists(run_dir: Path, rel: str) -> bool:
+    """A fixed (not user-given) relative path is a file of the run."""
+    return (run_dir / rel).is_file()
+
+
 def files(run_dir: Path | None) -> dict[str, str | None]:
     """Paths (relative to the run directory) of the files the page shows."""
     if run_dir is None:
         return {"preview": None, "turntable": None, "asset": None, "asset_preview": None}
-    preview = next((rel for rel in PREVIEW_CANDIDATES if safe_file(run_dir, rel)), None)
-    asset = asset_path(run_dir)
+    preview = next((rel for rel in PREVIEW_CANDIDATES if _exists(run_dir, rel)), None)
+    asset = asset_path(run_dir) if (run_dir / "export").is_dir() else None
     asset_preview = None
-    if asset is not None and safe_file(run_dir, f"export/{asset.stem}_preview.png"):
+    if asset is not None and _exists(run_dir, f"export/{asset.stem}_preview.png"):
         asset_preview = f"export/{asset.stem}_preview.png"
     return {
         "preview": preview,
-        "turntable": "previews/turntable.gif" if safe_file(run_dir, "previews/turntable.gif") else None,
+        "turntable": "previews/turntable.gif" if _exists(run_dir, "previews/turntable.gif") else None,
         "asset": f"export/{asset.name}" if asset is not None else None,
         "asset_preview": asset_preview,
     }

@@ -237,7 +237,7 @@ def create_app(service: JobService, config: AppConfig | None = None) -> FastAPI:
             await form.close()
 
     @app.get("/api/jobs", tags=["jobs"])
-    def list_jobs(status: str | None = None, limit: int = 200) -> dict[str, Any]:
+    def list_jobs(status: str | None = None, limit: int = 200) -> JSONResponse:
         """Jobs, newest first (optionally of one status), and the count of each status."""
         if status is not None and status not in ("queued", "running", "completed", "failed", "cancelled"):
             raise HTTPException(
@@ -245,12 +245,12 @@ def create_app(service: JobService, config: AppConfig | None = None) -> FastAPI:
             )
         limit = max(1, min(limit, 1000))
         jobs = [runs.job_view(j, service.paths(j.id)) for j in service.store.list(status=status, limit=limit)]
-        return {"jobs": jobs, "counts": service.store.counts()}
+        return JSONResponse({"jobs": jobs, "counts": service.store.counts()})
 
     @app.get("/api/jobs/{job_id}", tags=["jobs"])
-    def get_job(job_id: str) -> dict[str, Any]:
+    def get_job(job_id: str) -> JSONResponse:
         """One job: status, step/steps, loss, ETA, files, metrics."""
-        return view(job_id)
+        return JSONResponse(view(job_id))  # already JSON-able: skip FastAPI's re-encoding
 
     @app.post("/api/jobs/{job_id}/cancel", tags=["jobs"])
     def cancel_job(job_id: str) -> dict[str, Any]:
