@@ -34,7 +34,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def poll(base: str, job_id: str, pollers: int, requests: int, budget_s: float, interval_s: float) -> list[float]:
+async def poll(
+    base: str, job_id: str, pollers: int, requests: int, budget_s: float, interval_s: float
+) -> list[float]:
     import httpx
 
     latencies: list[float] = []
@@ -58,14 +60,20 @@ async def poll(base: str, job_id: str, pollers: int, requests: int, budget_s: fl
 
 
 def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1] if len(values) > 1 else values[0]
+    return (
+        statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
+        if len(values) > 1
+        else values[0]
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pollers", type=int, default=50)
     ap.add_argument("--requests", type=int, default=40, help="sequential requests per poller")
-    ap.add_argument("--interval-s", type=float, default=0.5, help="pause between a poller's requests (0: back to back)")
+    ap.add_argument(
+        "--interval-s", type=float, default=0.5, help="pause between a poller's requests (0: back to back)"
+    )
     ap.add_argument("--budget-s", type=float, default=120, help="stop polling after this long in any case")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -82,7 +90,9 @@ def main() -> None:
     cmd = [sys.executable, "-m", "t23d.cli.main", "serve", "--data", str(tmp / "data"), "--port", str(port)]
     cmd += ["--prior", str(prior), "--device", "cpu", "--config", str(REPO / "configs" / "cpu-smoke.yaml")]
     log = open(tmp / "serve.log", "wb")
-    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    server = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, HF_HUB_OFFLINE="1")
+    )
     try:
         for _ in range(600):
             try:
@@ -90,7 +100,9 @@ def main() -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        job_id = httpx.post(f"{base}/api/jobs", json={"prompt": "a red ball", "preset": "fast", "steps": 100000}).json()["id"]
+        job_id = httpx.post(
+            f"{base}/api/jobs", json={"prompt": "a red ball", "preset": "fast", "steps": 100000}
+        ).json()["id"]
         worker_log = tmp / "data" / "jobs" / job_id / "worker.log"
         for _ in range(3000):  # wait until the job is training (not just starting)
             if worker_log.exists() and "training 'a red ball'" in worker_log.read_text():
@@ -100,7 +112,9 @@ def main() -> None:
             raise SystemExit("the job never started training; see " + str(worker_log))
         load_before = open("/proc/loadavg").read().split()[:3]
         t0 = time.monotonic()
-        latencies = asyncio.run(poll(base, job_id, args.pollers, args.requests, args.budget_s, args.interval_s))
+        latencies = asyncio.run(
+            poll(base, job_id, args.pollers, args.requests, args.budget_s, args.interval_s)
+        )
         wall = time.monotonic() - t0
         job = httpx.get(f"{base}/api/jobs/{job_id}").json()
         assert job["status"] == "running", job
