@@ -27,7 +27,8 @@ import torch
 def make_scene(folder: Path, n_train: int, n_test: int, resolution: int, full_sphere: bool = False):
     """The synthetic object scene; ``full_sphere`` spreads training views from -60 to 80 degrees of
     elevation so that the whole surface is seen (the default, 5-65 degrees, never sees the bottom)."""
-    from t23d.data.synthetic import SyntheticScene, write_blender
+    from t23d.data.synthetic import SyntheticScene
+    from t23d.data.synthetic_writers import write_blender
 
     scene = SyntheticScene()
     if not (folder / "transforms_train.json").is_file():
@@ -46,8 +47,8 @@ def glb_metrics(glb: Path, data_dir: Path, scene) -> dict:
     from scipy.spatial import cKDTree
 
     from t23d.data import DataConfig, load_dataset
-    from t23d.export.render import MeshAppearance, render_mesh
     from t23d.reconstruct.metrics import psnr
+    from t23d.render.mesh import MeshAppearance, render_mesh
 
     mesh = trimesh.load(glb, force="mesh")
     v = np.asarray(mesh.vertices, dtype=np.float64)
@@ -154,8 +155,8 @@ def main() -> None:
     metrics = evaluate_views(cfg, state, ds, bg)
     # export exactly as `t23d reconstruct` does, through a run directory
     from t23d.common.atomic import write_json_atomic
-    from t23d.optimise.rundir import create_run_dir, update_run, write_config
     from t23d.reconstruct.run import SCENE_JSON, export_reconstruct_run, scene_record
+    from t23d.run.rundir import create_run_dir, update_run, write_config
 
     run_dir = create_run_dir(args.out, "bench")
     write_config(run_dir, cfg)

@@ -81,7 +81,7 @@ def run_training_command(command: str, run_fn: Callable[..., Path]) -> int:
     Returns the exit code: 0 when done, 130 when interrupted (a checkpoint was saved and the resume
     command is printed).
     """
-    from t23d.optimise.state import TrainingInterrupted
+    from t23d.run.state import TrainingInterrupted
 
     progress: Progress | None = None
 

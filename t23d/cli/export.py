@@ -31,7 +31,7 @@ def export_overrides(base: Any, args: argparse.Namespace) -> Any:
 
 def main(args: argparse.Namespace) -> int:
     from t23d.common.errors import T23dError
-    from t23d.optimise.rundir import read_run, update_run
+    from t23d.run.rundir import read_run, update_run
 
     run_dir = Path(args.run_dir)
     info = read_run(run_dir)

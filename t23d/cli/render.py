@@ -42,10 +42,10 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from t23d.common.errors import T23dError
-    from t23d.optimise.rundir import read_run
     from t23d.render.cameras import orbit_cameras
     from t23d.render.preview import image_grid, save_gif, save_png
     from t23d.render.volume import render_images
+    from t23d.run.rundir import read_run
 
     run_dir = Path(args.run_dir)
     kind = read_run(run_dir)["t23d_run"]

@@ -66,6 +66,22 @@ class SyntheticScene:
     """Radius of the textured environment sphere, centred at the origin."""
     seed: int = 0
     """Seed of the texture noise."""
+    albedo_kind: Literal["noise", "plain"] = "noise"
+    """``noise``: the colourful solid texture everywhere; ``plain``: one flat colour per part (box
+    ``plain_colors[0]``, sphere ``plain_colors[1]``), the case where only shading and silhouettes
+    pin the geometry (large uniformly coloured surfaces, like most real objects)."""
+    plain_colors: tuple[tuple[float, float, float], tuple[float, float, float]] = (
+        (0.85, 0.65, 0.2),
+        (0.75, 0.75, 0.72),
+    )
+    """sRGB albedo of the box and of the sphere when ``albedo_kind == "plain"``."""
+    lighting: Literal["unlit", "lambert"] = "unlit"
+    """``unlit``: colour = albedo; ``lambert``: albedo x (ambient + (1 - ambient) max(0, n.l)) with a fixed
+    distant light ``light_direction`` (in sRGB values, as a simple stand-in for a lit photo)."""
+    light_direction: tuple[float, float, float] = (0.4, -0.5, 0.75)
+    """Direction towards the light (world frame, normalised on use)."""
+    ambient: float = 0.35
+    """Ambient fraction of the Lambertian lighting."""
     _tables: list[np.ndarray] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -139,7 +155,33 @@ class SyntheticScene:
 
     def albedo(self, points: np.ndarray) -> np.ndarray:
         """sRGB albedo ``[M, 3]`` in [0, 1] of surface ``points [M, 3]``."""
+        if self.albedo_kind == "plain":
+            d_s = np.linalg.norm(points - np.asarray(self.sphere_center), axis=-1) - self.sphere_radius
+            on_sphere = np.abs(d_s) <= np.abs(self.signed_distance(points)) + 1e-9
+            colors = np.asarray(self.plain_colors, dtype=np.float64)  # [2, 3]
+            return colors[on_sphere.astype(np.int64)]
         return np.clip(self._palette(points, self._tables[:3], self.texture_frequency), 0.0, 1.0)
+
+    def normals(self, points: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+        """Unit outward normals ``[M, 3]`` at surface ``points [M, 3]`` (central differences of the SDF)."""
+        grad = np.stack(
+            [
+                self.signed_distance(points + eps * e) - self.signed_distance(points - eps * e)
+                for e in np.eye(3)
+            ],
+            axis=-1,
+        )
+        return grad / np.maximum(np.linalg.norm(grad, axis=-1, keepdims=True), 1e-12)
+
+    def shade(self, points: np.ndarray) -> np.ndarray:
+        """sRGB colour ``[M, 3]`` of surface ``points [M, 3]`` under :attr:`lighting`."""
+        rgb = self.albedo(points)
+        if self.lighting == "lambert":
+            light = np.asarray(self.light_direction, dtype=np.float64)
+            light = light / np.linalg.norm(light)
+            lam = np.clip(self.normals(points) @ light, 0.0, None)  # [M]
+            rgb = rgb * (self.ambient + (1.0 - self.ambient) * lam)[:, None]
+        return np.clip(rgb, 0.0, 1.0)
 
     def environment(self, dirs: np.ndarray, origins: np.ndarray) -> np.ndarray:
         """sRGB colour ``[M, 3]`` of the environment sphere seen along rays ``origins, dirs [M, 3]``."""
@@ -179,7 +221,7 @@ class SyntheticScene:
             hit = np.isfinite(t)
             out = rgba[a : a + chunk]
             if hit.any():
-                out[hit, :3] = self.albedo(o[hit] + t[hit, None] * d[hit])
+                out[hit, :3] = self.shade(o[hit] + t[hit, None] * d[hit])
                 out[hit, 3] = 1.0
             if self.background == "textured" and (~hit).any():
                 out[~hit, :3] = self.environment(d[~hit], o[~hit])
@@ -219,21 +261,4 @@ def pinhole_camera(resolution: int | tuple[int, int], fov_deg: float = 45.0) -> 
     return Camera(w, h, f, f, w / 2.0, h / 2.0)
 
 
-from t23d.data.synthetic_writers import (  # noqa: E402  (writers need the classes above)
-    SyntheticCapture,
-    write_blender,
-    write_colmap,
-    write_nerfstudio,
-    write_raw_photos,
-)
-
-__all__ = [
-    "SyntheticCapture",
-    "SyntheticScene",
-    "orbit_poses",
-    "pinhole_camera",
-    "write_blender",
-    "write_colmap",
-    "write_nerfstudio",
-    "write_raw_photos",
-]
+__all__ = ["SyntheticScene", "orbit_poses", "pinhole_camera"]

@@ -11,15 +11,12 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from t23d.common.atomic import write_json_atomic
 from t23d.data.cameras import Camera, colmap_from_c2w
-
-if TYPE_CHECKING:
-    from t23d.data.synthetic import SyntheticScene
+from t23d.data.synthetic import SyntheticScene, orbit_poses, pinhole_camera
 
 
 @dataclass
@@ -71,7 +68,6 @@ def write_blender(
     Training views spiral over ``train_elevation_deg`` (two turns); test views over ``test_elevation_deg``
     (one turn, different azimuths, so they are unseen).
     """
-    from t23d.data.synthetic import orbit_poses, pinhole_camera
 
     scene = dataclasses.replace(scene, background="transparent")
     cam = pinhole_camera(resolution, fov_deg)
@@ -113,7 +109,6 @@ def write_nerfstudio(
     renders through that lens, to test undistortion. Images are RGBA when the scene background is
     transparent. ``with_masks``: RGB images (object on black) plus ``masks/`` holding the coverage.
     """
-    from t23d.data.synthetic import orbit_poses, pinhole_camera
 
     cam = dataclasses.replace(
         pinhole_camera(resolution, fov_deg), model=camera_model, distortion=dict(distortion or {})
@@ -161,7 +156,6 @@ def write_colmap(
     ``points3D`` holds ``num_points`` samples of the true surface (no tracks); images carry no 2D points.
     """
     from t23d.data.colmap import ColmapCamera, ColmapImage, ColmapModel, camera_to_colmap_params, write_model
-    from t23d.data.synthetic import orbit_poses, pinhole_camera
 
     scene = dataclasses.replace(scene, background="textured")
     cam = dataclasses.replace(
@@ -200,7 +194,6 @@ def write_raw_photos(
     supersample: int = 1,
 ) -> SyntheticCapture:
     """Unposed photos ``photo_XXX<ext>`` on an opaque textured background, for SfM (poses only in the return)."""
-    from t23d.data.synthetic import orbit_poses, pinhole_camera
 
     scene = dataclasses.replace(scene, background="textured")
     cam = pinhole_camera(resolution, fov_deg)

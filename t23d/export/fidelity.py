@@ -1,7 +1,7 @@
 """How faithfully the exported mesh reproduces the field: PSNR and silhouette IoU over views.
 
 The exported mesh (mapped back into the field's frame) is rendered unlit with its texture (or vertex
-colours) by :mod:`t23d.export.render`, anti-aliased with ``supersample`` x ``supersample`` rays per
+colours) by :mod:`t23d.render.mesh`, anti-aliased with ``supersample`` x ``supersample`` rays per
 pixel as an engine's multisampling would; the field is rendered by the caller's ``render_field_fn``
 from the same cameras. Object PSNR is computed over pixels covered by either (field opacity > 0.5 or
 mesh coverage > 0.5), image PSNR over whole frames, both composited on black; IoU compares the
@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from t23d.common.errors import T23dError
-from t23d.export.render import Camera, MeshAppearance, render_mesh
+from t23d.render.mesh import Camera, MeshAppearance, render_mesh
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def measure_fidelity(
     The mesh is rendered with ``supersample`` x ``supersample`` rays per pixel (an engine's
     multisampling); the field with one ray per pixel, whose opacity is already fractional at edges.
     """
-    from t23d.export.render import resolve_backend
+    from t23d.render.mesh import resolve_backend
 
     used = resolve_backend(backend)
     sq_total, n_total, inter_total, union_total, px_total = 0.0, 0, 0.0, 0.0, 0

@@ -26,7 +26,6 @@ from t23d.common.errors import T23dError
 from t23d.export.config import ExportConfig, validate_export_config
 from t23d.export.fidelity import FidelityReport, RenderFieldFn, measure_fidelity
 from t23d.export.naming import check_asset_name
-from t23d.export.render import Camera, MeshAppearance, orbit_cameras, render_preview, resolve_backend
 from t23d.export.transform import (
     apply_normals,
     apply_points,
@@ -35,6 +34,7 @@ from t23d.export.transform import (
     mirrors,
 )
 from t23d.extract.grid import DensityFn, check_aabb
+from t23d.render.mesh import Camera, MeshAppearance, orbit_cameras, render_preview, resolve_backend
 from t23d.texture.bake import ColorFn
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class ExportReport:
     num_faces: int
     """Triangles in the exported mesh."""
     threshold: float
-    """Density iso-level used (1/length)."""
+    """Density iso-level used (1/length); 0 for a signed-distance field (its zero level set)."""
     texture_size: int | None
     """Texture width = height in texels (None for PLY)."""
     bbox_min: list[float]
@@ -128,6 +128,7 @@ def export_asset(
     render_field_fn: RenderFieldFn | None = None,
     fidelity_cameras: list[Camera] | None = None,
     render_step: float | None = None,
+    sdf_fn: DensityFn | None = None,
 ) -> ExportReport:
     """Extract, texture and export the field inside ``aabb`` as ``<out_dir>/<name>.<format>``.
 
@@ -144,6 +145,8 @@ def export_asset(
             threshold ``ln 2 / render_step``); None uses the extraction voxel.
         fidelity_cameras: (c2w, intrinsics, H, W) views in the field frame; None = ``cfg.fidelity_views``
             orbit cameras framing the extracted mesh (the object fills the views, not the aabb).
+        sdf_fn: for signed-distance fields, points [N, 3] -> SDF [N] (negative inside): the mesh is its
+            zero level set (``density_fn`` is still used where the field is rendered).
 
     Returns:
         An :class:`ExportReport`; the same data is in ``<out_dir>/export.json``.
@@ -173,7 +176,9 @@ def export_asset(
 
     sub: dict[str, float] = {}
     t0 = time.perf_counter()
-    vertices, faces, threshold = extract_mesh(density_fn, box, cfg, timings=sub, render_step=render_step)
+    vertices, faces, threshold = extract_mesh(
+        density_fn, box, cfg, timings=sub, render_step=render_step, sdf_fn=sdf_fn
+    )
     timings.update({f"extract.{k}": round(v, 4) for k, v in sub.items()})
     t0 = lap("extract", t0)
     normals = vertex_normals(vertices, faces)  # [V, 3] field frame, outward

@@ -76,13 +76,19 @@ def evaluate_density(density_fn: DensityFn, points: Tensor, chunk_size: int) -> 
 
 
 def evaluate_density_grid(
-    density_fn: DensityFn, aabb: Tensor | np.ndarray, resolution: int, chunk_size: int = 262_144
+    density_fn: DensityFn,
+    aabb: Tensor | np.ndarray,
+    resolution: int,
+    chunk_size: int = 262_144,
+    *,
+    signed: bool = False,
 ) -> DensityGrid:
     """Evaluate ``density_fn`` on a lattice over ``aabb`` with ``resolution`` cells on the longest axis.
 
     Points are sent in chunks of at most ``chunk_size`` under ``torch.no_grad()``, one z-slab at a time,
     so peak memory is bounded by the chunk (plus the float32 output grid). Non-finite densities are
-    treated as 0 and negative ones are clamped to 0.
+    treated as 0 and negative ones are clamped to 0. With ``signed`` the function is a signed level
+    (e.g. a negated SDF, positive inside) and is kept as is; NaN then counts as far outside.
     """
     if resolution < 2:
         raise ConfigError(f"resolution must be >= 2 grid cells per axis; got {resolution}")
@@ -105,8 +111,12 @@ def evaluate_density_grid(
     for i in range(nx):
         pts[:, 0] = xs[i]
         values[i] = evaluate_density(density_fn, pts, chunk_size).reshape(ny, nz)
-    np.nan_to_num(values, copy=False, nan=0.0, posinf=np.finfo(np.float32).max, neginf=0.0)
-    np.maximum(values, 0.0, out=values)
+    big = np.finfo(np.float32).max
+    if signed:
+        np.nan_to_num(values, copy=False, nan=-big, posinf=big, neginf=-big)
+    else:
+        np.nan_to_num(values, copy=False, nan=0.0, posinf=big, neginf=0.0)
+        np.maximum(values, 0.0, out=values)
     return DensityGrid(values=values, origin=box[0].copy(), spacing=spacing)
 
 

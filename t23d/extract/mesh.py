@@ -8,6 +8,9 @@ sees -> decimate with fast-simplification -> check the winding against the densi
 flip if needed -> optionally move vertices onto the surface seen from outside
 (:func:`refine_to_surface`).
 
+Signed-distance fields (``sdf_fn``) take the same path on the negated SDF at level 0: the mesh is the
+zero level set, linearly interpolated by marching cubes (no density threshold, no refinement needed).
+
 Conventions: world frame right-handed, +Z up, the field's length units. Outward normals point
 towards decreasing density. Faces are counter-clockwise seen from outside (right-hand rule).
 """
@@ -100,7 +103,7 @@ def remove_hidden_faces(
     Faces sharing a vertex with a seen face are kept too, so faces smaller than a pixel on the visible
     surface do not become holes. Returns (vertices, faces, number of faces removed).
     """
-    from t23d.export.render import cast_views, look_at
+    from t23d.render.mesh import cast_views, look_at
 
     if num_views <= 0 or len(faces) == 0:
         return vertices, faces, 0
@@ -229,14 +232,17 @@ def orient_outward(grid: np.ndarray, vertices_idx: np.ndarray, faces: np.ndarray
     return faces, outward
 
 
-def marching_cubes(grid: DensityGrid, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def marching_cubes(
+    grid: DensityGrid, threshold: float, pad_value: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Isosurface of ``grid`` at ``threshold``; returns (world vertices [V, 3] f64, faces [F, 3], padded-index vertices).
 
-    The grid is padded with one layer of zero density so surfaces touching the aabb are closed.
+    The grid is padded with one layer of ``pad_value`` (below the threshold: empty) so surfaces
+    touching the aabb are closed.
     """
     import mcubes
 
-    padded = np.pad(grid.values, 1, mode="constant", constant_values=0.0)  # [X+2, Y+2, Z+2]
+    padded = np.pad(grid.values, 1, mode="constant", constant_values=pad_value)  # [X+2, Y+2, Z+2]
     verts_idx, faces = mcubes.marching_cubes(padded.astype(np.float64, copy=False), float(threshold))
     verts_idx = np.asarray(verts_idx, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
@@ -259,12 +265,13 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> tupl
     return compact(v, f[good])
 
 
-def fill_cavities(values: np.ndarray, threshold: float) -> np.ndarray:
+def fill_cavities(values: np.ndarray, threshold: float, fill_value: float | None = None) -> np.ndarray:
     """Raise closed pockets of low density (not connected to the grid's border) above ``threshold``.
 
     A NeRF's inside is never seen by any camera, so its density there is arbitrary and marching cubes
     would mesh hidden inner shells. Flood-filling the empty space from outside keeps the outer surface
-    only. ``values``: [X, Y, Z] densities; returns a copy.
+    only. ``values``: [X, Y, Z] densities; returns a copy. Cavities get ``fill_value`` (default
+    ``2 * threshold``; it must lie above the threshold).
     """
     from scipy import ndimage
 
@@ -273,7 +280,7 @@ def fill_cavities(values: np.ndarray, threshold: float) -> np.ndarray:
     outside = labels == labels[0, 0, 0]
     cavities = empty & ~outside
     filled = values.copy()
-    filled[cavities[1:-1, 1:-1, 1:-1]] = 2.0 * threshold
+    filled[cavities[1:-1, 1:-1, 1:-1]] = 2.0 * threshold if fill_value is None else fill_value
     return filled
 
 
@@ -284,8 +291,13 @@ def extract_mesh(
     *,
     timings: dict | None = None,
     render_step: float | None = None,
+    sdf_fn: DensityFn | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Extract a clean triangle mesh of the density field's surface inside ``aabb``.
+
+    With ``sdf_fn`` (points [N, 3] -> signed distance [N], negative inside) the surface is its zero
+    level set instead; ``density_fn`` is then unused by extraction, ``cfg.threshold`` must be None and
+    ``cfg.surface_optical_depth`` is ignored (the zero level is where renders see the surface).
 
     Args:
         density_fn: points [N, 3] float32 (world, +Z up) -> sigma [N] >= 0 (1/length).
@@ -311,14 +323,33 @@ def extract_mesh(
         raise ConfigError(f"threshold must be > 0 (a density in 1/length) or None; got {cfg.threshold}")
     if render_step is not None and not render_step > 0:
         raise ConfigError(f"render_step must be > 0 (a length) or None; got {render_step}")
+    if sdf_fn is not None and cfg.threshold is not None:
+        raise ConfigError(
+            f"threshold: {cfg.threshold} was given for an SDF field, whose surface is its zero level set; "
+            "leave threshold unset (None)"
+        )
     t = {} if timings is None else timings
     t0 = time.perf_counter()
-    grid = evaluate_density_grid(density_fn, aabb, cfg.resolution, cfg.chunk_size)
+    if sdf_fn is not None:
+        grid = evaluate_density_grid(lambda p: -sdf_fn(p), aabb, cfg.resolution, cfg.chunk_size, signed=True)
+    else:
+        grid = evaluate_density_grid(density_fn, aabb, cfg.resolution, cfg.chunk_size)
     t["grid"] = time.perf_counter() - t0
     step = render_step if render_step is not None else grid.voxel_size
-    threshold = float(cfg.threshold) if cfg.threshold is not None else auto_threshold(step)
+    if sdf_fn is not None:
+        threshold = 0.0
+    else:
+        threshold = float(cfg.threshold) if cfg.threshold is not None else auto_threshold(step)
     lo, hi = float(grid.values.min()), float(grid.values.max())
-    if not (lo < threshold <= hi):
+    # outside of everything for padding, and above the level for filled cavities
+    pad_value = min(0.0, lo, threshold - 1.0) if sdf_fn is not None else 0.0
+    fill_value = grid.voxel_size if sdf_fn is not None else None
+    if sdf_fn is not None and not (lo < 0.0 < hi):
+        raise T23dError(
+            f"no surface: the SDF sampled on the grid over the aabb never changes sign (from {-hi:.6g} to "
+            f"{-lo:.6g}); the field is all {'outside' if hi <= 0 else 'inside'} (is it trained, is the aabb right?)"
+        )
+    if sdf_fn is None and not (lo < threshold <= hi):
         suggestion = suggest_threshold(grid.values)
         hint = (
             f"; try threshold={suggestion:.6g}"
@@ -335,10 +366,10 @@ def extract_mesh(
         )
     if cfg.fill_cavities:
         t0 = time.perf_counter()
-        grid = dataclasses.replace(grid, values=fill_cavities(grid.values, threshold))
+        grid = dataclasses.replace(grid, values=fill_cavities(grid.values, threshold, fill_value))
         t["fill_cavities"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    vertices, faces, _ = marching_cubes(grid, threshold)
+    vertices, faces, _ = marching_cubes(grid, threshold, pad_value)
     t["marching_cubes"] = time.perf_counter() - t0
     if len(faces) == 0:
         raise T23dError(f"no surface: marching cubes found no triangles at threshold {threshold:.6g}")
@@ -356,14 +387,14 @@ def extract_mesh(
     vertices, faces = decimate(vertices, faces, cfg.faces)
     t["decimate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    padded = np.pad(grid.values, 1, mode="constant", constant_values=0.0)
+    padded = np.pad(grid.values, 1, mode="constant", constant_values=pad_value)
     idx = (vertices - grid.origin) / grid.spacing + 1.0  # [V, 3] padded-grid index coordinates
     faces, outward = orient_outward(padded, idx, faces)
     t["orient"] = time.perf_counter() - t0
     if outward < 0.9:
         log.warning("only %.1f%% of faces face decreasing density after orientation", 100 * outward)
     moved = 0.0
-    if cfg.surface_optical_depth is not None:
+    if cfg.surface_optical_depth is not None and sdf_fn is None:
         t0 = time.perf_counter()
         vertices, moved = refine_to_surface(  # needs outward normals: after orientation
             density_fn, vertices, faces, grid.voxel_size, cfg.surface_optical_depth, chunk_size=cfg.chunk_size

@@ -31,15 +31,13 @@ import threading
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from t23d.common.errors import T23dError
-
-if TYPE_CHECKING:
-    from t23d.field.hashgrid import HashGridConfig
+from t23d.field.hashgrid_layout import HashGridConfig, level_layout
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +182,6 @@ _layout_cache: dict[tuple[Any, ...], tuple[list[float], list[int], list[int]]] =
 
 def _cached_layout(cfg: HashGridConfig) -> tuple[list[float], list[int], list[int]]:
     """``level_layout(cfg)``, memoised on the fields that determine it (it builds small tensors per level)."""
-    from t23d.field.hashgrid import level_layout
 
     key = (
         cfg.n_levels,

@@ -1,4 +1,14 @@
-"""The NeRF field: hash-grid encoding -> density MLP -> (density, features) -> colour head.
+"""The NeRF field: hash-grid encoding -> geometry MLP -> (density, features) -> colour head.
+
+Two geometries share the encoding, the MLPs and every consumer (renderer, occupancy grid, export):
+
+- ``density``: the MLP's first output is a raw volume density (instant-ngp / DreamFusion).
+- ``sdf``: it is a signed distance ``s`` (negative inside; a sphere of ``sdf.init_radius`` at
+  initialisation), and the volume density is NeuS's logistic density
+  ``sigma = inv_s * sigmoid(-inv_s * s)`` with a learnt sharpness ``inv_s``. Along a ray entering a
+  plane head-on this is exactly NeuS's opaque density, so the optical depth accumulated up to the zero
+  level is ``ln 2``: renders terminate on the surface the mesh is extracted from (``s = 0``).
+  Regularisers (eikonal, curvature) live in :mod:`t23d.field.sdf`.
 
 World frame: +Z up; the field lives in the axis-aligned cube ``[-bound, bound]^3`` and is empty
 outside it. Colours are sRGB-encoded values in [0, 1] (see ``t23d`` package docstring).
@@ -6,6 +16,7 @@ outside it. Colours are sRGB-encoded values in [0, 1] (see ``t23d`` package docs
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -31,6 +42,19 @@ class DensityBlobConfig:
     """Peak pre-activation density at the centre."""
     radius: float = 0.3
     """Standard deviation of the blob in world units."""
+
+
+@dataclass
+class SDFConfig:
+    """Signed-distance geometry (``FieldConfig.geometry = "sdf"``)."""
+
+    init_radius: float = 0.5
+    """Radius (world units) of the sphere the SDF starts as: ``s(x) = |x| - init_radius + mlp(x)``."""
+    init_inv_s: float = 20.0
+    """Initial sharpness ``inv_s`` (1/length) of the logistic density; the surface is ~``4 / inv_s`` thick."""
+    max_inv_s: float = 1000.0
+    """Upper bound of the learnt sharpness (1/length). A few times ``1 / render step`` keeps one sample
+    per ray inside the transition so geometry gradients stay dense."""
 
 
 @dataclass
@@ -60,7 +84,12 @@ class FieldConfig:
     density_bias: float = -1.0
     """Added to the raw density before activation (negative = start mostly empty)."""
     blob: DensityBlobConfig = field(default_factory=DensityBlobConfig)
-    """Initial density blob (DreamFusion / Magic3D)."""
+    """Initial density blob (DreamFusion / Magic3D); density geometry only."""
+    geometry: Literal["density", "sdf"] = "density"
+    """``density``: the MLP predicts volume density; ``sdf``: a signed distance rendered NeuS-style
+    (clean zero level set for the asset; see the module docstring)."""
+    sdf: SDFConfig = field(default_factory=SDFConfig)
+    """Signed-distance settings (used when ``geometry == "sdf"``)."""
 
 
 class _TruncExp(torch.autograd.Function):
@@ -98,7 +127,32 @@ class NeRFField(nn.Module):
             generator,
             output_activation="sigmoid",
         )
+        if cfg.geometry not in ("density", "sdf"):
+            from t23d.common.errors import ConfigError
+
+            raise ConfigError(f"field.geometry: invalid value {cfg.geometry!r}; accepted: 'density', 'sdf'")
+        if cfg.geometry == "sdf":
+            sd = cfg.sdf
+            if not (sd.init_inv_s > 0 and sd.max_inv_s >= sd.init_inv_s and sd.init_radius > 0):
+                from t23d.common.errors import ConfigError
+
+                raise ConfigError(
+                    "field.sdf: need init_radius > 0 and 0 < init_inv_s <= max_inv_s; got "
+                    f"init_radius={sd.init_radius}, init_inv_s={sd.init_inv_s}, max_inv_s={sd.max_inv_s}"
+                )
+            # log-sharpness, learnt with the MLPs (NeuS's "variance network")
+            self.log_inv_s = nn.Parameter(torch.tensor(math.log(sd.init_inv_s)))
         self.to(device)
+
+    @property
+    def is_sdf(self) -> bool:
+        """Whether the geometry is a signed distance (``FieldConfig.geometry == "sdf"``)."""
+        return self.cfg.geometry == "sdf"
+
+    @property
+    def inv_s(self) -> Tensor:
+        """Sharpness of the logistic density (1/length), a scalar tensor; SDF geometry only."""
+        return self.log_inv_s.exp().clamp(max=self.cfg.sdf.max_inv_s)
 
     @property
     def implementation(self) -> str:
@@ -121,20 +175,57 @@ class NeRFField(nn.Module):
             return _TruncExp.apply(raw)
         return F.softplus(raw)
 
-    def density(self, x: Tensor, return_features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """Density ``sigma`` [N] (1/world unit) of world points ``x`` [N, 3]; zero outside the cube.
-
-        With ``return_features`` also returns the geometry features ``[N, geo_feat_dim]``.
-        """
+    def _geometry(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Raw MLP outputs of world points ``x`` [N, 3]: (first output [N], features [N, G], inside [N])."""
         b = self.cfg.bound
         unit = (x + b) / (2 * b)  # [N, 3] in [0, 1]
         inside = ((unit >= 0) & (unit <= 1)).all(-1)  # [N]
         h = self.density_mlp(self.encoding(unit.clamp(0, 1)))  # [N, 1 + G]
-        raw = h[:, 0] + self._blob(x) + self.cfg.density_bias
-        sigma = self._activate(raw) * inside
+        return h[:, 0], h[:, 1:], inside
+
+    def sdf(self, x: Tensor, return_features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Signed distance ``s`` [N] (world units, negative inside) of world points ``x`` [N, 3].
+
+        SDF geometry only. With ``return_features`` also returns the geometry features ``[N, G]``.
+        """
+        if not self.is_sdf:
+            raise ValueError("sdf() needs a field with geometry 'sdf'")
+        raw, feats, _ = self._geometry(x)
+        s = raw + x.norm(dim=-1) - self.cfg.sdf.init_radius  # [N]
+        return (s, feats) if return_features else s
+
+    def density(self, x: Tensor, return_features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Density ``sigma`` [N] (1/world unit) of world points ``x`` [N, 3]; zero outside the cube.
+
+        With ``return_features`` also returns the geometry features ``[N, geo_feat_dim]``. For SDF
+        geometry this is the logistic density ``inv_s * sigmoid(-inv_s * s)`` of the signed distance.
+        """
+        if self.is_sdf:
+            s, feats = self.sdf(x, return_features=True)  # type: ignore[misc]
+            inv_s = self.inv_s
+            inside = ((x.abs() <= self.cfg.bound).all(-1)).to(s.dtype)
+            sigma = inv_s * torch.sigmoid(-inv_s * s) * inside
+        else:
+            raw, feats, inside_b = self._geometry(x)
+            sigma = self._activate(raw + self._blob(x) + self.cfg.density_bias) * inside_b
         if return_features:
-            return sigma, h[:, 1:]
+            return sigma, feats
         return sigma
+
+    def occupancy_fn(self, cell_size: float):
+        """``points [N, 3] -> density [N]`` for the occupancy grid. Density fields: the density itself.
+        SDF fields: a large density within ``sqrt(3) * cell_size + 4 / inv_s`` of the surface and 0
+        elsewhere (outside and deep inside), so every cell the zero level set can cross stays occupied
+        whichever random point of the cell is measured, and the interior costs no samples."""
+        if not self.is_sdf:
+            return self.density
+
+        def occupancy(x: Tensor) -> Tensor:
+            s = self.sdf(x)  # type: ignore[misc]
+            band = math.sqrt(3.0) * cell_size + 4.0 / float(self.inv_s)
+            return torch.where(s.abs() <= band, torch.full_like(s, 1e6), torch.zeros_like(s))
+
+        return occupancy
 
     def color(self, features: Tensor, directions: Tensor | None = None) -> Tensor:
         """Colour [N, 3] in [0, 1] from geometry features [N, G] and unit view directions [N, 3]."""
@@ -150,15 +241,21 @@ class NeRFField(nn.Module):
         return sigma, self.color(feats, directions)
 
     def normals(self, x: Tensor, eps: float = 1e-2) -> Tensor:
-        """Unit outward normals [N, 3] ``-grad(sigma)/|grad(sigma)|`` by finite differences.
+        """Unit outward normals [N, 3] by finite differences: ``-grad(sigma)/|grad(sigma)|`` for density
+        geometry, ``grad(s)/|grad(s)|`` for SDF geometry.
 
-        Uses the four-tap tetrahedron stencil (second-order accurate, 4 density evaluations); it is
-        differentiable, so orientation losses train the density.
+        Uses the four-tap tetrahedron stencil (second-order accurate, 4 evaluations); it is
+        differentiable, so orientation losses train the geometry.
         """
         k = torch.tensor(
             [[1, -1, -1], [-1, -1, 1], [-1, 1, -1], [1, 1, 1]], dtype=x.dtype, device=x.device
         )  # [4, 3]
         pts = (x[:, None, :] + eps * k[None]).reshape(-1, 3)  # [N*4, 3]
-        sig = self.density(pts).reshape(-1, 4)  # [N, 4]
-        grad = (sig[:, :, None] * k[None]).sum(1) / (4 * eps)  # [N, 3]
-        return -F.normalize(grad, dim=-1, eps=1e-12)
+        if self.is_sdf:
+            val = self.sdf(pts).reshape(-1, 4)  # type: ignore[union-attr]
+            sign = 1.0
+        else:
+            val = self.density(pts).reshape(-1, 4)  # type: ignore[union-attr]
+            sign = -1.0
+        grad = (val[:, :, None] * k[None]).sum(1) / (4 * eps)  # [N, 3]
+        return sign * F.normalize(grad, dim=-1, eps=1e-12)

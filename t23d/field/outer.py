@@ -73,7 +73,7 @@ class OuterField(nn.Module):
         self, origins: Tensor, directions: Tensor, generator: torch.Generator | None
     ) -> Tensor:
         """Sample boundaries ``t`` [R, K + 1] along each ray, from the box exit to ``far`` radii, even in 1/t."""
-        from t23d.render.rays import intersect_aabb
+        from t23d.common.geometry import intersect_aabb
 
         _, exit_, hit = intersect_aabb(origins, directions, self.aabb)
         closest = ((self.centre - origins) * directions).sum(-1).clamp(min=0.0)

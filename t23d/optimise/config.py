@@ -10,28 +10,14 @@ from t23d.export.config import ExportConfig
 from t23d.field.background import BackgroundConfig, MLPBackground
 from t23d.field.hashgrid import HashGridConfig
 from t23d.field.nerf import FieldConfig
+from t23d.field.sdf import SDFRegularisersConfig
 from t23d.guidance.config import GuidanceConfig, StableDiffusionGuidanceConfig
 from t23d.optimise.regularisers import RegularisersConfig
 from t23d.render.cameras import RandomCameraConfig
 from t23d.render.occupancy import OccupancyGridConfig
 from t23d.render.shading import ShadingConfig
 from t23d.render.volume import RenderConfig
-
-
-@dataclass
-class OptimConfig:
-    """Adam with per-group learning rates."""
-
-    lr_grid: float = 1e-2
-    """Learning rate of the hash-grid table."""
-    lr_mlp: float = 1e-3
-    """Learning rate of the density and colour MLPs."""
-    lr_background: float = 1e-3
-    """Learning rate of a learned background."""
-    betas: tuple[float, float] = (0.9, 0.99)
-    """Adam's betas."""
-    eps: float = 1e-15
-    """Adam's epsilon (tiny, as instant-ngp, so rarely-touched hash entries still move)."""
+from t23d.run.config import OptimConfig
 
 
 @dataclass
@@ -76,6 +62,8 @@ class GenerateConfig:
     """Optimiser."""
     regularisers: RegularisersConfig = _field(default_factory=RegularisersConfig)
     """Loss weights."""
+    sdf_regularisers: SDFRegularisersConfig = _field(default_factory=SDFRegularisersConfig)
+    """Eikonal and curvature losses (SDF geometry only)."""
     checkpoint_every: int = 500
     """Save a checkpoint every this many steps (and always at the end or on Ctrl-C)."""
     keep_checkpoints: int = 2

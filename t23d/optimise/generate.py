@@ -18,8 +18,10 @@ import torch
 from t23d.common.config import from_dict, load_yaml
 from t23d.common.errors import T23dError
 from t23d.optimise.config import GenerateConfig
-from t23d.optimise.lifecycle import recorded_run, timed_export, timed_training
-from t23d.optimise.rundir import (
+from t23d.optimise.sds import build_state, train_sds
+from t23d.prompt.view import validate_prompt
+from t23d.run.lifecycle import recorded_run, timed_export, timed_training
+from t23d.run.rundir import (
     CONFIG_YAML,
     check_writable,
     create_run_dir,
@@ -27,13 +29,11 @@ from t23d.optimise.rundir import (
     update_run,
     write_config,
 )
-from t23d.optimise.sds import build_state, train_sds
-from t23d.optimise.state import (
+from t23d.run.state import (
     StepCallback,
     TrainingState,
     resolve_device,
 )
-from t23d.prompt.view import validate_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -172,9 +172,9 @@ def export_generate_run(
 ) -> dict[str, Any]:
     """Export the asset of a trained generate run; returns a JSON-able summary."""
     from t23d.export import export_asset
-    from t23d.optimise.rundir import slug
-    from t23d.render.field_fns import bake_color_fn_of, density_fn_of, render_field_fn_of
+    from t23d.render.field_fns import bake_color_fn_of, density_fn_of, render_field_fn_of, sdf_fn_of
     from t23d.render.volume import step_size
+    from t23d.run.rundir import slug
 
     export_cfg = export_cfg or cfg.export
     state.field.eval()
@@ -187,5 +187,6 @@ def export_generate_run(
         export_cfg,
         render_field_fn=render_field_fn_of(state.field, cfg.render, state.occupancy),
         render_step=step_size(state.field, cfg.render),
+        sdf_fn=sdf_fn_of(state.field),
     )
     return report.to_dict() if hasattr(report, "to_dict") else dataclasses.asdict(report)

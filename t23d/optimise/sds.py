@@ -18,9 +18,14 @@ import torch
 from t23d.common.errors import T23dError
 from t23d.field.background import Background
 from t23d.field.nerf import NeRFField
+from t23d.field.sdf import sdf_regulariser_losses
 from t23d.optimise.config import GenerateConfig
 from t23d.optimise.regularisers import opacity_entropy
-from t23d.optimise.state import (
+from t23d.render.cameras import sample_random_views
+from t23d.render.rays import camera_rays
+from t23d.render.shading import sample_shading
+from t23d.render.volume import make_occupancy_grid, render_rays
+from t23d.run.state import (
     StepCallback,
     StepInfo,
     TrainingState,
@@ -28,10 +33,6 @@ from t23d.optimise.state import (
     make_optimizer,
     run_training_loop,
 )
-from t23d.render.cameras import sample_random_views
-from t23d.render.rays import camera_rays
-from t23d.render.shading import sample_shading
-from t23d.render.volume import make_occupancy_grid, render_rays
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def sds_step(cfg: GenerateConfig, state: TrainingState, guidance: Any) -> StepIn
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if step % cfg.render.occupancy.update_every == 0:
-        state.occupancy.update(state.field.density, step, gen)  # type: ignore[arg-type]
+        state.occupancy.update(state.field.occupancy_fn(state.occupancy.cell_size), step, gen)
     timings["occupancy"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -91,6 +92,7 @@ def sds_step(cfg: GenerateConfig, state: TrainingState, guidance: Any) -> StepIn
     w_opaque = cfg.regularisers.opaque.at(step)
     if w_opaque > 0:
         losses["opaque"] = w_opaque * opacity_entropy(out.opacity)
+    losses.update(sdf_regulariser_losses(state.field, out.points, cfg.sdf_regularisers, step, gen))
     check_finite(losses)
     total = sum(losses.values())
 

@@ -11,9 +11,10 @@ from t23d.export.config import ExportConfig
 from t23d.field.background import BackgroundConfig, ContractedBackground, RandomBackground
 from t23d.field.hashgrid import HashGridConfig
 from t23d.field.nerf import DensityBlobConfig, FieldConfig
-from t23d.optimise.config import OptimConfig
+from t23d.field.sdf import SDFRegularisersConfig
 from t23d.render.occupancy import OccupancyGridConfig
 from t23d.render.volume import RenderConfig
+from t23d.run.config import OptimConfig
 
 
 def photo_export(**changes) -> ExportConfig:
@@ -58,6 +59,8 @@ class ReconstructConfig:
     """Ray sampling."""
     optim: OptimConfig = _field(default_factory=lambda: OptimConfig(lr_grid=1e-2, lr_mlp=1e-2))
     """Optimiser."""
+    sdf_regularisers: SDFRegularisersConfig = _field(default_factory=SDFRegularisersConfig)
+    """Eikonal and curvature losses (SDF geometry only)."""
     lr_decay_start: int = 1000
     """Learning rates decay exponentially (to 10% at the last step) after this step."""
     checkpoint_every: int = 1000

@@ -21,8 +21,11 @@ import torch
 from t23d.common.atomic import write_json_atomic
 from t23d.common.config import from_dict, load_yaml
 from t23d.common.errors import T23dError
-from t23d.optimise.lifecycle import recorded_run, timed_export, timed_training
-from t23d.optimise.rundir import (
+from t23d.reconstruct.config import ReconstructConfig, default_background
+from t23d.reconstruct.train import TrainImages, build_reconstruct_state, train_photometric
+from t23d.render.cameras import Cameras
+from t23d.run.lifecycle import recorded_run, timed_export, timed_training
+from t23d.run.rundir import (
     CONFIG_YAML,
     check_writable,
     create_run_dir,
@@ -30,14 +33,11 @@ from t23d.optimise.rundir import (
     update_run,
     write_config,
 )
-from t23d.optimise.state import (
+from t23d.run.state import (
     StepCallback,
     TrainingState,
     resolve_device,
 )
-from t23d.reconstruct.config import ReconstructConfig, default_background
-from t23d.reconstruct.train import TrainImages, build_reconstruct_state, train_photometric
-from t23d.render.cameras import Cameras
 
 logger = logging.getLogger(__name__)
 SCENE_JSON = "scene.json"
@@ -260,9 +260,9 @@ def export_reconstruct_run(
 ) -> dict[str, Any]:
     """Export the asset of a reconstruct run in the input's world frame (converted to glTF Y-up)."""
     from t23d.export import export_asset
-    from t23d.optimise.rundir import slug
-    from t23d.render.field_fns import bake_color_fn_of, density_fn_of, render_field_fn_of
+    from t23d.render.field_fns import bake_color_fn_of, density_fn_of, render_field_fn_of, sdf_fn_of
     from t23d.render.volume import step_size
+    from t23d.run.rundir import slug
 
     scene = read_scene(run_dir)
     export_cfg = export_cfg or cfg.export
@@ -281,5 +281,6 @@ def export_reconstruct_run(
         render_field_fn=render_field_fn_of(state.field, cfg.render, state.occupancy),
         fidelity_cameras=fidelity,
         render_step=step_size(state.field, cfg.render),
+        sdf_fn=sdf_fn_of(state.field),
     )
     return report.to_dict() if hasattr(report, "to_dict") else dataclasses.asdict(report)

@@ -17,7 +17,12 @@ from torch import Tensor
 
 from t23d.field.background import Background, BackgroundConfig
 from t23d.field.nerf import NeRFField
-from t23d.optimise.state import (
+from t23d.field.sdf import sdf_regulariser_losses
+from t23d.reconstruct.config import ReconstructConfig
+from t23d.render.cameras import Cameras
+from t23d.render.rays import Rays, camera_rays
+from t23d.render.volume import make_occupancy_grid, render_rays
+from t23d.run.state import (
     StepCallback,
     StepInfo,
     TrainingState,
@@ -25,10 +30,6 @@ from t23d.optimise.state import (
     make_optimizer,
     run_training_loop,
 )
-from t23d.reconstruct.config import ReconstructConfig
-from t23d.render.cameras import Cameras
-from t23d.render.rays import Rays, camera_rays
-from t23d.render.volume import make_occupancy_grid, render_rays
 
 
 @dataclass
@@ -73,7 +74,7 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if step % cfg.render.occupancy.update_every == 0:
-        state.occupancy.update(state.field.density, step, gen)  # type: ignore[arg-type]
+        state.occupancy.update(state.field.occupancy_fn(state.occupancy.cell_size), step, gen)
     timings["occupancy"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -93,11 +94,13 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
         target = target + (1 - a) * out.background.detach()  # type: ignore[union-attr]
     timings["render"] = time.perf_counter() - t0
     losses = {"rgb": torch.nn.functional.mse_loss(out.rgb, target)}
+    losses.update(sdf_regulariser_losses(state.field, out.points, cfg.sdf_regularisers, step, gen))
     check_finite(losses)
+    total = sum(losses.values())
 
     t0 = time.perf_counter()
     state.optimizer.zero_grad(set_to_none=True)
-    losses["rgb"].backward()
+    total.backward()  # type: ignore[union-attr]
     timings["backward"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     factor = learning_rate_factor(cfg, step)
@@ -106,6 +109,7 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
         "mlp": cfg.optim.lr_mlp,
         "background": cfg.optim.lr_background,
         "background_grid": cfg.optim.lr_grid,
+        "sharpness": cfg.optim.lr_mlp,
     }
     for group in state.optimizer.param_groups:
         group["lr"] = base[group["name"]] * factor
@@ -113,7 +117,10 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
     timings["optimiser"] = time.perf_counter() - t0
     state.step += 1
     mse = float(losses["rgb"].detach())
-    values = {"total": mse, "psnr": -10.0 * torch.log10(torch.tensor(max(mse, 1e-10))).item()}
+    values = {k: float(v.detach()) for k, v in losses.items() if k != "rgb"}
+    values.update({"total": mse, "psnr": -10.0 * torch.log10(torch.tensor(max(mse, 1e-10))).item()})
+    if state.field.is_sdf:
+        values["inv_s"] = float(state.field.inv_s.detach())
     return StepInfo(state.step, cfg.steps, values, timings, out.num_samples_evaluated)
 
 

@@ -25,6 +25,19 @@ def density_fn_of(field_: NeRFField) -> Callable[[Tensor], Tensor]:
     return density_fn
 
 
+def sdf_fn_of(field_: NeRFField) -> Callable[[Tensor], Tensor] | None:
+    """``points [N, 3] -> signed distance [N]`` without gradients for SDF fields; None for density fields."""
+    if not field_.is_sdf:
+        return None
+
+    @torch.no_grad()
+    def sdf_fn(points: Tensor) -> Tensor:
+        dev = next(field_.parameters()).device
+        return field_.sdf(points.to(dev)).float().cpu()  # type: ignore[union-attr]
+
+    return sdf_fn
+
+
 def surface_color_fn_of(
     field_: NeRFField, band: float, num_samples: int = 8
 ) -> Callable[[Tensor, Tensor], Tensor]:

@@ -108,6 +108,11 @@ class OccupancyGrid:
         self._refresh_coarse()
 
     @property
+    def cell_size(self) -> float:
+        """Edge length (world units, largest axis) of a fine cell."""
+        return float((self.aabb[1] - self.aabb[0]).max()) / self.cfg.resolution
+
+    @property
     def coarse_cell_size(self) -> float:
         """Edge length (world units, smallest axis) of a cell of the coarse dilated grid."""
         return float((self.aabb[1] - self.aabb[0]).min()) * self.cfg.coarse_factor / self.cfg.resolution

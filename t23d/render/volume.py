@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from t23d.common.geometry import intersect_aabb
 from t23d.field.background import Background
 from t23d.field.nerf import NeRFField
 from t23d.render.cameras import Cameras
 from t23d.render.occupancy import OccupancyGrid, OccupancyGridConfig
-from t23d.render.rays import Rays, camera_rays, intersect_aabb
+from t23d.render.rays import Rays, camera_rays
 from t23d.render.shading import Shading, shade
 
 
@@ -62,6 +63,9 @@ class RenderOutput:
     """Field evaluations this render made (for throughput reporting)."""
     background: Tensor | None = None
     """[R, 3] background colour behind each ray (photometric losses composite targets onto it)."""
+    points: Tensor | None = None
+    """[K, 3] detached positions of the samples that carried colour (weight above the threshold): where
+    the rendered surface is, for geometry regularisers."""
 
 
 def step_size(field_: NeRFField, cfg: RenderConfig) -> float:
@@ -142,7 +146,12 @@ def render_rays(
     bg = background(rays.directions, rays.image_ids, generator, origins=rays.origins)
     rgb = rgb_fg + (1.0 - opacity[:, None]) * bg
     out = RenderOutput(
-        rgb=rgb, opacity=opacity, depth=depth, num_samples_evaluated=int(len(ray_of_sample)), background=bg
+        rgb=rgb,
+        opacity=opacity,
+        depth=depth,
+        num_samples_evaluated=int(len(ray_of_sample)),
+        background=bg,
+        points=pts_k.detach(),
     )
     if normals_k is not None:
         out.normals = torch.zeros(num_rays, 3, device=device).index_add(0, ray_k, w_k[:, None] * normals_k)

@@ -1,6 +1,6 @@
 """Bake a colour field into a UV texture.
 
-Each triangle is rasterised in UV space (vectorised, :mod:`t23d.texture.raster`); every texel whose
+Each triangle is rasterised in UV space (vectorised, :mod:`t23d.render.raster`); every texel whose
 centre lies inside a triangle, or within one texel outside it (so bilinear filtering at chart borders
 reads the chart's own colours), is mapped through clamped barycentrics to its 3D surface point and
 interpolated normal, and ``color_fn`` is queried there in chunks. Empty texels within ``padding`` of a
@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from t23d.common.errors import ConfigError, T23dError
-from t23d.texture.raster import rasterize
+from t23d.render.raster import rasterize
 
 ColorFn = Callable[[Tensor, Tensor], Tensor]
 """(points [N, 3], view_dirs [N, 3] unit, camera -> point) -> sRGB colour [N, 3] in [0, 1]."""

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from t23d.data.synthetic import SyntheticScene, write_blender, write_raw_photos
+from t23d.data.synthetic import SyntheticScene
+from t23d.data.synthetic_writers import write_blender, write_raw_photos
 
 REPO = Path(__file__).resolve().parents[2]
 

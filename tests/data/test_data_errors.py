@@ -12,7 +12,8 @@ from PIL import Image
 
 from t23d.common.errors import ConfigError, T23dError
 from t23d.data import DataConfig, SfmConfig, load_dataset
-from t23d.data.synthetic import SyntheticScene, write_blender, write_colmap, write_nerfstudio
+from t23d.data.synthetic import SyntheticScene
+from t23d.data.synthetic_writers import write_blender, write_colmap, write_nerfstudio
 
 
 @pytest.fixture(scope="module")

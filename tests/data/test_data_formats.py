@@ -12,7 +12,8 @@ from t23d.data import DataConfig, detect_format, load_dataset
 from t23d.data.cameras import c2w_from_colmap, colmap_from_c2w, look_at
 from t23d.data.colmap import read_model
 from t23d.data.normalise import normalise_poses, umeyama
-from t23d.data.synthetic import SyntheticScene, write_blender, write_colmap, write_nerfstudio
+from t23d.data.synthetic import SyntheticScene
+from t23d.data.synthetic_writers import write_blender, write_colmap, write_nerfstudio
 
 Q8 = 2.0 / 255.0  # 8-bit quantisation of the rendered images (+ compositing rounding)
 

@@ -7,7 +7,8 @@ import pytest
 
 from t23d.data import DataConfig, SfmConfig, load_dataset
 from t23d.data.normalise import umeyama
-from t23d.data.synthetic import SyntheticScene, write_raw_photos
+from t23d.data.synthetic import SyntheticScene
+from t23d.data.synthetic_writers import write_raw_photos
 
 pytest.importorskip("pycolmap")
 

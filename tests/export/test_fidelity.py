@@ -10,7 +10,7 @@ import pytest
 from export_fields import AABB, RADIUS, smooth_color, sphere_density, sphere_render_fn
 
 from t23d.export import ExportConfig, export_asset
-from t23d.export.render import MeshAppearance, cast, orbit_cameras
+from t23d.render.mesh import MeshAppearance, cast, orbit_cameras
 
 FAST = dict(
     resolution=64, faces=3000, texture_size=512, preview_size=64, fidelity_views=4, fidelity_resolution=96
@@ -77,7 +77,7 @@ def test_raster_backend_matches_open3d():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_supersampled_mesh_render_measures_partial_pixel_coverage(backend):
-    from t23d.export.render import render_mesh
+    from t23d.render.mesh import render_mesh
 
     # a unit square at z = 0 seen from z = 2; its edges fall 0.575 px into pixel columns/rows
     v = np.array([[-0.5, -0.5, 0.0], [0.5, -0.5, 0.0], [0.5, 0.5, 0.0], [-0.5, 0.5, 0.0]])

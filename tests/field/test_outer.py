@@ -55,7 +55,7 @@ def test_contracted_background_depends_on_the_ray_origin_and_trains():
 
 def test_optimizer_gives_the_outer_hash_grid_the_grid_learning_rate():
     from t23d.field.nerf import FieldConfig, NeRFField
-    from t23d.optimise.state import make_optimizer
+    from t23d.run.state import make_optimizer
 
     field_ = NeRFField(FieldConfig())
     bg = Background(ContractedBackground(num_samples=8), aabb=field_.aabb())

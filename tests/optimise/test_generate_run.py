@@ -11,7 +11,7 @@ from gen_helpers import smoke_config
 
 from t23d.common.errors import T23dError
 from t23d.optimise.generate import load_generate_state, run_generate
-from t23d.optimise.state import NonFiniteLoss, TrainingInterrupted
+from t23d.run.state import NonFiniteLoss, TrainingInterrupted
 
 
 def test_generate_writes_complete_run_directory(tiny_sd_dir, tmp_path):

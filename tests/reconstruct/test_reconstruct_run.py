@@ -15,7 +15,8 @@ import pytest
 import torch
 import yaml
 
-from t23d.data.synthetic import SyntheticScene, write_blender, write_colmap, write_nerfstudio
+from t23d.data.synthetic import SyntheticScene
+from t23d.data.synthetic_writers import write_blender, write_colmap, write_nerfstudio
 from t23d.reconstruct.config import reconstruct_preset
 from t23d.reconstruct.run import load_reconstruct_state, run_reconstruct
 

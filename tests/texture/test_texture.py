@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from t23d.common.errors import ConfigError
+from t23d.render.raster import rasterize
 from t23d.texture import bake_texture, unwrap_uv
 from t23d.texture.bake import fill_padding
-from t23d.texture.raster import rasterize
 
 
 @pytest.fixture(scope="module")

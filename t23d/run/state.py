@@ -15,7 +15,8 @@ from torch import Tensor
 from t23d.common.errors import T23dError
 from t23d.field.background import Background
 from t23d.field.nerf import NeRFField
-from t23d.optimise.checkpoint import (
+from t23d.render.occupancy import OccupancyGrid
+from t23d.run.checkpoint import (
     load_checkpoint,
     load_optimizer,
     optimizer_tensors,
@@ -23,7 +24,6 @@ from t23d.optimise.checkpoint import (
     save_checkpoint,
     unprefixed,
 )
-from t23d.render.occupancy import OccupancyGrid
 
 
 class TrainingInterrupted(T23dError):
@@ -88,6 +88,9 @@ def make_optimizer(
             "name": "mlp",
         },
     ]
+    if getattr(field_, "is_sdf", False):
+        # the SDF's sharpness, learnt with the MLPs (NeuS's variance network)
+        groups.append({"params": [field_.log_inv_s], "lr": lr_mlp, "name": "sharpness"})
     from t23d.field.hashgrid import HashGridEncoding
 
     # hash tables anywhere in the background (environment map, outer field) learn at the grid's rate

@@ -4,7 +4,7 @@ Backends (``ExportConfig.render_backend``):
 - ``"open3d"``: ``open3d.t.geometry.RaycastingScene`` (Embree BVH ray casting, multi-threaded, exact
   ray-triangle hits; ~0.1 s for 50k triangles at 256^2). Preferred: it is the fastest CPU option here
   and needs no rasterisation approximations.
-- ``"raster"``: t23d's vectorised numpy z-buffer rasteriser (:mod:`t23d.texture.raster`) with
+- ``"raster"``: t23d's vectorised numpy z-buffer rasteriser (:mod:`t23d.render.raster`) with
   perspective-correct barycentrics. No extra dependency; used when open3d does not import (open3d is
   an optional extra and needs libusb on Linux). trimesh's ray casting is not used: without embree it
   is orders of magnitude slower.
@@ -145,7 +145,7 @@ def _cast_open3d_scene(scene, cam: Camera) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _cast_raster(vertices: np.ndarray, faces: np.ndarray, cam: Camera) -> tuple[np.ndarray, np.ndarray]:
-    from t23d.texture.raster import rasterize
+    from t23d.render.raster import rasterize
 
     c2w, intr, h, w = cam
     fx, fy, cx, cy = (float(x) for x in np.asarray(intr).reshape(-1)[:4])

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from t23d.common.errors import T23dError
-from t23d.optimise.rundir import attach_log_file, detach_log_file, update_run
-from t23d.optimise.state import TrainingInterrupted, TrainingState
+from t23d.run.rundir import attach_log_file, detach_log_file, update_run
+from t23d.run.state import TrainingInterrupted, TrainingState
 
 
 @contextmanager
