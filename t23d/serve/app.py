@@ -150,9 +150,6 @@ def create_app(service: JobService, config: AppConfig | None = None) -> FastAPI:
         job = service.store.get(job_id)
         return runs.job_view(job, service.paths(job.id))
 
-    def all_views(limit: int = 200) -> list[dict[str, Any]]:
-        return [runs.job_view(j, service.paths(j.id)) for j in service.store.list(limit=limit)]
-
     def run_dir_of(job_id: str) -> Path:
         job = service.store.get(job_id)
         run_dir = runs.job_run_dir(job, service.paths(job_id))
@@ -343,21 +340,31 @@ def create_app(service: JobService, config: AppConfig | None = None) -> FastAPI:
         if job is not None:
             await run_in_threadpool(service.store.get, job)
 
+        def changed_views(seen: dict[str, float]) -> list[dict[str, Any]]:
+            # a job's files change only while it runs; others are re-read when their row changes
+            jobs = [service.store.get(job)] if job is not None else service.store.list(limit=200)
+            out = []
+            for j in jobs:
+                if j.status == "running" or seen.get(j.id) != j.updated_at:
+                    seen[j.id] = j.updated_at
+                    out.append(runs.job_view(j, service.paths(j.id)))
+            return out
+
         async def stream():
             last: dict[str, str] = {}
+            seen: dict[str, float] = {}
             idle = 0.0
             yield "retry: 2000\n\n"
             while not await request.is_disconnected():
-                views = await run_in_threadpool(all_views if job is None else lambda: [view(job)])
-                for v in views:
+                for v in await run_in_threadpool(changed_views, seen):
                     text = json.dumps(v, sort_keys=True)
                     if last.get(v["id"]) != text:
                         last[v["id"]] = text
                         idle = 0.0
                         yield f"event: job\ndata: {text}\n\n"
-                if job is not None and views[0]["status"] in ("completed", "failed", "cancelled"):
-                    yield "event: end\ndata: {}\n\n"
-                    return
+                        if job is not None and v["status"] in ("completed", "failed", "cancelled"):
+                            yield "event: end\ndata: {}\n\n"
+                            return
                 idle += config.event_interval_s
                 if idle >= 15:
                     idle = 0.0
