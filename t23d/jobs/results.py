@@ -17,7 +17,7 @@ from t23d.jobs.spec import find_run_dir
 from t23d.jobs.store import Job
 
 PROGRESS_JSON = "progress.json"
-PREVIEW_CANDIDATES = ("previews/latest.png", "previews/grid.png")
+PREVIEW_CANDIDATES = ("previews/grid.png", "previews/latest.png")  # the end-of-run grid once it exists
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from t23d.run.config import OptimConfig
 
 @dataclass
 class PreviewConfig:
-    """Previews written at the end of a run."""
+    """Previews written during and at the end of a run."""
 
     num_views: int = 8
     """Views in the preview grid."""
@@ -30,6 +30,10 @@ class PreviewConfig:
     """Preview image size in pixels."""
     turntable_frames: int = 24
     """Frames in the turntable GIF (0 disables it)."""
+    live_every_s: float = 30.0
+    """Seconds between live previews during training (``previews/latest.png``: one view, turning with the
+    steps, for ``t23d serve``'s queue); 0 disables them. Rendering takes no random numbers, so training
+    stays bit-exact."""
 
 
 @dataclass

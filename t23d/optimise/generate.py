@@ -127,7 +127,15 @@ def run_generate(
                 run_dir,
                 state,
                 timings,
-                lambda: train_sds(cfg, state, guidance, run_dir, callback, should_stop),
+                lambda: train_sds(
+                    cfg,
+                    state,
+                    guidance,
+                    run_dir,
+                    callback,
+                    should_stop,
+                    preview_fn=lambda step: write_live_preview(run_dir, cfg, state, step),
+                ),  # fmt: skip
             )
             t0 = time.perf_counter()
             write_previews(run_dir, cfg, state)
@@ -142,6 +150,23 @@ def run_generate(
     finally:
         if hasattr(guidance, "release"):
             guidance.release()
+
+
+def write_live_preview(run_dir: Path, cfg: GenerateConfig, state: TrainingState, step: int) -> None:
+    """``previews/latest.png``: one view of the field as it is now (the view turns 15 degrees every 10 steps)."""
+    from t23d.render.cameras import orbit_cameras
+    from t23d.render.preview import save_png, to_uint8
+    from t23d.render.volume import render_images
+
+    p, c = cfg.preview, cfg.camera
+    state.field.eval()
+    dev = next(state.field.parameters()).device
+    views = orbit_cameras(24, p.resolution, c.eval_distance, c.eval_fov, c.eval_elevation)
+    k = (step // 10) % 24
+    out = render_images(
+        state.field, state.background, views.cameras[k : k + 1].to(dev), cfg.render, state.occupancy
+    )
+    save_png(run_dir / "previews" / "latest.png", to_uint8(out["rgb"][0]))
 
 
 def write_previews(run_dir: Path, cfg: GenerateConfig, state: TrainingState) -> None:

@@ -118,8 +118,10 @@ def train_sds(
     run_dir: Path,
     callback: StepCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    preview_fn: Callable[[int], None] | None = None,
 ) -> None:
-    """Train to ``cfg.steps`` with checkpoints, Ctrl-C and NaN handling (see ``run_training_loop``)."""
+    """Train to ``cfg.steps`` with checkpoints, Ctrl-C and NaN handling (see ``run_training_loop``);
+    ``preview_fn(step)`` runs every ``cfg.preview.live_every_s`` seconds."""
     run_training_loop(
         state,
         lambda: sds_step(cfg, state, guidance),
@@ -129,6 +131,8 @@ def train_sds(
         cfg.keep_checkpoints,
         callback,
         should_stop,
+        preview_fn=preview_fn,
+        preview_every_s=cfg.preview.live_every_s,
     )
 
 

@@ -4,6 +4,7 @@ and their (bit-exact) checkpointing."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,23 +187,44 @@ def run_training_loop(
     keep_checkpoints: int,
     callback: StepCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    preview_fn: Callable[[int], None] | None = None,
+    preview_every_s: float = 0.0,
 ) -> None:
     """Call ``step_fn`` until ``state.step == total_steps``, checkpointing every ``checkpoint_every`` steps.
 
     ``should_stop`` is polled before each step; when it returns True a checkpoint is written and
-    :class:`TrainingInterrupted` is raised. A non-finite loss raises from ``step_fn`` before the
+    :class:`TrainingInterrupted` is raised. ``run_dir/progress.json`` (step, loss, rate, ETA) is rewritten
+    at most once a second and at the end (:class:`~t23d.run.progress.ProgressFile`). ``preview_fn(step)``,
+    if given, is called every ``preview_every_s`` seconds (without gradients; modules back in train mode after). A non-finite loss raises from ``step_fn`` before the
     optimiser step, so the last checkpoint on disk is the last good state. Always ends with a checkpoint.
     """
+    from t23d.run.progress import ProgressFile
+
     ckpt_dir = run_dir / "checkpoints"
+    progress = ProgressFile(run_dir, total_steps, start_step=state.step)
+    last_preview = time.monotonic()
     state.field.train()
     state.background.train()
     while state.step < total_steps:
         if should_stop is not None and should_stop():
             state.save(ckpt_dir, keep_checkpoints)
+            progress.write("interrupted")
             raise TrainingInterrupted(state.step, run_dir)
         info = step_fn()
+        progress.update(state.step, info.losses)
+        if (
+            preview_fn is not None
+            and preview_every_s > 0
+            and time.monotonic() - last_preview >= preview_every_s
+        ):
+            with torch.no_grad():
+                preview_fn(state.step)
+            state.field.train()
+            state.background.train()
+            last_preview = time.monotonic()
         if callback is not None:
             callback(info)
         if state.step % checkpoint_every == 0 and state.step < total_steps:
             state.save(ckpt_dir, keep_checkpoints)
     state.save(ckpt_dir, keep_checkpoints)
+    progress.write("finishing")  # previews and export follow

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -290,10 +291,18 @@ def done(platform_service, completed_job):
         yield client, completed_job, platform_service
 
 
+def platform_run_dir(done):
+    client, job_id, service = done
+    return Path(service.store.get(job_id).run_dir)
+
+
 def test_completed_job_view_progress_metrics_and_files(done):
     client, job_id, _ = done
     job = client.get(f"/api/jobs/{job_id}").json()
     assert job["status"] == "completed" and job["step"] == job["steps"] == 2 and job["exit_code"] == 0
+    progress = json.loads((platform_run_dir(done) / "progress.json").read_text())  # by the training loop
+    assert progress["phase"] == "finishing" and progress["step"] == progress["total_steps"] == 2
+    assert isinstance(progress["loss"], float) and job["phase"] == "finishing"
     assert job["files"]["asset"].endswith(".glb") and job["files"]["preview"] == "previews/grid.png"
     assert job["metrics"]["num_faces"] > 0 and job["metrics"]["asset_bytes"] > 0
     assert 0 <= job["metrics"]["fidelity_iou"] <= 1
