@@ -57,6 +57,11 @@ def test_kill_9_and_restart(tmp_path, tiny_sd_dir):
             return run_dirs and json.loads(run_dirs[0].read_text())
 
         wait_for(checkpointed, JOB_TIMEOUT_S, 0.05, "job A's first checkpoint")
+        live = httpx.get(f"{base}/api/jobs/{a}").json()  # live progress from the run's progress.json
+        assert (
+            live["status"] == "running" and live["steps"] == 6 and live["phase"] in ("training", "finishing")
+        )
+        assert live["step"] >= 1 and isinstance(live["loss"], float)
         running = store.get(a)
         assert running.status == "running" and running.pid
         os.kill(server.pid, signal.SIGKILL)
