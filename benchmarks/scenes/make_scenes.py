@@ -176,9 +176,9 @@ def render_blender(
 
 
 def render_analytic(cfg: CaptureConfig, folder: Path) -> dict:
-    """The box+sphere through t23d's own Blender-format writer (``t23d.data.synthetic.write_blender``)."""
-    from t23d.data.synthetic import SyntheticScene, write_blender
-    from t23d.data.synthetic_writers import _save
+    """The box+sphere through t23d's own Blender-format writer (``t23d.data.synthetic_writers.write_blender``)."""
+    from t23d.data.synthetic import SyntheticScene
+    from t23d.data.synthetic_writers import _save, write_blender
 
     unsupported = {
         k: v for k, v in (("path", cfg.path), ("lighting", cfg.lighting), ("background", cfg.background))
