@@ -111,3 +111,16 @@ def test_report_table_says_na_and_keeps_failed_scenes():
     assert "| duck | 40.00 dB | 25.00 (24.00) dB | n/a | 0.970 | 0.0300 (0.0400 / 0.0200) |" in table
     assert "1200 of 3000 (budget)" in table and "13.0 min" in table and "8.2 k" in table
     assert "| bowl | failed: RuntimeError: boom |" in table
+
+
+def test_cpu_clock_counts_this_process_cpu_time():
+    import os
+    import time
+
+    from benchmarks.bench_reconstruct import cpu_seconds
+
+    before = cpu_seconds(os.getpid())
+    t0 = time.process_time()
+    while time.process_time() - t0 < 0.3:  # burn 0.3 s of CPU
+        sum(i * i for i in range(1000))
+    assert cpu_seconds(os.getpid()) - before >= 0.25
