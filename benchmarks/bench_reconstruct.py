@@ -408,8 +408,8 @@ def run_milestones(args: argparse.Namespace) -> None:
     metrics = evaluate_views(cfg, state, ds, bg)
     # export exactly as `t23d reconstruct` does, through a run directory
     from t23d.common.atomic import write_json_atomic
-    from t23d.run.rundir import create_run_dir, update_run, write_config
     from t23d.reconstruct.run import SCENE_JSON, export_reconstruct_run, scene_record
+    from t23d.run.rundir import create_run_dir, update_run, write_config
 
     run_dir = create_run_dir(args.out, "bench")
     write_config(run_dir, cfg)
