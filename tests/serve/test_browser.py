@@ -110,11 +110,14 @@ def test_upload_capture_then_cancel(browser_page, tmp_path, platform_service):
             zf.write(f, f.relative_to(tmp_path))
     page.set_input_files("#files", str(archive))
     page.select_option("#data_format", "nerfstudio")
+    page.fill("#faces", "2000")
+    page.select_option("#texture_size", "256")
     page.click("#photos-form button[type=submit]")
     status = page.wait_for_selector("#form-status:has-text('Queued job')")
     job_id = re.search(r"Queued job (\w+)", status.text_content()).group(1)
     job = platform_service.store.get(job_id)
     assert job.kind == "reconstruct" and job.spec.data_format == "nerfstudio"
+    assert job.spec.faces == 2000 and job.spec.texture_size == 256
     assert (platform_service.paths(job_id).inputs / "capture" / "transforms.json").is_file()
 
     page.click(f"#queue-list li[data-job-id='{job_id}'] button:has-text('Cancel')")

@@ -92,7 +92,7 @@ async function submitPhotos(event) {
   const data = new FormData();
   data.append("kind", "reconstruct");
   for (const file of f.files.files) data.append("files", file, file.name);
-  for (const name of ["data_format", "preset", "steps", "seed", "downscale"]) {
+  for (const name of ["data_format", "preset", "steps", "seed", "downscale", "faces", "texture_size"]) {
     if (f[name].value !== "") data.append(name, f[name].value);
   }
   say(`Uploading ${f.files.files.length} file(s)…`);
