@@ -27,6 +27,19 @@ for obj in bpy.data.objects:
         base = bsdf.inputs["Base Color"]
         linked = [link.from_node for link in base.links]
         image = linked[0].image if linked and linked[0].type == "TEX_IMAGE" else None
+        normal_map = None
+        normal_links = [link.from_node for link in bsdf.inputs["Normal"].links]
+        if normal_links and normal_links[0].type == "NORMAL_MAP":
+            node = normal_links[0]
+            tex = [link.from_node for link in node.inputs["Color"].links]
+            img = tex[0].image if tex and tex[0].type == "TEX_IMAGE" else None
+            normal_map = {
+                "space": node.space,
+                "uv_map": node.uv_map,
+                "image": None
+                if img is None
+                else {"size": list(img.size), "colorspace": img.colorspace_settings.name},
+            }
         mats.append(
             {
                 "name": mat.name,
@@ -35,6 +48,7 @@ for obj in bpy.data.objects:
                 "base_color_image": None
                 if image is None
                 else {"size": list(image.size), "colorspace": image.colorspace_settings.name},
+                "normal_map": normal_map,
             }
         )
     meshes.append(

@@ -46,6 +46,17 @@ loader.parse(
               flipY: m.map.flipY,
             }
           : null,
+        normalMap: m.normalMap
+          ? {
+              width: m.normalMap.image.width,
+              height: m.normalMap.image.height,
+              colorSpace: m.normalMap.colorSpace,
+              flipY: m.normalMap.flipY,
+              normalScale: m.normalScale.toArray(),
+              sameUVs: m.normalMap.channel === (m.map ? m.map.channel : 0),
+            }
+          : null,
+        tangents: g.attributes.tangent ? { itemSize: g.attributes.tangent.itemSize } : null,
         bbox: [g.boundingBox.min.toArray(), g.boundingBox.max.toArray()],
       });
     });

@@ -39,6 +39,9 @@ def main(args: argparse.Namespace) -> int:
     if kind == "generate":
         from t23d.optimise.generate import export_generate_run as export_run
         from t23d.optimise.generate import load_generate_state as load_state
+    elif kind == "refine":
+        from t23d.optimise.refine_run import export_refine_run as export_run
+        from t23d.optimise.refine_run import load_refine_run as load_state
     elif kind == "reconstruct":
         from t23d.reconstruct.run import export_reconstruct_run as export_run
         from t23d.reconstruct.run import load_reconstruct_state as load_state

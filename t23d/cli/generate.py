@@ -41,6 +41,28 @@ def main(args: argparse.Namespace) -> int:
     if cfg.device not in ("auto", "cpu", "cuda"):
         raise T23dError(f"--device {cfg.device!r} is not one of: auto, cpu, cuda")
 
-    return run_training_command(
-        "generate", lambda **kw: run_generate(cfg, Path(args.out), resume=resume, **kw)
+    made: dict[str, Path] = {}
+
+    def run(**kw) -> Path:
+        made["run_dir"] = run_generate(cfg, Path(args.out), resume=resume, **kw)
+        return made["run_dir"]
+
+    code = run_training_command("generate", run)
+    if code != 0 or not getattr(args, "refine", False):
+        return code
+    from t23d.cli.refine import main as refine_main
+
+    refine_args = argparse.Namespace(
+        run_dir=str(made["run_dir"]),
+        preset="fast" if args.preset == "fast" else "default",
+        config=list(getattr(args, "refine_config", [])),
+        steps=None,
+        resolution=None,
+        prior=None,  # the stage-1 run's prior (already --prior when given)
+        seed=args.seed,
+        device=args.device,
+        out=None,
+        resume=None,
+        no_export=args.no_export,
     )
+    return refine_main(refine_args)

@@ -41,7 +41,51 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         "--resume", default=None, metavar="RUN_DIR", help="continue a run from its latest checkpoint"
     )
     p.add_argument("--no-export", action="store_true", help="skip the asset export at the end")
+    p.add_argument(
+        "--refine",
+        action="store_true",
+        help="then run the refine stage on the new run (t23d refine RUN_DIR, same preset when it has one)",
+    )
+    p.add_argument(
+        "--refine-config",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="YAML overrides of the refine stage's config (repeatable; with --refine)",
+    )
     p.set_defaults(handler="t23d.cli.generate:main")
+
+
+def _add_refine(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "refine",
+        help="stage 2: refine a generate run as a textured mesh (SDS on rasterised renders)",
+        description="Extract a mesh from a 't23d generate' run, optimise its vertices and a hash-grid colour "
+        "field with SDS on rasterised renders at a higher resolution (Magic3D's second stage), and export the "
+        "refined mesh. The result is a new run directory.",
+    )
+    p.add_argument("run_dir", nargs="?", default=None, help="a run directory made by 't23d generate'")
+    p.add_argument("--preset", default="default", help="fast | default (default: default)")
+    p.add_argument(
+        "--config", action="append", default=[], metavar="YAML", help="YAML overrides (repeatable)"
+    )
+    p.add_argument("--steps", type=int, default=None, help="optimisation steps (overrides the preset)")
+    p.add_argument(
+        "--resolution", type=int, default=None, help="render size in pixels (default 512; fast 128)"
+    )
+    p.add_argument(
+        "--prior", default=None, metavar="HUB_ID_OR_DIR", help="another prior (default: the stage-1 run's)"
+    )
+    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda")
+    p.add_argument(
+        "--out", default=None, help="parent folder of the new run directory (default: beside RUN_DIR)"
+    )
+    p.add_argument(
+        "--resume", default=None, metavar="REFINE_RUN_DIR", help="continue a refine run from its checkpoint"
+    )
+    p.add_argument("--no-export", action="store_true", help="skip the asset export at the end")
+    p.set_defaults(handler="t23d.cli.refine:main")
 
 
 def _add_export_options(p: argparse.ArgumentParser, format_flag: str = "--format") -> None:
@@ -234,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_generate(sub)
+    _add_refine(sub)
     _add_reconstruct(sub)
     _add_export(sub)
     _add_render(sub)

@@ -57,6 +57,15 @@ class ExportConfig:
     min_component_fraction: float = 0.05
     """Drop connected mesh components whose surface area is below this fraction of the largest
     component's (floaters). 0 keeps everything."""
+    normal_map: bool = False
+    """Bake a tangent-space normal map from the higher-detail surface onto the (decimated) asset and write
+    it as glTF ``normalTexture`` with TANGENT attributes (glb/gltf only; OBJ and PLY carry none). The
+    detail comes from the refined mesh before decimation (``t23d refine``) or from the field's
+    density/SDF gradient (``generate``, ``reconstruct``). On for refine runs and the reconstruct presets,
+    where it measured right (benchmarks/RESULTS.md); off by default for SDS fields, whose density
+    gradients are noisy."""
+    normal_map_size: int | None = None
+    """Normal-map width = height in texels (a power of two); None = ``texture_size``."""
     color_mode: Literal["albedo", "normal_view"] = "albedo"
     """How the colour field is read for the texture: "albedo" = one query per texel looking straight
     at the surface (view dir = -normal); "normal_view" = mean of five views within 30 degrees of the
@@ -97,6 +106,11 @@ def validate_export_config(cfg: ExportConfig) -> None:
             f"render_backend: invalid value {cfg.render_backend!r}; accepted: 'auto', 'open3d', 'raster'"
         )
     check_texture_size(cfg.texture_size)
+    if cfg.normal_map_size is not None:
+        try:
+            check_texture_size(cfg.normal_map_size)
+        except ConfigError as e:
+            raise ConfigError(f"normal_map_size: {e}") from e
     checks = [
         ("resolution", cfg.resolution, cfg.resolution >= 2, "an integer >= 2"),
         ("faces", cfg.faces, cfg.faces >= 4, "an integer >= 4"),

@@ -2,7 +2,9 @@
 
 One mesh, one primitive (triangles), one node, one scene, one pbrMetallicRoughness material whose
 baseColorTexture is the baked sRGB PNG (metallicFactor 0, roughnessFactor 1). Attributes: POSITION
-(with min/max), NORMAL (unit length), TEXCOORD_0. glTF UVs have their origin at the image's top-left,
+(with min/max), NORMAL (unit length), TEXCOORD_0; with a normal map also TANGENT (xyz unit, w = +-1,
+bitangent = w * cross(NORMAL, TANGENT)) and the material's ``normalTexture`` (a linear PNG in the
+glTF / OpenGL "+Y up" tangent-space convention, see :mod:`t23d.texture.normal_map`). glTF UVs have their origin at the image's top-left,
 so TEXCOORD_0 = (u, 1 - v) for t23d's OpenGL-style (v up) UVs. Coordinates are +Y up, metres.
 Encoding happens in memory; the caller writes the returned files atomically.
 """
@@ -49,6 +51,8 @@ def build_gltf(
     png: bytes,
     *,
     binary: bool,
+    tangents: np.ndarray | None = None,
+    normal_png: bytes | None = None,
 ) -> tuple[dict, bytes]:
     """Build the glTF JSON and its binary buffer.
 
@@ -57,7 +61,9 @@ def build_gltf(
         vertices: [V, 3] positions, Y up, metres. normals: [V, 3] unit. uvs: [V, 2] in [0, 1], v up.
         faces: [F, 3] counter-clockwise from outside. png: base-colour PNG bytes.
         binary: True for GLB (image stored in the buffer), False for .gltf (image and buffer as
-            sibling files ``<name>.png`` and ``<name>.bin``).
+            sibling files ``<name>.png`` and ``<name>.bin``; the normal map as ``<name>_normal.png``).
+        tangents: [V, 4] unit xyz + handedness w, with ``normal_png`` (both or neither).
+        normal_png: tangent-space normal map PNG bytes (linear).
 
     Returns:
         (gltf JSON dict, buffer bytes).
@@ -109,10 +115,40 @@ def build_gltf(
             "type": "SCALAR",
         },
     ]
-    if binary:
-        image = {"name": f"{name}_basecolor", "bufferView": add_view(png, None), "mimeType": "image/png"}
-    else:
-        image = {"name": f"{name}_basecolor", "uri": f"{name}.png", "mimeType": "image/png"}
+    attributes = {"POSITION": 0, "NORMAL": 1, "TEXCOORD_0": 2}
+    if (tangents is None) != (normal_png is None):
+        raise ValueError("build_gltf: pass tangents and normal_png together")
+    if tangents is not None:
+        tan = np.asarray(tangents, dtype=np.float64)
+        xyz = tan[:, :3] / np.maximum(np.linalg.norm(tan[:, :3], axis=1, keepdims=True), 1e-30)
+        tan = np.ascontiguousarray(
+            np.concatenate([xyz, np.sign(tan[:, 3:4]) + (tan[:, 3:4] == 0)], 1), np.float32
+        )
+        accessors.append(
+            {"bufferView": add_view(tan.tobytes(), _ARRAY_BUFFER), "componentType": _FLOAT, "count": len(tan), "type": "VEC4"}
+        )  # fmt: skip
+        attributes["TANGENT"] = len(accessors) - 1
+    images = []
+    for suffix, data, role in (("", png, "basecolor"), ("_normal", normal_png, "normal")):
+        if data is None:
+            continue
+        if binary:
+            images.append(
+                {"name": f"{name}_{role}", "bufferView": add_view(data, None), "mimeType": "image/png"}
+            )
+        else:
+            images.append({"name": f"{name}_{role}", "uri": f"{name}{suffix}.png", "mimeType": "image/png"})
+    material = {
+        "name": f"{name}_material",
+        "pbrMetallicRoughness": {
+            "baseColorTexture": {"index": 0, "texCoord": 0},
+            "metallicFactor": 0.0,
+            "roughnessFactor": 1.0,
+        },
+        "doubleSided": False,
+    }
+    if normal_png is not None:
+        material["normalTexture"] = {"index": 1, "texCoord": 0}
     buffer = b"".join(chunks)
     gltf = {
         "asset": {"version": "2.0", "generator": f"t23d {t23d.__version__}"},
@@ -124,7 +160,7 @@ def build_gltf(
                 "name": name,
                 "primitives": [
                     {
-                        "attributes": {"POSITION": 0, "NORMAL": 1, "TEXCOORD_0": 2},
+                        "attributes": attributes,
                         "indices": 3,
                         "material": 0,
                         "mode": 4,
@@ -132,17 +168,7 @@ def build_gltf(
                 ],
             }
         ],
-        "materials": [
-            {
-                "name": f"{name}_material",
-                "pbrMetallicRoughness": {
-                    "baseColorTexture": {"index": 0, "texCoord": 0},
-                    "metallicFactor": 0.0,
-                    "roughnessFactor": 1.0,
-                },
-                "doubleSided": False,
-            }
-        ],
+        "materials": [material],
         "samplers": [
             {
                 "magFilter": _LINEAR,
@@ -151,8 +177,8 @@ def build_gltf(
                 "wrapT": _CLAMP_TO_EDGE,
             }
         ],
-        "textures": [{"sampler": 0, "source": 0}],
-        "images": [image],
+        "textures": [{"sampler": 0, "source": k} for k in range(len(images))],
+        "images": images,
         "accessors": accessors,
         "bufferViews": views,
         "buffers": [
@@ -187,10 +213,18 @@ def encode_gltf_files(
     png: bytes,
     *,
     binary: bool,
+    tangents: np.ndarray | None = None,
+    normal_png: bytes | None = None,
 ) -> dict[str, bytes]:
-    """File name -> bytes for a GLB (``<name>.glb``) or a .gltf (``<name>.gltf``, ``.bin``, ``.png``)."""
-    gltf, buffer = build_gltf(name, vertices, faces, normals, uvs, png, binary=binary)
+    """File name -> bytes for a GLB (``<name>.glb``) or a .gltf (``<name>.gltf``, ``.bin``, ``.png``,
+    and ``<name>_normal.png`` with a normal map)."""
+    gltf, buffer = build_gltf(
+        name, vertices, faces, normals, uvs, png, binary=binary, tangents=tangents, normal_png=normal_png
+    )
     if binary:
         return {f"{name}.glb": encode_glb(gltf, buffer)}
     text = json.dumps(gltf, indent=2).encode("utf-8")
-    return {f"{name}.gltf": text, f"{name}.bin": buffer, f"{name}.png": png}
+    files = {f"{name}.gltf": text, f"{name}.bin": buffer, f"{name}.png": png}
+    if normal_png is not None:
+        files[f"{name}_normal.png"] = normal_png
+    return files

@@ -22,7 +22,7 @@ from torch import Tensor
 import t23d
 from t23d.common.atomic import write_bytes_atomic, write_json_atomic
 from t23d.common.config import to_dict
-from t23d.common.errors import T23dError
+from t23d.common.errors import ConfigError, T23dError
 from t23d.export.config import ExportConfig, validate_export_config
 from t23d.export.fidelity import FidelityReport, RenderFieldFn, measure_fidelity
 from t23d.export.naming import check_asset_name
@@ -36,6 +36,7 @@ from t23d.export.transform import (
 from t23d.extract.grid import DensityFn, check_aabb
 from t23d.render.mesh import Camera, MeshAppearance, orbit_cameras, render_preview, resolve_backend
 from t23d.texture.bake import ColorFn
+from t23d.texture.normal_map import NormalFn
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,9 @@ class ExportReport:
     """Vertices in the exported mesh (seam vertices duplicated by the UV unwrap)."""
     num_faces: int
     """Triangles in the exported mesh."""
-    threshold: float
-    """Density iso-level used (1/length); 0 for a signed-distance field (its zero level set)."""
+    threshold: float | None
+    """Density iso-level used (1/length); 0 for a signed-distance field (its zero level set); None for
+    an explicit mesh exported as it is (refine runs)."""
     texture_size: int | None
     """Texture width = height in texels (None for PLY)."""
     bbox_min: list[float]
@@ -76,6 +78,9 @@ class ExportReport:
     """Mesh-vs-field agreement, or None when no ``render_field_fn`` was given / views are 0."""
     texture_coverage: float | None = None
     """Fraction of texels covered by UV charts (before padding)."""
+    normal_map: dict | None = None
+    """With a normal map: its ``size``, the texels baked, and ``error_deg`` / ``baseline_deg``: the mean
+    angle between the detail normals and the decoded normal map / the asset's plain vertex normals."""
 
     def to_dict(self) -> dict:
         """JSON-able dict (paths as strings)."""
@@ -103,7 +108,16 @@ def check_destination(out_dir: Path) -> None:
 
 
 def _encode(
-    cfg: ExportConfig, name: str, v: np.ndarray, f: np.ndarray, n: np.ndarray, uvs, texture, colors
+    cfg: ExportConfig,
+    name: str,
+    v: np.ndarray,
+    f: np.ndarray,
+    n: np.ndarray,
+    uvs,
+    texture,
+    colors,
+    tangents=None,
+    normal_image=None,
 ) -> dict[str, bytes]:
     from t23d.export.formats import encode_obj_files, encode_ply
     from t23d.export.gltf import encode_gltf_files, encode_png
@@ -113,7 +127,10 @@ def _encode(
     png = encode_png(texture)
     if cfg.format == "obj":
         return encode_obj_files(name, v, f, n, uvs, png)
-    return encode_gltf_files(name, v, f, n, uvs, png, binary=cfg.format == "glb")
+    normal_png = encode_png(normal_image) if normal_image is not None else None
+    return encode_gltf_files(
+        name, v, f, n, uvs, png, binary=cfg.format == "glb", tangents=tangents, normal_png=normal_png
+    )
 
 
 def export_asset(
@@ -129,6 +146,7 @@ def export_asset(
     fidelity_cameras: list[Camera] | None = None,
     render_step: float | None = None,
     sdf_fn: DensityFn | None = None,
+    normal_fn: NormalFn | None = None,
 ) -> ExportReport:
     """Extract, texture and export the field inside ``aabb`` as ``<out_dir>/<name>.<format>``.
 
@@ -147,6 +165,8 @@ def export_asset(
             orbit cameras framing the extracted mesh (the object fills the views, not the aabb).
         sdf_fn: for signed-distance fields, points [N, 3] -> SDF [N] (negative inside): the mesh is its
             zero level set (``density_fn`` is still used where the field is rendered).
+        normal_fn: detail normals for ``cfg.normal_map`` (the field's gradient; see
+            :data:`t23d.texture.normal_map.NormalFn`); required when the normal map is on.
 
     Returns:
         An :class:`ExportReport`; the same data is in ``<out_dir>/export.json``.
@@ -155,34 +175,129 @@ def export_asset(
         ConfigError: bad option (format, texture_size not a power of two, ...), name or aabb.
         T23dError: no surface at the threshold, or an unwritable destination. Nothing is written then.
     """
-    from t23d.extract.mesh import extract_mesh, vertex_normals
-    from t23d.texture.bake import bake_texture, query_colors
-    from t23d.texture.unwrap import unwrap_uv
+    from t23d.extract.mesh import extract_mesh
 
     t_start = time.perf_counter()
     validate_export_config(cfg)
+    if cfg.normal_map and normal_fn is None and cfg.format in ("glb", "gltf"):
+        raise ConfigError(
+            "normal_map: true needs the field's detail normals (normal_fn) to bake from; pass normal_fn, "
+            "or set normal_map: false"
+        )
     check_asset_name(name)
     box = check_aabb(aabb)
-    world = check_world_transform(world_transform)
-    backend = resolve_backend(cfg.render_backend)
-    out_dir = Path(out_dir)
-    check_destination(out_dir)
+    check_world_transform(world_transform)
+    resolve_backend(cfg.render_backend)
+    check_destination(Path(out_dir))
     timings: dict[str, float] = {}
-
-    def lap(stage: str, t0: float) -> float:
-        now = time.perf_counter()
-        timings[stage] = round(now - t0, 4)
-        return now
-
     sub: dict[str, float] = {}
     t0 = time.perf_counter()
     vertices, faces, threshold = extract_mesh(
         density_fn, box, cfg, timings=sub, render_step=render_step, sdf_fn=sdf_fn
     )
     timings.update({f"extract.{k}": round(v, 4) for k, v in sub.items()})
-    t0 = lap("extract", t0)
+    timings["extract"] = round(time.perf_counter() - t0, 4)
+    return _export_mesh(
+        vertices, faces, color_fn, Path(out_dir), name, cfg, world_transform=world_transform,
+        render_field_fn=render_field_fn, fidelity_cameras=fidelity_cameras, threshold=threshold,
+        timings=timings, t_start=t_start, normal_fn=normal_fn,
+    )  # fmt: skip
+
+
+def export_mesh_asset(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    color_fn: ColorFn,
+    out_dir: Path | str,
+    name: str,
+    cfg: ExportConfig,
+    *,
+    world_transform: np.ndarray | None = None,
+    render_source_fn: RenderFieldFn | None = None,
+    fidelity_cameras: list[Camera] | None = None,
+) -> ExportReport:
+    """Texture and export an explicit mesh (a refined mesh: no density field, no marching cubes).
+
+    The mesh is decimated to ``cfg.faces`` when it has more, then unwrapped, baked from ``color_fn`` and
+    written exactly as :func:`export_asset` writes an extracted mesh. Extraction options of ``cfg``
+    (``resolution``, ``threshold``, ...) are unused.
+
+    With ``cfg.normal_map`` the detail normals come from this mesh before decimation (closest points,
+    :func:`t23d.texture.normal_map.closest_point_normal_fn`).
+
+    Args:
+        vertices: [V, 3] positions in the field frame (+Z up). faces: [F, 3] counter-clockwise from outside.
+        color_fn: (points [N, 3], unit view dirs [N, 3]) -> sRGB [N, 3] in [0, 1].
+        render_source_fn: renders what the mesh came from (e.g. the refined mesh with its colour field)
+            for the fidelity check, with the same signature as ``render_field_fn``; skipped when None.
+        Other arguments as :func:`export_asset`.
+    """
+    from t23d.extract.mesh import compact, decimate
+
+    t_start = time.perf_counter()
+    validate_export_config(cfg)
+    check_asset_name(name)
+    check_world_transform(world_transform)
+    resolve_backend(cfg.render_backend)
+    check_destination(Path(out_dir))
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64)
+    if v.ndim != 2 or v.shape[1] != 3 or f.ndim != 2 or f.shape[1] != 3 or len(f) == 0:
+        raise T23dError(
+            f"export_mesh_asset needs vertices [V, 3] and faces [F>0, 3]; got {v.shape}, {f.shape}"
+        )
+    if not np.all(np.isfinite(v)) or f.min() < 0 or f.max() >= len(v):
+        raise T23dError("export_mesh_asset: vertices must be finite and faces must index them")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    v, f = compact(v, f)
+    normal_fn = None
+    if cfg.normal_map and cfg.format in ("glb", "gltf"):
+        from t23d.texture.normal_map import closest_point_normal_fn
+
+        normal_fn = closest_point_normal_fn(v, f)  # the mesh before decimation is the detail
+    v, f = decimate(v, f, cfg.faces)
+    timings["decimate"] = round(time.perf_counter() - t0, 4)
+    return _export_mesh(
+        v.astype(np.float32), f.astype(np.int32), color_fn, Path(out_dir), name, cfg,
+        world_transform=world_transform, render_field_fn=render_source_fn, fidelity_cameras=fidelity_cameras,
+        threshold=None, timings=timings, t_start=t_start, normal_fn=normal_fn,
+    )  # fmt: skip
+
+
+def _export_mesh(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    color_fn: ColorFn,
+    out_dir: Path,
+    name: str,
+    cfg: ExportConfig,
+    *,
+    world_transform: np.ndarray | None,
+    render_field_fn: RenderFieldFn | None,
+    fidelity_cameras: list[Camera] | None,
+    threshold: float | None,
+    timings: dict[str, float],
+    t_start: float,
+    normal_fn: NormalFn | None = None,
+) -> ExportReport:
+    """The stages after the mesh exists: UV unwrap + bake (or vertex colours), transform, encode, preview,
+    fidelity, atomic writes. ``vertices``/``faces`` are in the field frame, outward-oriented."""
+    from t23d.extract.mesh import vertex_normals
+    from t23d.texture.bake import bake_texture, query_colors
+    from t23d.texture.unwrap import unwrap_uv
+
+    world = check_world_transform(world_transform)
+    backend = resolve_backend(cfg.render_backend)
+
+    def lap(stage: str, t0: float) -> float:
+        now = time.perf_counter()
+        timings[stage] = round(now - t0, 4)
+        return now
+
+    t0 = time.perf_counter()
     normals = vertex_normals(vertices, faces)  # [V, 3] field frame, outward
-    uvs = texture = colors = None
+    uvs = texture = colors = tangents = normal_image = normal_info = None
     stats: dict = {}
     if cfg.format == "ply":
         rgb = query_colors(
@@ -201,13 +316,32 @@ def export_asset(
             color_mode=cfg.color_mode, chunk_size=cfg.chunk_size, stats=stats,
         )  # fmt: skip
         t0 = lap("bake", t0)
+        if cfg.normal_map and cfg.format in ("glb", "gltf") and normal_fn is not None:
+            from t23d.texture.normal_map import bake_normal_map, vertex_tangents
+
+            tangents = vertex_tangents(vertices, faces, normals, uvs)  # field frame
+            size = cfg.normal_map_size or cfg.texture_size
+            normal_image, nstats = bake_normal_map(
+                vertices, faces, uvs, normals, tangents, normal_fn, size, cfg.padding, cfg.chunk_size
+            )
+            normal_info = {"size": size, **dataclasses.asdict(nstats)}
+            t0 = lap("normal_map", t0)
+        elif cfg.normal_map:
+            log.info(
+                "normal_map: the %s format carries no tangent-space normal map; written without one",
+                cfg.format,
+            )
     # field frame -> glTF frame
     m = export_transform(vertices, world, cfg.origin, cfg.height)  # [4, 4]
     out_v = apply_points(m, vertices).astype(np.float32)  # [V, 3] Y up, metres
     out_n = apply_normals(m, normals).astype(np.float32)
     out_f = faces[:, ::-1].copy() if mirrors(m) else faces
+    out_t = None
+    if tangents is not None:  # directions: the linear part; handedness flips with a mirror
+        xyz = apply_normals(np.linalg.inv(m).T, tangents[:, :3])  # == A t, renormalised
+        out_t = np.concatenate([xyz, tangents[:, 3:4] * (-1.0 if mirrors(m) else 1.0)], 1).astype(np.float32)
     t0 = lap("transform", t0)
-    files = _encode(cfg, name, out_v, out_f, out_n, uvs, texture, colors)
+    files = _encode(cfg, name, out_v, out_f, out_n, uvs, texture, colors, out_t, normal_image)
     t0 = lap("encode", t0)
     # renders use the exported geometry mapped back into the field frame (so they check the transform too)
     back_v = apply_points(np.linalg.inv(m), out_v)
@@ -248,7 +382,7 @@ def export_asset(
         report_path=out_dir / "export.json",
         num_vertices=len(out_v),
         num_faces=len(out_f),
-        threshold=float(threshold),
+        threshold=None if threshold is None else float(threshold),
         texture_size=None if cfg.format == "ply" else cfg.texture_size,
         bbox_min=out_v.min(axis=0).tolist(),
         bbox_max=out_v.max(axis=0).tolist(),
@@ -256,6 +390,7 @@ def export_asset(
         timings=timings,
         fidelity=fidelity,
         texture_coverage=stats.get("coverage"),
+        normal_map=normal_info,
     )
     doc = {"t23d_version": t23d.__version__, **report.to_dict(), "config": to_dict(cfg)}
     try:

@@ -197,7 +197,13 @@ def export_generate_run(
 ) -> dict[str, Any]:
     """Export the asset of a trained generate run; returns a JSON-able summary."""
     from t23d.export import export_asset
-    from t23d.render.field_fns import bake_color_fn_of, density_fn_of, render_field_fn_of, sdf_fn_of
+    from t23d.render.field_fns import (
+        bake_color_fn_of,
+        density_fn_of,
+        normal_fn_of,
+        render_field_fn_of,
+        sdf_fn_of,
+    )
     from t23d.render.volume import step_size
     from t23d.run.rundir import slug
 
@@ -213,5 +219,9 @@ def export_generate_run(
         render_field_fn=render_field_fn_of(state.field, cfg.render, state.occupancy),
         render_step=step_size(state.field, cfg.render),
         sdf_fn=sdf_fn_of(state.field),
+        normal_fn=normal_fn_of(
+            state.field,
+            eps=float((state.field.aabb()[1] - state.field.aabb()[0]).max()) / export_cfg.resolution,
+        ),
     )
     return report.to_dict() if hasattr(report, "to_dict") else dataclasses.asdict(report)

@@ -88,3 +88,25 @@ def render_field_fn_of(field_: NeRFField, render_cfg: RenderConfig, occupancy: O
         return out["rgb"][0].cpu(), out["opacity"][0].cpu()
 
     return render_field
+
+
+def normal_fn_of(field_: NeRFField, eps: float, chunk: int = 65_536):
+    """Detail normals for normal-map baking (:data:`t23d.texture.normal_map.NormalFn`): the field's own
+    outward normal (finite differences of the density or SDF with step ``eps``, world units) at each
+    surface point. Where the field's gradient vanishes or points more than 90 degrees away from the
+    mesh's normal (noise, thin sheets), the mesh's normal is kept."""
+    import numpy as np
+
+    @torch.no_grad()
+    def normal_fn(points, normals):
+        dev = next(field_.parameters()).device
+        out = []
+        for s in range(0, len(points), chunk):
+            p = torch.as_tensor(points[s : s + chunk], dtype=torch.float32, device=dev)
+            out.append(field_.normals(p, eps).double().cpu().numpy())
+        n = np.concatenate(out) if out else np.zeros((0, 3))
+        mesh_n = np.asarray(normals, dtype=np.float64)
+        ok = np.isfinite(n).all(-1) & (np.linalg.norm(n, axis=-1) > 0.5) & ((n * mesh_n).sum(-1) > 0.0)
+        return np.where(ok[:, None], n, mesh_n)
+
+    return normal_fn

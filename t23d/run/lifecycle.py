@@ -15,11 +15,11 @@ from typing import Any
 
 from t23d.common.errors import T23dError
 from t23d.run.rundir import attach_log_file, detach_log_file, update_run
-from t23d.run.state import TrainingInterrupted, TrainingState
+from t23d.run.state import LoopState, TrainingInterrupted
 
 
 @contextmanager
-def recorded_run(run_dir: Path, state: TrainingState) -> Iterator[None]:
+def recorded_run(run_dir: Path, state: LoopState) -> Iterator[None]:
     """Log into ``run_dir/log.txt``; any error but an interrupt marks the run ``failed`` with its message."""
     handler = attach_log_file(run_dir)
     try:
@@ -35,7 +35,7 @@ def recorded_run(run_dir: Path, state: TrainingState) -> Iterator[None]:
 
 
 def timed_training(
-    run_dir: Path, state: TrainingState, timings: dict[str, float], train_fn: Callable[[], None]
+    run_dir: Path, state: LoopState, timings: dict[str, float], train_fn: Callable[[], None]
 ) -> None:
     """Run ``train_fn``, adding its wall time to ``timings['train_s']``; record interrupts in run.json."""
     t0 = time.perf_counter()

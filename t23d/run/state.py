@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -105,6 +105,21 @@ def make_optimizer(
     return torch.optim.Adam(groups, betas=betas, eps=eps, fused=True)
 
 
+class LoopState(Protocol):
+    """What :func:`run_training_loop` needs of a training state (a NeRF's, a refined mesh's, ...)."""
+
+    step: int
+    """The next step to run."""
+
+    def save(self, ckpt_dir: Path, keep_last: int, extra: dict[str, Any] | None = None) -> Path:
+        """Checkpoint everything that evolves (atomically)."""
+        ...
+
+    def train(self) -> None:
+        """Put the trainable modules in training mode."""
+        ...
+
+
 @dataclass
 class TrainingState:
     """Everything that evolves during training."""
@@ -115,6 +130,11 @@ class TrainingState:
     occupancy: OccupancyGrid
     generator: torch.Generator
     step: int = 0
+
+    def train(self) -> None:
+        """Field and background in training mode."""
+        self.field.train()
+        self.background.train()
 
     def save(self, ckpt_dir: Path, keep_last: int, extra: dict[str, Any] | None = None) -> Path:
         """Checkpoint the state (atomically); the step recorded is the next step to run."""
@@ -179,7 +199,7 @@ def check_finite(losses: dict[str, Tensor]) -> None:
 
 
 def run_training_loop(
-    state: TrainingState,
+    state: LoopState,
     step_fn: Callable[[], StepInfo],
     total_steps: int,
     run_dir: Path,
@@ -203,8 +223,7 @@ def run_training_loop(
     ckpt_dir = run_dir / "checkpoints"
     progress = ProgressFile(run_dir, total_steps, start_step=state.step)
     last_preview = time.monotonic()
-    state.field.train()
-    state.background.train()
+    state.train()
     while state.step < total_steps:
         if should_stop is not None and should_stop():
             state.save(ckpt_dir, keep_checkpoints)
@@ -219,8 +238,7 @@ def run_training_loop(
         ):
             with torch.no_grad():
                 preview_fn(state.step)
-            state.field.train()
-            state.background.train()
+            state.train()
             last_preview = time.monotonic()
         if callback is not None:
             callback(info)

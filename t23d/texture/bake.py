@@ -81,8 +81,11 @@ def query_colors(
     return np.clip(np.nan_to_num(out, nan=0.0), 0.0, 1.0).astype(np.float32)
 
 
-def fill_padding(image: np.ndarray, filled: np.ndarray, padding: int) -> np.ndarray:
-    """Dilate baked texels into empty ones: nearest baked colour within ``padding`` px, mean elsewhere.
+def fill_padding(
+    image: np.ndarray, filled: np.ndarray, padding: int, far_value: np.ndarray | None = None
+) -> np.ndarray:
+    """Dilate baked texels into empty ones: nearest baked colour within ``padding`` px, and elsewhere
+    ``far_value`` (default: the mean baked colour).
 
     ``image`` [S, S, 3] float, ``filled`` [S, S] bool; returns a new image with no empty texel.
     """
@@ -95,8 +98,36 @@ def fill_padding(image: np.ndarray, filled: np.ndarray, padding: int) -> np.ndar
     near = ~filled & (dist <= padding)
     out[near] = image[ri[near], ci[near]]
     far = ~filled & ~near
-    out[far] = image[filled].mean(axis=0)
+    out[far] = image[filled].mean(axis=0) if far_value is None else far_value
     return out
+
+
+def texel_samples(
+    vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, normals: np.ndarray, texture_size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The surface point behind every texel a chart covers (see the module docstring).
+
+    Returns (texel [P] linear index r * S + c, triangle [P], clamped barycentrics [P, 3], points [P, 3],
+    unit interpolated normals [P, 3]); texels within one texel outside a triangle take its nearest point.
+    """
+    size = int(texture_size)
+    uvs = np.asarray(uvs, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
+    # texel centre (c, r) <-> uv ((c + 0.5) / S, 1 - (r + 0.5) / S)
+    xy = np.stack([uvs[:, 0] * size - 0.5, (1.0 - uvs[:, 1]) * size - 0.5], axis=1)  # [V, 2]
+    pix, tid, bary = rasterize(xy[faces], size, size, expand=1.0)
+    bary = np.clip(bary, 0.0, None)
+    bary /= np.maximum(bary.sum(axis=1, keepdims=True), 1e-12)  # nearest point of the triangle
+    corners = faces[tid]  # [P, 3]
+    v = np.asarray(vertices, dtype=np.float64)
+    n = np.asarray(normals, dtype=np.float64)
+    points = np.einsum("pk,pkc->pc", bary, v[corners])  # [P, 3]
+    nrm = np.einsum("pk,pkc->pc", bary, n[corners])  # [P, 3]
+    length = np.linalg.norm(nrm, axis=1, keepdims=True)
+    face_n = np.cross(v[corners[:, 1]] - v[corners[:, 0]], v[corners[:, 2]] - v[corners[:, 0]])
+    face_n /= np.maximum(np.linalg.norm(face_n, axis=1, keepdims=True), 1e-30)
+    nrm = np.where(length > 1e-8, nrm / np.maximum(length, 1e-30), face_n)
+    return pix, tid, bary, points, nrm
 
 
 def bake_texture(
@@ -135,22 +166,7 @@ def bake_texture(
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be >= 1; got {chunk_size}")
     size = int(texture_size)
-    uvs = np.asarray(uvs, dtype=np.float64)
-    faces = np.asarray(faces, dtype=np.int64)
-    # texel centre (c, r) <-> uv ((c + 0.5) / S, 1 - (r + 0.5) / S)
-    xy = np.stack([uvs[:, 0] * size - 0.5, (1.0 - uvs[:, 1]) * size - 0.5], axis=1)  # [V, 2]
-    pix, tid, bary = rasterize(xy[faces], size, size, expand=1.0)
-    bary = np.clip(bary, 0.0, None)
-    bary /= np.maximum(bary.sum(axis=1, keepdims=True), 1e-12)  # nearest point of the triangle
-    corners = faces[tid]  # [P, 3]
-    v = np.asarray(vertices, dtype=np.float64)
-    n = np.asarray(normals, dtype=np.float64)
-    points = np.einsum("pk,pkc->pc", bary, v[corners])  # [P, 3]
-    nrm = np.einsum("pk,pkc->pc", bary, n[corners])  # [P, 3]
-    length = np.linalg.norm(nrm, axis=1, keepdims=True)
-    face_n = np.cross(v[corners[:, 1]] - v[corners[:, 0]], v[corners[:, 2]] - v[corners[:, 0]])
-    face_n /= np.maximum(np.linalg.norm(face_n, axis=1, keepdims=True), 1e-30)
-    nrm = np.where(length > 1e-8, nrm / np.maximum(length, 1e-30), face_n)
+    pix, _, _, points, nrm = texel_samples(vertices, faces, uvs, normals, size)
     rgb = query_colors(color_fn, points, nrm, color_mode, chunk_size)  # [P, 3]
     image = np.zeros((size * size, 3), dtype=np.float32)
     filled = np.zeros(size * size, dtype=bool)
