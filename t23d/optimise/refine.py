@@ -293,8 +293,10 @@ def train_refine(
     run_dir: Path,
     callback: StepCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    preview_fn: Callable[[int], None] | None = None,
 ) -> None:
-    """Train to ``cfg.steps`` with checkpoints, Ctrl-C and NaN handling (``run_training_loop``)."""
+    """Train to ``cfg.steps`` with checkpoints, Ctrl-C and NaN handling (``run_training_loop``);
+    ``preview_fn(step)`` runs every ``cfg.preview.live_every_s`` seconds."""
     run_training_loop(
         state,
         lambda: refine_step(cfg, state, guidance),
@@ -304,4 +306,6 @@ def train_refine(
         cfg.keep_checkpoints,
         callback,
         should_stop,
+        preview_fn=preview_fn,
+        preview_every_s=cfg.preview.live_every_s,
     )
