@@ -4,12 +4,14 @@ directory (``t23d serve``, scripts). Written atomically by the training loop at 
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from t23d.common.atomic import write_json_atomic
 
+logger = logging.getLogger(__name__)
 PROGRESS_JSON = "progress.json"
 
 
@@ -27,6 +29,7 @@ class ProgressFile:
         self.last_write = -float("inf")
         self.step = start_step
         self.losses: dict[str, float] = {}
+        self.warned = False
 
     def update(self, step: int, losses: dict[str, float]) -> None:
         """Record a finished step; write the file if ``interval_s`` has passed since the last write."""
@@ -51,5 +54,10 @@ class ProgressFile:
             "eta_s": eta if phase == "training" else None,
             "time": time.time(),
         }
-        write_json_atomic(self.path, record)
         self.last_write = time.monotonic()
+        try:
+            write_json_atomic(self.path, record)
+        except (OSError, TypeError, ValueError) as e:  # progress is for watchers: never stop training for it
+            if not self.warned:
+                logger.warning("could not write %s (%s); training goes on", self.path, e)
+                self.warned = True

@@ -55,3 +55,11 @@ def test_live_previews_and_progress_leave_training_bit_exact(tiny_sd_dir, tmp_pa
     a = load_generate_state(with_previews, torch.device("cpu"))[1].field.state_dict()
     b = load_generate_state(without, torch.device("cpu"))[1].field.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_progress_write_failure_does_not_stop_training(tmp_path, caplog):
+    p = ProgressFile(tmp_path / "missing" / "run", total_steps=10, start_step=0, interval_s=0.0)
+    (tmp_path / "missing").write_text("a file where the run folder should be")
+    p.update(1, {"total": 1.0})  # cannot write: logged once, no exception
+    p.update(2, {"total": 1.0})
+    assert sum("could not write" in r.message for r in caplog.records) == 1
