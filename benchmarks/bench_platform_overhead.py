@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -120,7 +120,7 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    os.system(f"rm -rf {tmp}")  # noqa: S605 (our own temporary folder)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
