@@ -70,7 +70,26 @@ def _cpu_fingerprint() -> str:
 
 
 def _extension_name() -> str:
-    return f"t23d_hashgrid_cpu_{_cpu_fingerprint()}"
+    """Build name: the CPU fingerprint and a hash of the source's path and contents, so two checkouts
+    (or versions) never rebuild over each other's binary, while one checkout reuses its build."""
+    digest = hashlib.sha1(str(SOURCE.resolve()).encode() + SOURCE.read_bytes()).hexdigest()[:8]
+    return f"t23d_hashgrid_cpu_{_cpu_fingerprint()}_{digest}"
+
+
+STALE_LOCK_SECONDS = 900.0
+"""A build lock older than this is left over from a killed build (a build takes ~1-2 min) and is removed;
+torch's own lock would otherwise make every later process wait forever."""
+
+
+def _remove_stale_lock(build_dir: str) -> None:
+    lock = Path(build_dir) / "lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except OSError:
+        return
+    if age > STALE_LOCK_SECONDS:
+        logger.warning("removing a stale build lock %s (%.0f s old, left by a killed build)", lock, age)
+        lock.unlink(missing_ok=True)
 
 
 def _summarise_build_error(error: BaseException) -> str:
@@ -88,6 +107,7 @@ def _build() -> ModuleType:
 
     name = _extension_name()
     build_dir = _get_build_directory(name, verbose=False)
+    _remove_stale_lock(build_dir)
     source_mtime = SOURCE.stat().st_mtime
     up_to_date = any(
         p.suffix in (".so", ".pyd") and p.stat().st_mtime >= source_mtime

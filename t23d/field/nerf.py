@@ -214,7 +214,7 @@ class NeRFField(nn.Module):
 
     def occupancy_fn(self, cell_size: float):
         """``points [N, 3] -> density [N]`` for the occupancy grid. Density fields: the density itself.
-        SDF fields: a large density within ``sqrt(3) * cell_size + 4 / inv_s`` of the surface and 0
+        SDF fields: a large density within ``sqrt(3) * cell_size + 6 / inv_s`` of the surface and 0
         elsewhere (outside and deep inside), so every cell the zero level set can cross stays occupied
         whichever random point of the cell is measured, and the interior costs no samples."""
         if not self.is_sdf:
@@ -222,7 +222,7 @@ class NeRFField(nn.Module):
 
         def occupancy(x: Tensor) -> Tensor:
             s = self.sdf(x)  # type: ignore[misc]
-            band = math.sqrt(3.0) * cell_size + 4.0 / float(self.inv_s)
+            band = math.sqrt(3.0) * cell_size + 6.0 / float(self.inv_s)
             return torch.where(s.abs() <= band, torch.full_like(s, 1e6), torch.zeros_like(s))
 
         return occupancy

@@ -8,6 +8,7 @@ finest grid cell smooths the surface at that scale (Neuralangelo anneals it from
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -62,8 +63,9 @@ def curvature_loss(laplacian: Tensor) -> Tensor:
 
 
 @dataclass
-class SDFRegularisersConfig:
-    """Geometry losses of SDF fields, each weight a schedule over steps (used by every training loop)."""
+class SDFTrainingConfig:
+    """How SDF fields are trained, beside the main loss (used by every training loop): geometry losses
+    (each weight a schedule over steps) and a rising floor on the learnt sharpness."""
 
     eikonal: Schedule = field(default_factory=lambda: Constant(0.1))
     """Weight of :func:`eikonal_loss` (NeuS uses 0.1)."""
@@ -76,12 +78,28 @@ class SDFRegularisersConfig:
     """Points per step drawn from the render's samples that carry colour (near the surface)."""
     num_uniform_points: int = 512
     """Points per step drawn uniformly in the field's box (keeps the SDF a distance everywhere)."""
+    sharpness_floor: Schedule = field(default_factory=lambda: Linear(50.0, 400.0, 0, 1500))
+    """Lower bound on the learnt sharpness ``inv_s`` (1/length) at each step. A soft surface early lets
+    the shape move; a rising floor makes it opaque and thin on schedule, which also bounds the samples
+    per ray (the occupancy shell and early ray termination scale with ``1 / inv_s``) - on CPU the
+    difference between minutes and an hour."""
+
+
+def apply_sharpness_floor(field_: NeRFField, cfg: SDFTrainingConfig, step: int) -> None:
+    """Raise the field's learnt log-sharpness to ``cfg.sharpness_floor`` at ``step`` (in place, no
+    gradient; a no-op for density fields). Part of the checkpointed parameters, so resumes are exact."""
+    if not getattr(field_, "is_sdf", False):
+        return
+    floor = cfg.sharpness_floor.at(step)
+    if floor > 0:
+        with torch.no_grad():
+            field_.log_inv_s.clamp_(min=math.log(floor))
 
 
 def sdf_regulariser_losses(
     field_: NeRFField,
     surface_points: Tensor | None,
-    cfg: SDFRegularisersConfig,
+    cfg: SDFTrainingConfig,
     step: int,
     generator: torch.Generator,
 ) -> dict[str, Tensor]:

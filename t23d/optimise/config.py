@@ -10,7 +10,7 @@ from t23d.export.config import ExportConfig
 from t23d.field.background import BackgroundConfig, MLPBackground
 from t23d.field.hashgrid import HashGridConfig
 from t23d.field.nerf import FieldConfig
-from t23d.field.sdf import SDFRegularisersConfig
+from t23d.field.sdf import SDFTrainingConfig
 from t23d.guidance.config import GuidanceConfig, StableDiffusionGuidanceConfig
 from t23d.optimise.regularisers import RegularisersConfig
 from t23d.render.cameras import RandomCameraConfig
@@ -66,7 +66,7 @@ class GenerateConfig:
     """Optimiser."""
     regularisers: RegularisersConfig = _field(default_factory=RegularisersConfig)
     """Loss weights."""
-    sdf_regularisers: SDFRegularisersConfig = _field(default_factory=SDFRegularisersConfig)
+    sdf_training: SDFTrainingConfig = _field(default_factory=SDFTrainingConfig)
     """Eikonal and curvature losses (SDF geometry only)."""
     checkpoint_every: int = 500
     """Save a checkpoint every this many steps (and always at the end or on Ctrl-C)."""

@@ -18,7 +18,7 @@ import torch
 from t23d.common.errors import T23dError
 from t23d.field.background import Background
 from t23d.field.nerf import NeRFField
-from t23d.field.sdf import sdf_regulariser_losses
+from t23d.field.sdf import apply_sharpness_floor, sdf_regulariser_losses
 from t23d.optimise.config import GenerateConfig
 from t23d.optimise.regularisers import opacity_entropy
 from t23d.render.cameras import sample_random_views
@@ -54,6 +54,7 @@ def sds_step(cfg: GenerateConfig, state: TrainingState, guidance: Any) -> StepIn
     step, gen = state.step, state.generator
     device = next(state.field.parameters()).device
     timings: dict[str, float] = {}
+    apply_sharpness_floor(state.field, cfg.sdf_training, step)
     t0 = time.perf_counter()
     if step % cfg.render.occupancy.update_every == 0:
         state.occupancy.update(state.field.occupancy_fn(state.occupancy.cell_size), step, gen)
@@ -92,7 +93,7 @@ def sds_step(cfg: GenerateConfig, state: TrainingState, guidance: Any) -> StepIn
     w_opaque = cfg.regularisers.opaque.at(step)
     if w_opaque > 0:
         losses["opaque"] = w_opaque * opacity_entropy(out.opacity)
-    losses.update(sdf_regulariser_losses(state.field, out.points, cfg.sdf_regularisers, step, gen))
+    losses.update(sdf_regulariser_losses(state.field, out.points, cfg.sdf_training, step, gen))
     check_finite(losses)
     total = sum(losses.values())
 

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from dataclasses import field as _field
 from typing import Literal
 
+from t23d.common.schedule import Constant, Schedule
 from t23d.data.config import DataConfig
 from t23d.export.config import ExportConfig
 from t23d.field.background import BackgroundConfig, ContractedBackground, RandomBackground
 from t23d.field.hashgrid import HashGridConfig
 from t23d.field.nerf import DensityBlobConfig, FieldConfig
-from t23d.field.sdf import SDFRegularisersConfig
+from t23d.field.sdf import SDFTrainingConfig
 from t23d.render.occupancy import OccupancyGridConfig
 from t23d.render.volume import RenderConfig
 from t23d.run.config import OptimConfig
@@ -59,7 +60,10 @@ class ReconstructConfig:
     """Ray sampling."""
     optim: OptimConfig = _field(default_factory=lambda: OptimConfig(lr_grid=1e-2, lr_mlp=1e-2))
     """Optimiser."""
-    sdf_regularisers: SDFRegularisersConfig = _field(default_factory=SDFRegularisersConfig)
+    distortion: Schedule = _field(default_factory=lambda: Constant(0.0))
+    """Weight of mip-NeRF 360's distortion loss (concentrates each ray's weight on one surface; against
+    fog and floaters of density fields)."""
+    sdf_training: SDFTrainingConfig = _field(default_factory=SDFTrainingConfig)
     """Eikonal and curvature losses (SDF geometry only)."""
     lr_decay_start: int = 1000
     """Learning rates decay exponentially (to 10% at the last step) after this step."""

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from t23d.field.background import Background, BackgroundConfig
 from t23d.field.nerf import NeRFField
-from t23d.field.sdf import sdf_regulariser_losses
+from t23d.field.sdf import apply_sharpness_floor, sdf_regulariser_losses
 from t23d.reconstruct.config import ReconstructConfig
 from t23d.render.cameras import Cameras
 from t23d.render.rays import Rays, camera_rays
@@ -72,6 +72,7 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
     step, gen = state.step, state.generator
     device = data.premultiplied.device
     timings: dict[str, float] = {}
+    apply_sharpness_floor(state.field, cfg.sdf_training, step)
     t0 = time.perf_counter()
     if step % cfg.render.occupancy.update_every == 0:
         state.occupancy.update(state.field.occupancy_fn(state.occupancy.cell_size), step, gen)
@@ -87,14 +88,25 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
     rays = camera_rays(data.cameras, pixels)
     # one random background colour per ray (RandomBackground); other backgrounds ignore the ids
     rays = Rays(rays.origins, rays.directions, torch.arange(n, device=device))
-    out = render_rays(state.field, state.background, rays, cfg.render, state.occupancy, generator=gen)
+    w_dist = cfg.distortion.at(step)
+    out = render_rays(
+        state.field,
+        state.background,
+        rays,
+        cfg.render,
+        state.occupancy,
+        compute_distortion=w_dist > 0,
+        generator=gen,
+    )
     target = data.premultiplied[pixels[:, 0], pixels[:, 1], pixels[:, 2]]  # [R, 3]
     if data.alphas is not None:
         a = data.alphas[pixels[:, 0], pixels[:, 1], pixels[:, 2]][:, None]
         target = target + (1 - a) * out.background.detach()  # type: ignore[union-attr]
     timings["render"] = time.perf_counter() - t0
     losses = {"rgb": torch.nn.functional.mse_loss(out.rgb, target)}
-    losses.update(sdf_regulariser_losses(state.field, out.points, cfg.sdf_regularisers, step, gen))
+    if out.distortion is not None:
+        losses["distortion"] = w_dist * out.distortion
+    losses.update(sdf_regulariser_losses(state.field, out.points, cfg.sdf_training, step, gen))
     check_finite(losses)
     total = sum(losses.values())
 

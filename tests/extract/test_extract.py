@@ -239,3 +239,47 @@ def test_render_step_sets_a_threshold_that_does_not_move_with_the_resolution():
     assert np.linalg.norm(v64, axis=1).mean() - RADIUS > 0.01
     with pytest.raises(ConfigError, match="render_step"):
         extract_mesh(sphere_density, AABB, Settings(), render_step=0.0)
+
+
+def sphere_sdf(points: torch.Tensor) -> torch.Tensor:
+    """Signed distance to the sphere of radius RADIUS (negative inside)."""
+    return points.norm(dim=-1) - RADIUS
+
+
+def test_sdf_zero_level_set_is_the_sphere_itself():
+    """With ``sdf_fn`` the mesh is the zero level set, linearly interpolated: every vertex lies on the
+    sphere to a small fraction of a voxel (no density threshold, no refinement)."""
+    import trimesh
+
+    v, f, level = extract_mesh(sphere_density, AABB, Settings(faces=200_000), sdf_fn=sphere_sdf)
+    assert level == 0.0
+    radii = np.linalg.norm(v, axis=1)
+    voxel = 2.0 / 96
+    assert np.abs(radii - RADIUS).max() < 0.02 * voxel
+    mesh = trimesh.Trimesh(v, f, process=False)
+    assert mesh.is_watertight and mesh.volume > 0
+    assert mesh.area == pytest.approx(4 * math.pi * RADIUS**2, rel=0.01)
+
+
+def test_sdf_extraction_closes_a_surface_cut_by_the_box_and_fills_inner_pockets():
+    import trimesh
+
+    def cut(points: torch.Tensor) -> torch.Tensor:  # a sphere of radius 1.2 clipped by the [-1, 1]^3 box
+        return points.norm(dim=-1) - 1.2
+
+    v, f, _ = extract_mesh(sphere_density, AABB, Settings(resolution=48), sdf_fn=cut)
+    assert trimesh.Trimesh(v, f, process=False).is_watertight
+
+    def shell(points: torch.Tensor) -> torch.Tensor:  # a hollow ball: solid between radius 0.3 and 0.6
+        r = points.norm(dim=-1)
+        return torch.maximum(r - 0.6, 0.3 - r)
+
+    v, f, _ = extract_mesh(sphere_density, AABB, Settings(resolution=64), sdf_fn=shell)
+    assert np.linalg.norm(v, axis=1).min() > 0.55  # the inner surface was filled, only the outer one is left
+
+
+def test_sdf_extraction_errors_name_the_problem():
+    with pytest.raises(ConfigError, match="zero level set"):
+        extract_mesh(sphere_density, AABB, Settings(threshold=1.0), sdf_fn=sphere_sdf)
+    with pytest.raises(T23dError, match="never changes sign.*all outside"):
+        extract_mesh(sphere_density, AABB, Settings(resolution=16), sdf_fn=lambda p: p.norm(dim=-1) + 1.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
 from t23d.field.background import Background, ConstantBackground
@@ -61,3 +62,85 @@ def test_coarse_blocks_never_drop_an_occupied_sample():
     torch.testing.assert_close(a.opacity, b.opacity)
     # and skipping happened: far fewer samples than steps along the rays
     assert a.num_samples_evaluated < 0.2 * rays.origins.shape[0] * cfg1.num_samples
+
+
+def test_distortion_loss_matches_the_double_sum_and_prefers_a_surface_to_fog():
+    from t23d.render.volume import distortion_loss
+
+    gen = torch.Generator().manual_seed(0)
+    ray = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    t = torch.tensor([0.1, 0.2, 0.5, 0.3, 0.9, 0.1, 0.15, 0.2, 0.7])
+    w = torch.rand(9, generator=gen) * 0.3
+    dt = 0.05
+    expected = []
+    for r in range(3):
+        m = ray == r
+        wi, ti = w[m].double(), t[m].double()
+        expected.append(
+            float((wi[:, None] * wi[None] * (ti[:, None] - ti[None]).abs()).sum() + dt / 3 * (wi**2).sum())
+        )
+    got = distortion_loss(w, t, dt, ray, 3)
+    assert float(got) == pytest.approx(sum(expected) / 3, rel=1e-5)
+    # the same total weight in one interval vs spread along the ray
+    ray1 = torch.zeros(10, dtype=torch.long)
+    tt = torch.linspace(0.0, 1.0, 10)
+    surface = torch.zeros(10)
+    surface[5] = 0.9
+    fog = torch.full((10,), 0.09)
+    assert float(distortion_loss(surface, tt, 0.1, ray1, 1)) < 0.2 * float(
+        distortion_loss(fog, tt, 0.1, ray1, 1)
+    )
+    # gradients flow to the weights
+    wg = w.clone().requires_grad_(True)
+    distortion_loss(wg, t, dt, ray, 3).backward()
+    assert wg.grad is not None and torch.isfinite(wg.grad).all()
+
+
+def _phi(s: torch.Tensor, inv_s: float) -> torch.Tensor:
+    return torch.sigmoid(s * inv_s)
+
+
+def test_neus_opacity_is_exact_at_a_plane_whatever_the_sharpness_and_step():
+    """Head-on into a plane the transmittance at the zero level is Phi(0) / Phi(s_start) (NeuS's telescoping
+    product), so a ray is half opaque exactly where the SDF crosses zero, for any inv_s and step."""
+    from t23d.render.volume import _packed_transmittance, sdf_optical_depths
+
+    for inv_s in (10.0, 100.0, 1000.0):
+        for dt in (0.01, 0.004):
+            n = int(round(0.6 / dt))
+            t = (torch.arange(n, dtype=torch.float64) + 0.5) * dt  # sections [i dt, (i + 1) dt]
+            s = 0.3 - t  # the plane at t = 0.3, a section boundary
+            ray = torch.zeros(n, dtype=torch.long)
+            tau = sdf_optical_depths(s, t, ray, dt, inv_s)
+            trans = _packed_transmittance(tau, ray, 1)  # before each sample
+            k = int(round(0.3 / dt))  # first section past the plane
+            expected = float(_phi(torch.tensor(0.0), inv_s) / _phi(torch.tensor(0.3), inv_s))
+            assert float(trans[k]) == pytest.approx(expected, rel=1e-4, abs=1e-6)
+
+
+def test_neus_opacity_of_a_grazing_ray_is_one_half():
+    """A ray touching a sphere's zero level at its closest point reaches opacity 1/2 (unbiased
+    silhouettes); one passing 3/inv_s outside stays nearly transparent."""
+    from t23d.render.volume import sdf_optical_depths
+
+    inv_s, dt, radius = 200.0, 0.002, 0.5
+    t = (torch.arange(1000, dtype=torch.float64) + 0.5) * dt - 1.0  # along x from -1 to 1
+    ray = torch.zeros(1000, dtype=torch.long)
+    for offset, expected in ((0.0, 0.5), (3.0 / inv_s, 1 - float(_phi(torch.tensor(3.0), 1.0)))):
+        s = torch.sqrt(t**2 + (radius + offset) ** 2) - radius
+        tau = sdf_optical_depths(s, t, ray, dt, inv_s)
+        opacity = 1 - float(torch.exp(-tau.sum()))
+        assert opacity == pytest.approx(expected, abs=2e-3)
+
+
+def test_neus_opacity_needs_a_neighbour_and_has_gradients():
+    from t23d.render.volume import sdf_optical_depths
+
+    t = torch.tensor([0.10, 0.11, 0.12, 0.50, 0.13])  # sample 3 is isolated; 4 starts another ray
+    ray = torch.tensor([0, 0, 0, 0, 1])
+    s = torch.tensor([0.01, 0.0, -0.01, -0.2, 0.0], requires_grad=True)
+    tau = sdf_optical_depths(s, t, ray, 0.01, 100.0)
+    assert float(tau[3]) == 0.0 and float(tau[4]) == 0.0  # no neighbour on its ray: no opacity
+    assert float(tau[1]) > 0.0
+    tau.sum().backward()
+    assert s.grad is not None and float(s.grad[:3].abs().sum()) > 0
