@@ -59,7 +59,7 @@ def test_sds_on_sdf_geometry_recovers_the_target_and_exports_what_it_learned(tmp
     import numpy as np
 
     from t23d.export.config import ExportConfig
-    from t23d.field.nerf import FieldConfig, SDFConfig
+    from t23d.field.nerf import SDFConfig
     from t23d.field.sdf import SDFTrainingConfig
 
     radius = 0.35
@@ -75,7 +75,9 @@ def test_sds_on_sdf_geometry_recovers_the_target_and_exports_what_it_learned(tmp
         camera=RandomCameraConfig(resolution=32, distance_range=(DISTANCE, DISTANCE), fov_range=(FOV, FOV)),
         shading=ShadingConfig(albedo_only_steps=10**9),
         regularisers=RegularisersConfig(orientation=Constant(0.0), sparsity=Constant(0.0)),
-        export=ExportConfig(resolution=64, faces=4000, texture_size=128, fidelity_views=4, fidelity_resolution=64),
+        export=ExportConfig(
+            resolution=64, faces=4000, texture_size=128, fidelity_views=4, fidelity_resolution=64
+        ),
         checkpoint_every=1000,
     )
     run_dir = run_generate(cfg, tmp_path, guidance=OracleGuidance(DISTANCE, FOV, radius=radius))
