@@ -38,6 +38,46 @@ def _cameras_from_file(path: Path, scene: dict | None):
     return Cameras(torch.tensor(c2w, dtype=torch.float32), intr, w, h)
 
 
+def _render_refine(run_dir: Path, args: argparse.Namespace) -> int:
+    """``t23d render`` of a refine run: the refined mesh and colour field, rasterised over its background."""
+    import torch
+
+    from t23d.common.errors import T23dError
+    from t23d.optimise.refine import render_views
+    from t23d.optimise.refine_run import load_refine_run
+    from t23d.render.cameras import orbit_cameras
+    from t23d.render.preview import image_grid, save_gif, save_png
+
+    cfg, state = load_refine_run(run_dir)
+    state.background.eval()
+    out_dir = Path(args.out) if args.out else run_dir / "renders"
+    if args.cameras is None:
+        c = cfg.camera
+        views = orbit_cameras(
+            args.frames or 36, args.resolution or 256, c.eval_distance, c.eval_fov, c.eval_elevation
+        )
+        with torch.no_grad():
+            frames = torch.cat(
+                [render_views(state, views.cameras[i : i + 1]).rgb.cpu() for i in range(len(views.cameras))]
+            )
+        save_gif(out_dir / "turntable.gif", frames)
+        print(f"wrote {out_dir / 'turntable.gif'}")
+        return 0
+    path = Path(args.cameras)
+    if args.cameras in ("train", "test") or not path.is_file():
+        raise T23dError(f"--cameras {args.cameras!r}: a refine run has no photo splits; give a camera file")
+    cams = _cameras_from_file(path, None)
+    images = []
+    with torch.no_grad():
+        for i in range(len(cams)):
+            rgb = render_views(state, cams[i]).rgb.cpu()
+            images.append(rgb[0])
+            save_png(out_dir / f"view_{i:04d}.png", image_grid(rgb, 1))
+    save_png(out_dir / "grid.png", image_grid(torch.stack(images)))
+    print(f"wrote {len(images)} views to {out_dir}")
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     import torch
 
@@ -49,6 +89,8 @@ def main(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     kind = read_run(run_dir)["t23d_run"]
+    if kind == "refine":
+        return _render_refine(run_dir, args)
     scene = None
     if kind == "generate":
         from t23d.optimise.generate import load_generate_state

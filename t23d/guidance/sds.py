@@ -158,7 +158,12 @@ class ScoreDistillationGuidance:
 
 
 def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Bilinear resize ``[B, 3, H, W] -> [B, 3, size, size]`` (no-op when already that size)."""
+    """Bilinear resize ``[B, 3, H, W] -> [B, 3, size, size]`` (no-op when already that size).
+
+    Shrinking is anti-aliased (each output pixel averages the input pixels it covers), so a render larger
+    than the prior's input (the refine stage's 512 px for a 64 px pixel-space prior) passes every pixel's
+    gradient, not one pixel in (H / size)^2 as plain bilinear sampling would."""
     if x.shape[-2:] == (size, size):
         return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    shrink = x.shape[-1] > size or x.shape[-2] > size
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)

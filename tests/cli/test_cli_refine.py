@@ -72,6 +72,17 @@ def test_cli_export_reexports_a_refine_run(chained_runs, tmp_path):
     }
 
 
+def test_cli_render_turntable_of_a_refine_run(chained_runs, capsys):
+    from PIL import Image
+
+    from t23d.cli.main import main
+
+    _, refined = chained_runs
+    assert main(["render", str(refined), "--frames", "3", "--resolution", "32"]) == 0
+    gif = Image.open(refined / "renders" / "turntable.gif")
+    assert gif.size == (32, 32) and gif.n_frames == 3
+
+
 def test_cli_refine_ctrl_c_saves_checkpoint_and_prints_resume_command(chained_runs, tmp_path):
     stage1, _ = chained_runs
     env = dict(os.environ, HF_HUB_OFFLINE="1")

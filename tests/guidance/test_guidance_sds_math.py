@@ -75,3 +75,18 @@ def test_eps_from_v_recovers_noise() -> None:
     x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
     v = a.sqrt() * eps - (1 - a).sqrt() * x0
     torch.testing.assert_close(eps_from_v(v, x_t, a), eps)
+
+
+def test_shrinking_renders_for_the_prior_passes_every_pixels_gradient():
+    """A 128 px render fed to a 32 px prior (the refine stage): every pixel gets gradient, means are kept."""
+    import torch
+
+    from t23d.guidance.sds import resize_images
+
+    x = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    y = resize_images(x, 32)
+    assert y.shape == (2, 3, 32, 32)
+    y.sum().backward()
+    assert (x.grad > 0).all()
+    assert torch.allclose(y.mean((2, 3)), x.mean((2, 3)), atol=1e-3)
+    assert resize_images(x, 128) is x
