@@ -31,7 +31,7 @@ def chained_runs(tiny_sd_dir, tmp_path_factory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("cli_refine")
     res = t23d(
         "generate", "a red ball", "--preset", "fast", "--config", SMOKE, "--prior", str(tiny_sd_dir),
-        "--device", "cpu", "--out", str(out), "--refine", "--refine-config", REFINE_SMOKE,
+        "--device", "cpu", "--out", str(out), "--refine", "--refine-config", REFINE_SMOKE, timeout=900,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     stage1, refined = sorted(out.iterdir(), key=lambda p: "refine" in p.name)
