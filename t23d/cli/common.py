@@ -108,3 +108,15 @@ def run_training_command(command: str, run_fn: Callable[..., Path]) -> int:
                 progress.close()
     print(f"done: {run_dir}")
     return 0
+
+
+def schedules_for_steps(cfg: Any, steps: int | None) -> Any:
+    """A preset ``cfg`` whose step-based SDF schedules are rescaled to ``--steps`` (None or < 1: as is),
+    before YAML overrides are applied (a YAML file still wins)."""
+    if steps is None or steps < 1 or not hasattr(cfg, "sdf_training"):
+        return cfg
+    import dataclasses
+
+    from t23d.field.sdf import rescale_sdf_training
+
+    return dataclasses.replace(cfg, sdf_training=rescale_sdf_training(cfg.sdf_training, cfg.steps, steps))

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from t23d.cli.common import apply_yaml_files, run_training_command
+from t23d.cli.common import apply_yaml_files, run_training_command, schedules_for_steps
 
 
 def main(args: argparse.Namespace) -> int:
@@ -17,7 +17,9 @@ def main(args: argparse.Namespace) -> int:
     resume = Path(args.resume) if args.resume else None
     if resume is None and args.prompt is None:
         raise T23dError('a prompt is required, e.g. t23d generate "stone grotto" (or --resume RUN_DIR)')
-    cfg = apply_yaml_files(preset(args.preset), args.config)
+    base = preset(args.preset, getattr(args, "geometry", None))
+    base = schedules_for_steps(base, args.steps if resume is None else None)
+    cfg = apply_yaml_files(base, args.config)
     changes: dict = {}
     if args.prompt is not None:
         changes["prompt"] = args.prompt

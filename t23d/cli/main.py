@@ -18,6 +18,11 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("prompt", nargs="?", default=None, help='what to generate, e.g. "stone grotto"')
     p.add_argument("--preset", default="default", help="fast | default | quality (default: default)")
     p.add_argument(
+        "--geometry",
+        default=None,
+        help="density | sdf: the field's geometry (default: the preset's; sdf gives opaque surfaces)",
+    )
+    p.add_argument(
         "--config",
         action="append",
         default=[],
@@ -127,6 +132,11 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
         help="auto | nerfstudio | blender | colmap | images (default: auto)",
     )
     p.add_argument("--preset", default="default", help="fast | default | quality")
+    p.add_argument(
+        "--geometry",
+        default=None,
+        help="density | sdf: the field's geometry (default: the preset's; sdf: clean surfaces)",
+    )
     p.add_argument(
         "--config", action="append", default=[], metavar="YAML", help="YAML overrides (repeatable)"
     )

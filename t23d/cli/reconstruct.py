@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from t23d.cli.common import apply_yaml_files, run_training_command
+from t23d.cli.common import apply_yaml_files, run_training_command, schedules_for_steps
 
 
 def main(args: argparse.Namespace) -> int:
@@ -18,7 +18,9 @@ def main(args: argparse.Namespace) -> int:
     resume = Path(args.resume) if args.resume else None
     if resume is None and args.input is None:
         raise T23dError("an input is required, e.g. t23d reconstruct photos/ (or --resume RUN_DIR)")
-    cfg = apply_yaml_files(reconstruct_preset(args.preset), args.config)
+    base = reconstruct_preset(args.preset, getattr(args, "geometry", None))
+    base = schedules_for_steps(base, args.steps if resume is None else None)
+    cfg = apply_yaml_files(base, args.config)
     changes: dict = {}
     if args.input is not None:
         changes["input"] = args.input

@@ -214,15 +214,19 @@ class NeRFField(nn.Module):
 
     def occupancy_fn(self, cell_size: float):
         """``points [N, 3] -> density [N]`` for the occupancy grid. Density fields: the density itself.
-        SDF fields: a large density within ``sqrt(3) * cell_size + 6 / inv_s`` of the surface and 0
-        elsewhere (outside and deep inside), so every cell the zero level set can cross stays occupied
-        whichever random point of the cell is measured, and the interior costs no samples."""
+        SDF fields: each point is moved to the centre of its grid cell (cells of ``cell_size`` tiling
+        the field's cube) and gets a large density when the SDF there is within
+        ``1.5 * half-diagonal + 6 / inv_s`` of zero (0 outside and deep inside), so every cell the
+        zero level set can cross stays occupied (1.5: margin for an SDF that is not exactly a distance)
+        and the interior costs no samples."""
         if not self.is_sdf:
             return self.density
+        b = self.cfg.bound
 
         def occupancy(x: Tensor) -> Tensor:
-            s = self.sdf(x)  # type: ignore[misc]
-            band = math.sqrt(3.0) * cell_size + 6.0 / float(self.inv_s)
+            centres = ((torch.floor((x + b) / cell_size) + 0.5) * cell_size - b).clamp(-b, b)
+            s = self.sdf(centres)  # type: ignore[misc]
+            band = 1.5 * 0.5 * math.sqrt(3.0) * cell_size + 6.0 / float(self.inv_s)
             return torch.where(s.abs() <= band, torch.full_like(s, 1e6), torch.zeros_like(s))
 
         return occupancy

@@ -85,6 +85,43 @@ class SDFTrainingConfig:
     difference between minutes and an hour."""
 
 
+def sdf_training_for(steps: int, floor: tuple[float, float] = (50.0, 400.0)) -> SDFTrainingConfig:
+    """The SDF schedules scaled to a run of ``steps``: the sharpness floor rises from ``floor[0]`` to
+    ``floor[1]`` over the first half, the finite-difference step shrinks from 0.02 to 0.004 over the
+    first two thirds."""
+    return SDFTrainingConfig(
+        eps=Linear(0.02, 0.004, 0, max(1, (2 * steps) // 3)),
+        sharpness_floor=Linear(floor[0], floor[1], 0, max(1, steps // 2)),
+    )
+
+
+def rescale_sdf_training(cfg: SDFTrainingConfig, old_steps: int, new_steps: int) -> SDFTrainingConfig:
+    """``cfg`` with the step ranges of its ramps scaled by ``new_steps / old_steps`` (a preset's schedules
+    follow a ``--steps`` override)."""
+    import dataclasses
+
+    from t23d.common.schedule import Cosine
+
+    if old_steps <= 0 or new_steps <= 0 or old_steps == new_steps:
+        return cfg
+    k = new_steps / old_steps
+
+    def scaled(sch: Schedule) -> Schedule:
+        if isinstance(sch, (Linear, Cosine)):
+            return dataclasses.replace(
+                sch, start_step=int(round(sch.start_step * k)), end_step=max(1, int(round(sch.end_step * k)))
+            )
+        return sch
+
+    return dataclasses.replace(
+        cfg,
+        eikonal=scaled(cfg.eikonal),
+        curvature=scaled(cfg.curvature),
+        eps=scaled(cfg.eps),
+        sharpness_floor=scaled(cfg.sharpness_floor),
+    )
+
+
 def apply_sharpness_floor(field_: NeRFField, cfg: SDFTrainingConfig, step: int) -> None:
     """Raise the field's learnt log-sharpness to ``cfg.sharpness_floor`` at ``step`` (in place, no
     gradient; a no-op for density fields). Part of the checkpointed parameters, so resumes are exact."""

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from dataclasses import field as _field
 from typing import Literal
 
+from t23d.common.schedule import Constant
 from t23d.export.config import ExportConfig
 from t23d.field.background import BackgroundConfig, MLPBackground
 from t23d.field.hashgrid import HashGridConfig
 from t23d.field.nerf import FieldConfig
-from t23d.field.sdf import SDFTrainingConfig
+from t23d.field.sdf import SDFTrainingConfig, sdf_training_for
 from t23d.guidance.config import GuidanceConfig, StableDiffusionGuidanceConfig
 from t23d.optimise.regularisers import RegularisersConfig
 from t23d.render.cameras import RandomCameraConfig
@@ -84,7 +86,35 @@ PresetName = Literal["fast", "default", "quality"]
 PRESETS: tuple[str, ...] = ("fast", "default", "quality")
 
 
-def preset(name: str) -> GenerateConfig:
+GEOMETRIES: tuple[str, ...] = ("density", "sdf")
+DEFAULT_GEOMETRY = "density"
+"""The geometry ``t23d generate`` uses unless ``--geometry`` says otherwise."""
+
+
+def preset(name: str, geometry: str | None = None) -> GenerateConfig:
+    """A named preset (:func:`density_preset`) with ``geometry`` ``density`` or ``sdf`` (None:
+    :data:`DEFAULT_GEOMETRY`). SDF presets start from a sphere of radius 0.5, render NeuS-style and
+    drop DreamFusion's orientation and sparsity losses (remedies for density fog: an SDF's normals are
+    its gradient and its surface is opaque by construction)."""
+    from t23d.common.errors import ConfigError
+
+    geometry = DEFAULT_GEOMETRY if geometry is None else geometry
+    if geometry not in GEOMETRIES:
+        raise ConfigError(f"unknown geometry {geometry!r}; accepted: {', '.join(GEOMETRIES)}")
+    cfg = density_preset(name)
+    if geometry == "sdf":
+        cfg = dataclasses.replace(
+            cfg,
+            field=dataclasses.replace(cfg.field, geometry="sdf"),
+            regularisers=dataclasses.replace(
+                cfg.regularisers, orientation=Constant(0.0), sparsity=Constant(0.0)
+            ),
+            sdf_training=sdf_training_for(cfg.steps, floor=(30.0, 300.0)),
+        )
+    return cfg
+
+
+def density_preset(name: str) -> GenerateConfig:
     """Build a named preset.
 
     - ``default``: DreamFusion with Stable Diffusion (64x64 renders, 10k steps, CFG 100) as in

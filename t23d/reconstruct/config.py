@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from dataclasses import field as _field
 from typing import Literal
@@ -12,7 +13,7 @@ from t23d.export.config import ExportConfig
 from t23d.field.background import BackgroundConfig, ContractedBackground, RandomBackground
 from t23d.field.hashgrid import HashGridConfig
 from t23d.field.nerf import DensityBlobConfig, FieldConfig
-from t23d.field.sdf import SDFTrainingConfig
+from t23d.field.sdf import SDFTrainingConfig, sdf_training_for
 from t23d.render.occupancy import OccupancyGridConfig
 from t23d.render.volume import RenderConfig
 from t23d.run.config import OptimConfig
@@ -80,10 +81,33 @@ class ReconstructConfig:
 
 
 PRESETS: tuple[str, ...] = ("fast", "default", "quality")
+GEOMETRIES: tuple[str, ...] = ("density", "sdf")
+DEFAULT_GEOMETRY = "density"
+"""The geometry photo runs use unless ``--geometry`` says otherwise."""
 
 
-def reconstruct_preset(name: str) -> ReconstructConfig:
-    """``fast`` (smoke runs, tests), ``default`` (CPU-friendly, minutes), ``quality`` (GPU)."""
+def reconstruct_preset(name: str, geometry: str | None = None) -> ReconstructConfig:
+    """``fast`` (smoke runs, tests), ``default`` (CPU-friendly, minutes), ``quality`` (GPU), with
+    ``geometry`` ``density`` or ``sdf`` (None: :data:`DEFAULT_GEOMETRY`). SDF presets use a signed
+    distance on the same hash grid (NeuS rendering, eikonal + curvature, sharpness floor scaled to the
+    run's steps) and export its zero level set (no surface refinement needed)."""
+    from t23d.common.errors import ConfigError
+
+    geometry = DEFAULT_GEOMETRY if geometry is None else geometry
+    if geometry not in GEOMETRIES:
+        raise ConfigError(f"unknown geometry {geometry!r}; accepted: {', '.join(GEOMETRIES)}")
+    cfg = _density_preset(name)
+    if geometry == "sdf":
+        cfg = dataclasses.replace(
+            cfg,
+            field=dataclasses.replace(cfg.field, geometry="sdf"),
+            sdf_training=sdf_training_for(cfg.steps),
+            export=dataclasses.replace(cfg.export, surface_optical_depth=None),
+        )
+    return cfg
+
+
+def _density_preset(name: str) -> ReconstructConfig:
     from t23d.common.errors import ConfigError
 
     if name == "default":

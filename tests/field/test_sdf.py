@@ -128,10 +128,14 @@ def test_regulariser_losses_follow_their_schedules_and_skip_density_fields():
 
 def test_shell_occupancy_marks_cells_near_the_surface_only():
     f = sdf_field(init_radius=0.5, init_inv_s=500.0, max_inv_s=500.0)
-    occ = f.occupancy_fn(cell_size=0.05)
-    r = torch.tensor([0.0, 0.3, 0.45, 0.5, 0.55, 0.7, 0.9])
+    occ = f.occupancy_fn(cell_size=0.05)  # cells [-1, -0.95], ..., centres at -0.975 + 0.05 k
+    r = torch.tensor([0.0, 0.31, 0.43, 0.51, 0.57, 0.68, 0.9])  # cell centres 0.025, 0.325, ..., 0.675
     pts = torch.stack([r, torch.zeros_like(r), torch.zeros_like(r)], -1)
     with torch.no_grad():
         marked = occ(pts) > 0
-    # band = sqrt(3) * 0.05 + 6 / 500 = 0.0986 around |x| = 0.5
+    # band = 1.5 * sqrt(3) / 2 * 0.05 + 6 / 500 = 0.077 around |x| = 0.5, measured at the cell centre
     assert marked.tolist() == [False, False, True, True, True, False, False]
+    # every point of a cell gets the same answer (the grid's random point per cell does not matter)
+    a = torch.tensor([[0.4251, 0.0, 0.0], [0.4749, 0.0, 0.0]])
+    with torch.no_grad():
+        assert occ(a)[0] == occ(a)[1]

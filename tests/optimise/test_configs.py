@@ -25,8 +25,16 @@ def test_presets_round_trip_through_dicts(name):
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_yaml_applies_to_the_presets(path):
-    cfg = apply_overrides(preset("fast"), load_yaml(path))
-    assert cfg != preset("fast")
+    """Each shipped YAML applies to the presets of the command it is for (``refine-*`` files to
+    ``t23d refine``'s, the others to ``t23d generate``'s)."""
+    if path.name.startswith("refine-"):
+        from t23d.optimise.refine_config import refine_preset
+
+        base = refine_preset("fast")
+    else:
+        base = preset("fast")
+    cfg = apply_overrides(base, load_yaml(path))
+    assert cfg != base
 
 
 def test_union_types_switch_by_name():
@@ -61,3 +69,31 @@ def test_bad_overrides_name_the_key_and_what_is_accepted(overrides, message):
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="unknown preset 'huge'; accepted: fast, default, quality"):
         preset("huge")
+
+
+def test_sdf_presets_switch_geometry_and_its_companion_settings():
+    from t23d.cli.common import schedules_for_steps
+    from t23d.common.errors import ConfigError
+    from t23d.common.schedule import Linear
+    from t23d.reconstruct.config import reconstruct_preset
+
+    for name in PRESETS:
+        g = preset(name, "sdf")
+        assert g.field.geometry == "sdf"
+        # density-fog remedies are off for an SDF (its surface is opaque, its normals its gradient)
+        assert g.regularisers.orientation.at(0) == 0.0 and g.regularisers.sparsity.at(0) == 0.0
+        assert g.sdf_training.sharpness_floor.end_step == g.steps // 2
+        r = reconstruct_preset(name, "sdf")
+        assert r.field.geometry == "sdf" and r.export.surface_optical_depth is None
+        assert r.sdf_training.sharpness_floor.end_step == r.steps // 2
+        assert preset(name, "density").field.geometry == "density"
+    with pytest.raises(ConfigError, match="unknown geometry 'voxels'; accepted: density, sdf"):
+        preset("fast", "voxels")
+    with pytest.raises(ConfigError, match="unknown geometry"):
+        reconstruct_preset("fast", "voxels")
+    # --steps rescales the preset's ramps before YAML overrides
+    r = reconstruct_preset("default", "sdf")
+    half = schedules_for_steps(r, r.steps // 2)
+    floor = half.sdf_training.sharpness_floor
+    assert isinstance(floor, Linear) and floor.end_step == r.sdf_training.sharpness_floor.end_step // 2
+    assert schedules_for_steps(r, None) is r
