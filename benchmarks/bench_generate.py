@@ -108,15 +108,18 @@ def generate_command(
     return cmd
 
 
-def run_generate(cmd: list[str], out: Path, threads: int | None) -> tuple[Path, float]:
+def run_generate(cmd: list[str], out: Path, threads: int | None, passive_wait: bool) -> tuple[Path, float]:
     """Run the CLI; returns the run directory (the only one under ``out``) and the wall time in seconds.
 
-    ``threads`` sets ``OMP_NUM_THREADS`` of the run (None: torch's default, one per core, as for a user).
+    ``threads`` sets ``OMP_NUM_THREADS`` of the run (None: torch's default, one per core, as for a user);
+    ``passive_wait`` sets ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep instead of spinning while they wait).
     """
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
+    if passive_wait:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     t0 = time.perf_counter()
     with open(out / "generate.log", "w") as log:
         proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -326,6 +329,12 @@ def parse_args() -> argparse.Namespace:
         help="OMP_NUM_THREADS of the generate runs (default: unset, torch uses every core, as for a user); "
         "on a loaded shared machine 1 avoids spin-waiting",
     )
+    ap.add_argument(
+        "--passive-wait",
+        action="store_true",
+        help="OMP_WAIT_POLICY=PASSIVE for the runs: on an overloaded shared machine spinning OpenMP threads "
+        "made a step 5-8x slower",
+    )
     ap.add_argument("--evaluate-only", type=Path, nargs="*", default=None, metavar="RUN_DIR",
                     help="measure existing run directories instead of running generate")  # fmt: skip
     return ap.parse_args()
@@ -363,7 +372,7 @@ def main() -> None:
         cmd = generate_command(prompt, variant, args.prior, configs, args, out)
         before = loadavg()
         print(f"[{time.strftime('%H:%M:%S')}] {prompt}: load {before}", flush=True)
-        run_dir, wall = run_generate(cmd, out, args.threads)
+        run_dir, wall = run_generate(cmd, out, args.threads, args.passive_wait)
         after = loadavg()
         metrics = evaluate_run(run_dir, objects[prompt], objects, args)
         shown = [c if c != sys.executable else "python" for c in cmd]
@@ -378,6 +387,8 @@ def main() -> None:
                 "loadavg_after": after,
                 "date": time.strftime("%Y-%m-%d %H:%M"),
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+                "threads": args.threads,
+                "omp_wait_policy": "PASSIVE" if args.passive_wait else os.environ.get("OMP_WAIT_POLICY"),
                 "metrics": metrics,
             }
         )
