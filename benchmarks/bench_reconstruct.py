@@ -119,6 +119,8 @@ def run_reconstruct_cli(data_dir: Path, runs: Path, args: argparse.Namespace) ->
         cli += ["--config", cfg]
     if args.texture:
         cli += ["--texture", args.texture]
+    if args.geometry:
+        cli += ["--geometry", args.geometry]
     t0 = time.perf_counter()
     proc = _cli(cli, log_path)
     limit = args.minutes * 60 - args.export_reserve
@@ -302,6 +304,7 @@ def run_set(args: argparse.Namespace) -> None:
         "configs": args.config,
         "minutes": args.minutes,
         "texture": args.texture,
+        "geometry": args.geometry or "preset default",
         "clock": args.clock,
         "cores": os.cpu_count() or 1,
         "loadavg_before": loadavg(),
@@ -459,6 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--texture", default=None, help="pass --texture MODE to t23d reconstruct (albedo: report albedo PSNR)"
+    )
+    s.add_argument(
+        "--geometry",
+        choices=("density", "sdf"),
+        default=None,
+        help="pass --geometry to t23d reconstruct (default: the product's default geometry)",
     )
     s.add_argument(
         "--export-reserve", type=float, default=120.0, help="seconds of the budget kept for the export"

@@ -54,6 +54,17 @@ class ExportConfig:
     ``generate``) keeps the marching-cubes positions: SDS fields are semi-transparent inside, where a
     ray along the normal accumulates depth more slowly than the grazing rays that make the silhouette,
     and the refined mesh came out 0.6 voxel smaller than the field's silhouette."""
+    extraction: Literal["level_set", "tsdf"] = "level_set"
+    """Where the surface comes from: "level_set" = the field's own surface (a density field's iso-level,
+    an SDF field's zero level); "tsdf" = a truncated signed distance fused from depth maps the field
+    renders (the training cameras of photo runs, else ``tsdf_views`` views around the object): the
+    surface renders terminate on, for foggy density fields (:mod:`t23d.extract.fusion`)."""
+    tsdf_views: int = 64
+    """Views on a sphere around the object whose depth maps are fused when no cameras are given."""
+    tsdf_view_size: int = 192
+    """Width and height in pixels of those depth maps."""
+    tsdf_truncation_voxels: float = 4.0
+    """TSDF truncation distance, in voxels of the extraction grid."""
     min_component_fraction: float = 0.05
     """Drop connected mesh components whose surface area is below this fraction of the largest
     component's (floaters). 0 keeps everything."""
@@ -105,6 +116,8 @@ def validate_export_config(cfg: ExportConfig) -> None:
         raise ConfigError(
             f"render_backend: invalid value {cfg.render_backend!r}; accepted: 'auto', 'open3d', 'raster'"
         )
+    if cfg.extraction not in ("level_set", "tsdf"):
+        raise ConfigError(f"extraction: invalid value {cfg.extraction!r}; accepted: 'level_set', 'tsdf'")
     check_texture_size(cfg.texture_size)
     if cfg.normal_map_size is not None:
         try:
@@ -124,6 +137,14 @@ def validate_export_config(cfg: ExportConfig) -> None:
             "an integer in 1..8",
         ),
         ("preview_size", cfg.preview_size, cfg.preview_size >= 8, "an integer >= 8"),
+        ("tsdf_views", cfg.tsdf_views, cfg.tsdf_views >= 1, "an integer >= 1"),
+        ("tsdf_view_size", cfg.tsdf_view_size, 8 <= cfg.tsdf_view_size <= 4096, "an integer in 8..4096"),
+        (
+            "tsdf_truncation_voxels",
+            cfg.tsdf_truncation_voxels,
+            0 < cfg.tsdf_truncation_voxels <= 64,
+            "a number in (0, 64]",
+        ),
         ("chunk_size", cfg.chunk_size, cfg.chunk_size >= 1, "an integer >= 1"),
         (
             "min_component_fraction",

@@ -33,6 +33,7 @@ from t23d.export.transform import (
     export_transform,
     mirrors,
 )
+from t23d.extract.fusion import DepthFn
 from t23d.extract.grid import DensityFn, check_aabb
 from t23d.render.mesh import Camera, MeshAppearance, orbit_cameras, render_preview, resolve_backend
 from t23d.texture.bake import ColorFn
@@ -147,6 +148,8 @@ def export_asset(
     render_step: float | None = None,
     sdf_fn: DensityFn | None = None,
     normal_fn: NormalFn | None = None,
+    render_depth_fn: DepthFn | None = None,
+    tsdf_cameras: list[Camera] | None = None,
 ) -> ExportReport:
     """Extract, texture and export the field inside ``aabb`` as ``<out_dir>/<name>.<format>``.
 
@@ -165,6 +168,10 @@ def export_asset(
             orbit cameras framing the extracted mesh (the object fills the views, not the aabb).
         sdf_fn: for signed-distance fields, points [N, 3] -> SDF [N] (negative inside): the mesh is its
             zero level set (``density_fn`` is still used where the field is rendered).
+        render_depth_fn: renders the field's termination distance and opacity at a camera; needed by
+            ``cfg.extraction == "tsdf"``.
+        tsdf_cameras: views whose depth maps are fused (photo runs: the training cameras); None =
+            ``cfg.tsdf_views`` views on a sphere around the aabb.
         normal_fn: detail normals for ``cfg.normal_map`` (the field's gradient; see
             :data:`t23d.texture.normal_map.NormalFn`); required when the normal map is on.
 
@@ -192,6 +199,16 @@ def export_asset(
     timings: dict[str, float] = {}
     sub: dict[str, float] = {}
     t0 = time.perf_counter()
+    if cfg.extraction == "tsdf":
+        if render_depth_fn is None:
+            raise ConfigError("extraction 'tsdf' needs a render_depth_fn (the field's depth renders)")
+        from t23d.extract.fusion import fuse_tsdf, sphere_cameras
+
+        cams = tsdf_cameras or sphere_cameras(box, cfg.tsdf_views, cfg.tsdf_view_size)
+        fused = fuse_tsdf(render_depth_fn, cams, box, cfg.resolution, cfg.tsdf_truncation_voxels)
+        sdf_fn = fused.sdf_fn()
+        timings["tsdf"] = round(time.perf_counter() - t0, 4)
+        t0 = time.perf_counter()
     vertices, faces, threshold = extract_mesh(
         density_fn, box, cfg, timings=sub, render_step=render_step, sdf_fn=sdf_fn
     )

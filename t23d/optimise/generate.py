@@ -201,6 +201,7 @@ def export_generate_run(
         bake_color_fn_of,
         density_fn_of,
         normal_fn_of,
+        render_depth_fn_of,
         render_field_fn_of,
         sdf_fn_of,
     )
@@ -219,6 +220,7 @@ def export_generate_run(
         render_field_fn=render_field_fn_of(state.field, cfg.render, state.occupancy),
         render_step=step_size(state.field, cfg.render),
         sdf_fn=sdf_fn_of(state.field),
+        render_depth_fn=render_depth_fn_of(state.field, cfg.render, state.occupancy),
         normal_fn=normal_fn_of(
             state.field,
             eps=float((state.field.aabb()[1] - state.field.aabb()[0]).max()) / export_cfg.resolution,

@@ -69,6 +69,11 @@ def cameras_of(scene: dict[str, Any], indices: list[int] | None = None) -> Camer
     return Cameras(c2w, intr, int(scene["width"]), int(scene["height"]))
 
 
+def _camera_tuples(cams: Cameras) -> list[tuple[Any, Any, int, int]]:
+    """``(c2w, intrinsics, H, W)`` per camera, as the export stage takes them."""
+    return [(cams.c2w[i], cams.intrinsics[i], cams.height, cams.width) for i in range(len(cams))]
+
+
 def _train_images(dataset: Any, background_color: torch.Tensor | None, device: torch.device) -> TrainImages:
     images = dataset.images
     alphas = dataset.alphas
@@ -264,6 +269,7 @@ def export_reconstruct_run(
         bake_color_fn_of,
         density_fn_of,
         normal_fn_of,
+        render_depth_fn_of,
         render_field_fn_of,
         sdf_fn_of,
     )
@@ -274,7 +280,7 @@ def export_reconstruct_run(
     export_cfg = export_cfg or cfg.export
     state.field.eval()
     cams = cameras_of(scene, scene["test_indices"] or scene["train_indices"][:8])
-    fidelity = [(cams.c2w[i], cams.intrinsics[i], cams.height, cams.width) for i in range(len(cams))]
+    fidelity = _camera_tuples(cams)
     aabb = torch.tensor(scene["aabb"], dtype=torch.float32)
     report = export_asset(
         density_fn_of(state.field),
@@ -288,6 +294,8 @@ def export_reconstruct_run(
         fidelity_cameras=fidelity,
         render_step=step_size(state.field, cfg.render),
         sdf_fn=sdf_fn_of(state.field),
+        render_depth_fn=render_depth_fn_of(state.field, cfg.render, state.occupancy),
+        tsdf_cameras=_camera_tuples(cameras_of(scene, scene["train_indices"])),
         normal_fn=normal_fn_of(
             state.field,
             eps=float((state.field.aabb()[1] - state.field.aabb()[0]).max()) / export_cfg.resolution,

@@ -110,3 +110,23 @@ def normal_fn_of(field_: NeRFField, eps: float, chunk: int = 65_536):
         return np.where(ok[:, None], n, mesh_n)
 
     return normal_fn
+
+
+def render_depth_fn_of(field_: NeRFField, render_cfg: RenderConfig, occupancy: OccupancyGrid | None):
+    """``(c2w [4, 4], intrinsics [4], H, W) -> (distance [H, W], opacity [H, W])`` numpy arrays: where each
+    pixel's ray terminates (the expected distance given that it terminates) and its opacity."""
+    black = Background(ConstantBackground((0.0, 0.0, 0.0)))
+
+    @torch.no_grad()
+    def render_depth(c2w, intrinsics, height: int, width: int):
+        import numpy as np
+
+        dev = next(field_.parameters()).device
+        c = torch.as_tensor(np.asarray(c2w), dtype=torch.float32)[None].to(dev)
+        k = torch.as_tensor(np.asarray(intrinsics), dtype=torch.float32)[None].to(dev)
+        out = render_images(field_, black, Cameras(c, k, int(width), int(height)), render_cfg, occupancy)
+        opacity = out["opacity"][0].cpu()
+        dist = out["depth"][0].cpu() / opacity.clamp(min=1e-6)
+        return dist.numpy(), opacity.numpy()
+
+    return render_depth
