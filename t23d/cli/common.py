@@ -1,4 +1,4 @@
-"""Shared CLI helpers: config assembly from presets/YAML/flags, Ctrl-C handling, the progress bar."""
+"""Shared CLI helpers: config assembly from presets/YAML/flags, Ctrl-C/SIGTERM handling, the progress bar."""
 
 from __future__ import annotations
 
@@ -23,27 +23,67 @@ def apply_yaml_files(cfg: Any, files: list[str]) -> Any:
     return cfg
 
 
-@contextmanager
-def stop_on_sigint() -> Iterator[Callable[[], bool]]:
-    """Within the block, Ctrl-C (SIGINT) sets a flag instead of raising; yields ``should_stop``.
+def _say(message: str) -> None:
+    """Print to stderr; a closed stderr (the parent or terminal is gone, often what sent the signal) must
+    not turn a clean stop into a failed run."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
-    A second Ctrl-C raises KeyboardInterrupt immediately.
+
+class StopRequests:
+    """``should_stop`` for the training loop, set by Ctrl-C (SIGINT) or SIGTERM (see :func:`stop_on_signals`)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        """The first stop signal received, or None."""
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def signal_name(self) -> str | None:
+        """``SIGINT`` / ``SIGTERM`` once a signal came."""
+        return None if self.signum is None else signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention for a process stopped by the signal: 128 + its number (130, 143)."""
+        return 128 + (self.signum or signal.SIGINT)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[StopRequests]:
+    """Within the block, Ctrl-C (SIGINT) and SIGTERM (``docker stop``, SLURM, ``timeout``, ``kill``) ask
+    the run to stop; yields the :class:`StopRequests` to pass as ``should_stop``.
+
+    Inside the training loop (:func:`t23d.common.interrupts.in_graceful_stop_window`) the first signal only
+    sets the flag: the run stops after the current step with a checkpoint. Elsewhere (loading, previews,
+    the end-of-run export), and for a second signal anywhere, it raises
+    :class:`t23d.common.interrupts.StopSignal` at once; the run is still recorded as ``interrupted``.
     """
-    flag = {"stop": False}
+    from t23d.common.interrupts import StopSignal, clear_stop_request, in_graceful_stop_window, request_stop
+
+    stop = StopRequests()
 
     def handler(signum, frame):  # noqa: ARG001
-        if flag["stop"]:
-            raise KeyboardInterrupt
-        flag["stop"] = True
-        print(
-            "\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)...", file=sys.stderr
-        )
+        name = signal.Signals(signum).name
+        if stop.signum is None:
+            stop.signum = signum
+            request_stop(signum)
+            if in_graceful_stop_window():
+                _say(f"\n{name}: stopping after this step and saving a checkpoint (again to abort)...")
+                return
+        raise StopSignal(signum)
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield lambda: flag["stop"]
+        yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, prev in previous.items():
+            signal.signal(sig, prev)
+        clear_stop_request()
 
 
 class Progress:
@@ -76,10 +116,10 @@ class Progress:
 
 
 def run_training_command(command: str, run_fn: Callable[..., Path]) -> int:
-    """Run ``run_fn(callback=..., should_stop=...)`` with a progress bar and Ctrl-C handling.
+    """Run ``run_fn(callback=..., should_stop=...)`` with a progress bar and Ctrl-C/SIGTERM handling.
 
-    Returns the exit code: 0 when done, 130 when interrupted (a checkpoint was saved and the resume
-    command is printed).
+    Returns the exit code: 0 when done; 130 (SIGINT) or 143 (SIGTERM) when stopped by a signal, after
+    printing what was kept and the command that continues the run.
     """
     from t23d.run.state import TrainingInterrupted
 
@@ -91,18 +131,28 @@ def run_training_command(command: str, run_fn: Callable[..., Path]) -> int:
             progress = Progress(info.total_steps, initial=info.step - 1)
         progress(info)
 
-    with stop_on_sigint() as should_stop:
+    with stop_on_signals() as stop:
         try:
-            run_dir = run_fn(callback=on_step, should_stop=should_stop)
+            run_dir = run_fn(callback=on_step, should_stop=stop)
         except TrainingInterrupted as e:
             if progress:
                 progress.close()
-            print(
-                f"interrupted at step {e.step}; checkpoint saved in {e.run_dir}/checkpoints\n"
-                f"resume with: t23d {command} --resume {e.run_dir}",
-                file=sys.stderr,
-            )
-            return 130
+            if e.after_training:
+                _say(
+                    f"{e.signal_name}: stopped after training finished (step {e.step}); the trained field is "
+                    f"saved in {e.run_dir}/checkpoints\nexport it with: t23d export {e.run_dir}   "
+                    f"(or finish the run with: t23d {command} --resume {e.run_dir})"
+                )
+            else:
+                kept = "the last checkpoint is" if e.aborted else "checkpoint saved"
+                _say(
+                    f"{e.signal_name}: interrupted at step {e.step}; {kept} in {e.run_dir}/checkpoints\n"
+                    f"resume with: t23d {command} --resume {e.run_dir}"
+                )
+            return stop.exit_code
+        except KeyboardInterrupt:  # before a run directory existed: nothing was written
+            _say(f"{stop.signal_name or 'SIGINT'}: stopped before training started")
+            return stop.exit_code
         finally:
             if progress:
                 progress.close()

@@ -30,7 +30,13 @@ def export_overrides(base: Any, args: argparse.Namespace) -> Any:
 
 
 def main(args: argparse.Namespace) -> int:
+    import contextlib
+    import logging
+
     from t23d.common.errors import T23dError
+    from t23d.run.checkpoint import latest_step
+    from t23d.run.lifecycle import locked_run
+    from t23d.run.lock import RunBusy, is_locked
     from t23d.run.rundir import read_run, update_run
 
     run_dir = Path(args.run_dir)
@@ -39,19 +45,39 @@ def main(args: argparse.Namespace) -> int:
     if kind == "generate":
         from t23d.optimise.generate import export_generate_run as export_run
         from t23d.optimise.generate import load_generate_state as load_state
+        from t23d.optimise.generate import load_run_config as load_config
     elif kind == "refine":
         from t23d.optimise.refine_run import export_refine_run as export_run
+        from t23d.optimise.refine_run import load_refine_config as load_config
         from t23d.optimise.refine_run import load_refine_run as load_state
     elif kind == "reconstruct":
         from t23d.reconstruct.run import export_reconstruct_run as export_run
+        from t23d.reconstruct.run import load_reconstruct_config as load_config
         from t23d.reconstruct.run import load_reconstruct_state as load_state
     else:
         raise T23dError(f"{run_dir} is a '{kind}' run, which has no asset to export")
-    cfg, state = load_state(run_dir)
-    export_cfg = export_overrides(cfg.export, args)
+    # the options are checked before anything is locked, loaded or written
+    export_cfg = export_overrides(load_config(run_dir).export, args)
     out_dir = Path(args.out) if args.out else run_dir / "export"
-    summary = export_run(run_dir, cfg, state, export_cfg, out_dir)
-    if args.out is None:
-        update_run(run_dir, export=summary)
+    with contextlib.ExitStack() as held:
+        if args.out is None:
+            # writes RUN_DIR/export and run.json, which a training process also writes: exclusive
+            try:
+                held.enter_context(locked_run(run_dir, "export"))
+            except RunBusy as e:
+                raise T23dError(
+                    f"{e} (or export a snapshot of its latest checkpoint elsewhere now: t23d export {run_dir} "
+                    "--out DIR)"
+                ) from None
+        elif is_locked(run_dir):
+            logging.getLogger("t23d.export").warning(
+                "%s is still training: exporting its latest checkpoint (step %s), a snapshot of the run so far",
+                run_dir,
+                latest_step(run_dir / "checkpoints"),
+            )
+        cfg, state = load_state(run_dir)
+        summary = export_run(run_dir, cfg, state, export_cfg, out_dir)
+        if args.out is None:
+            update_run(run_dir, export=summary)
     print(f"exported: {summary.get('asset_path', out_dir)}")
     return 0

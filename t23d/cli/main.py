@@ -299,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
+    """Run the CLI; returns the exit code: 0 ok, 2 bad input, 130 stopped by Ctrl-C (SIGINT), 143 by
+    SIGTERM (training commands save a checkpoint first; see ``t23d.cli.common.stop_on_signals``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -316,13 +317,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     import importlib
 
     module, func = args.handler.split(":")
-    from t23d.common.errors import T23dError
+    import signal
 
+    from t23d.common.errors import T23dError
+    from t23d.common.interrupts import StopSignal
+
+    def terminate(signum, frame):  # noqa: ARG001
+        raise StopSignal(signum)
+
+    # export/render: SIGTERM unwinds like Ctrl-C (temporary files removed, the run lock released);
+    # generate/reconstruct install their own handlers around training; serve/batch manage their jobs
+    previous = signal.signal(signal.SIGTERM, terminate) if args.command in ("export", "render") else None
     try:
         return int(getattr(importlib.import_module(module), func)(args) or 0)
     except T23dError as e:
         print(f"t23d {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        import errno
+
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(
+            f"t23d {args.command}: error: no space left on the device writing {e.filename or 'a file'}; free some "
+            "space and rerun (a run keeps its last complete checkpoint: continue it with --resume)",
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt as e:
+        signum = e.signum if isinstance(e, StopSignal) else signal.SIGINT
+        print(f"t23d {args.command}: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

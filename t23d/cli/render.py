@@ -89,6 +89,14 @@ def main(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     kind = read_run(run_dir)["t23d_run"]
+    from t23d.run.lock import is_locked
+
+    if is_locked(run_dir):
+        import logging
+
+        logging.getLogger("t23d.render").warning(
+            "%s is still training: rendering its latest checkpoint, a snapshot of the run so far", run_dir
+        )
     if kind == "refine":
         return _render_refine(run_dir, args)
     scene = None

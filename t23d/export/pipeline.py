@@ -23,6 +23,7 @@ import t23d
 from t23d.common.atomic import write_bytes_atomic, write_json_atomic
 from t23d.common.config import to_dict
 from t23d.common.errors import ConfigError, T23dError
+from t23d.common.interrupts import raise_if_stop_requested
 from t23d.export.config import ExportConfig, validate_export_config
 from t23d.export.fidelity import FidelityReport, RenderFieldFn, measure_fidelity
 from t23d.export.naming import check_asset_name
@@ -308,6 +309,7 @@ def _export_mesh(
     backend = resolve_backend(cfg.render_backend)
 
     def lap(stage: str, t0: float) -> float:
+        raise_if_stop_requested()  # Ctrl-C/SIGTERM between stages, also if a library swallowed it
         now = time.perf_counter()
         timings[stage] = round(now - t0, 4)
         return now

@@ -6,6 +6,7 @@ before the run directory is created, so a failed start leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -16,11 +17,11 @@ from typing import Any
 import torch
 
 from t23d.common.config import from_dict, load_yaml
-from t23d.common.errors import T23dError
 from t23d.optimise.config import GenerateConfig
 from t23d.optimise.sds import build_state, train_sds
 from t23d.prompt.view import validate_prompt
-from t23d.run.lifecycle import recorded_run, timed_export, timed_training
+from t23d.run.checkpoint import check_resumable
+from t23d.run.lifecycle import locked_run, recorded_run, timed_export, timed_training
 from t23d.run.rundir import (
     CONFIG_YAML,
     check_writable,
@@ -74,48 +75,52 @@ def run_generate(
         callback: called after every step with a :class:`StepInfo`.
         should_stop: polled before every step; True saves a checkpoint and raises ``TrainingInterrupted``.
     """
-    if resume is not None:
-        run_dir = Path(resume)
-        info = read_run(run_dir, "generate")
-        saved = load_run_config(run_dir)
-        cfg = dataclasses.replace(saved, steps=max(cfg.steps, saved.steps) if cfg.steps else saved.steps)
-        if not (run_dir / "checkpoints" / "latest.json").is_file():
-            raise T23dError(f"{run_dir} has no checkpoint to resume from; start a new run instead")
-        check_writable(run_dir, "--resume")
-    else:
-        cfg = dataclasses.replace(cfg, prompt=validate_prompt(cfg.prompt))
-        check_writable(Path(out_parent))
-        info = {}
-    device = resolve_device(cfg.device)
-    if guidance is None:
-        from t23d.guidance import build_guidance
+    with contextlib.ExitStack() as held:
+        if resume is not None:
+            run_dir = Path(resume)
+            info = read_run(run_dir, "generate")
+            held.enter_context(locked_run(run_dir, "resume"))
+            saved = load_run_config(run_dir)
+            cfg = dataclasses.replace(saved, steps=max(cfg.steps, saved.steps) if cfg.steps else saved.steps)
+            check_resumable(run_dir / "checkpoints", run_dir)
+            check_writable(run_dir, "--resume")
+        else:
+            cfg = dataclasses.replace(cfg, prompt=validate_prompt(cfg.prompt))
+            check_writable(Path(out_parent))
+            info = {}
+        device = resolve_device(cfg.device)
+        if guidance is None:
+            from t23d.guidance import build_guidance
 
-        guidance = build_guidance(cfg.guidance, cfg.prompt, cfg.negative_prompt, device)
-    state = build_state(cfg, device)
-    if resume is None:
-        run_dir = create_run_dir(Path(out_parent), cfg.prompt)
-        write_config(run_dir, cfg)
-        update_run(
-            run_dir,
-            t23d_run="generate",
-            status="running",
-            prompt=cfg.prompt,
-            negative_prompt=cfg.negative_prompt,
-            prior=guidance.describe(),
-            steps=cfg.steps,
-            seed=cfg.seed,
-            device=str(device),
-            implementation=state.field.implementation,
-            torch=torch.__version__,
-            timings={},
-        )
-    else:
-        state.load(run_dir / "checkpoints")
-        write_config(run_dir, cfg)
-        update_run(run_dir, status="running", steps=cfg.steps, resumed_from_step=state.step)
-    timings: dict[str, float] = dict(info.get("timings", {}))
-    try:
+            guidance = build_guidance(cfg.guidance, cfg.prompt, cfg.negative_prompt, device)
+        held.callback(getattr(guidance, "release", lambda: None))
+        state = build_state(cfg, device)
+        if resume is None:
+            run_dir = create_run_dir(Path(out_parent), cfg.prompt)
+            held.enter_context(locked_run(run_dir, "train"))
+            write_config(run_dir, cfg)
+            update_run(
+                run_dir,
+                t23d_run="generate",
+                status="running",
+                prompt=cfg.prompt,
+                negative_prompt=cfg.negative_prompt,
+                prior=guidance.describe(),
+                steps=cfg.steps,
+                seed=cfg.seed,
+                device=str(device),
+                implementation=state.field.implementation,
+                torch=torch.__version__,
+                timings={},
+            )
+        else:
+            state.load(run_dir / "checkpoints")
+            write_config(run_dir, cfg)
+            update_run(run_dir, status="running", steps=cfg.steps, resumed_from_step=state.step)
+        timings: dict[str, float] = dict(info.get("timings", {}))
         with recorded_run(run_dir, state):
+            if resume is not None:
+                logger.info("resumed from step %d", state.step)
             logger.info(
                 "training '%s' for %d steps on %s (%s hash grid)",
                 cfg.prompt,
@@ -147,9 +152,6 @@ def run_generate(
                 run_dir, status="completed", completed_steps=state.step, timings=timings, export=export_info
             )
             return run_dir
-    finally:
-        if hasattr(guidance, "release"):
-            guidance.release()
 
 
 def write_live_preview(run_dir: Path, cfg: GenerateConfig, state: TrainingState, step: int) -> None:

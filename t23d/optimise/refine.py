@@ -49,7 +49,7 @@ from t23d.run.checkpoint import (
     save_checkpoint,
     unprefixed,
 )
-from t23d.run.state import StepCallback, StepInfo, check_finite, run_training_loop
+from t23d.run.state import StepCallback, StepInfo, check_finite, checked_optimizer_step, run_training_loop
 
 logger = logging.getLogger(__name__)
 
@@ -276,7 +276,7 @@ def refine_step(cfg: RefineConfig, state: RefineState, guidance: Any) -> StepInf
     total.backward()  # type: ignore[union-attr]
     timings["backward"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    state.optimizer.step()
+    checked_optimizer_step(state.optimizer, state.step)  # parameters stay finite
     timings["optimiser"] = time.perf_counter() - t0
     state.step += 1
     values = {k: float(v.detach()) for k, v in losses.items()}

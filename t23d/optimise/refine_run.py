@@ -9,6 +9,7 @@ exported straight from the refined mesh (:func:`t23d.export.export_mesh_asset`):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -23,7 +24,8 @@ from t23d.common.config import from_dict, load_yaml
 from t23d.common.errors import ConfigError, T23dError
 from t23d.optimise.refine import RefineState, init_refine_state, load_refine_state, render_views, train_refine
 from t23d.optimise.refine_config import RefineConfig
-from t23d.run.lifecycle import recorded_run, timed_export, timed_training
+from t23d.run.checkpoint import check_resumable
+from t23d.run.lifecycle import locked_run, recorded_run, timed_export, timed_training
 from t23d.run.rundir import CONFIG_YAML, check_writable, create_run_dir, read_run, update_run, write_config
 from t23d.run.state import StepCallback, resolve_device
 
@@ -91,14 +93,30 @@ def run_refine(
         guidance: a prebuilt guidance object (tests inject one); by default built from ``cfg.guidance``.
         callback: called after every step with a :class:`~t23d.run.state.StepInfo`.
         should_stop: polled before every step; True saves a checkpoint and raises ``TrainingInterrupted``.
+
+    The run directory is locked (:mod:`t23d.run.lock`) from its creation, or from the start of a resume,
+    to the end.
     """
+    with contextlib.ExitStack() as held:
+        return _run_refine(held, cfg, out_parent, resume, guidance, callback, should_stop)
+
+
+def _run_refine(
+    held: contextlib.ExitStack,
+    cfg: RefineConfig,
+    out_parent: Path | None,
+    resume: Path | None,
+    guidance: Any,
+    callback: StepCallback | None,
+    should_stop: Callable[[], bool] | None,
+) -> Path:
     if resume is not None:
         run_dir = Path(resume)
         info = read_run(run_dir, "refine")
+        held.enter_context(locked_run(run_dir, "resume"))
         saved = load_refine_config(run_dir)
         cfg = dataclasses.replace(saved, steps=max(cfg.steps, saved.steps) if cfg.steps else saved.steps)
-        if not (run_dir / "checkpoints" / "latest.json").is_file():
-            raise T23dError(f"{run_dir} has no checkpoint to resume from; start a new refine run instead")
+        check_resumable(run_dir / "checkpoints", run_dir)
         check_writable(run_dir, "--resume")
     else:
         if not cfg.source:
@@ -115,6 +133,7 @@ def run_refine(
     if resume is None:
         state, facts = init_refine_state(cfg, device)
         run_dir = create_run_dir(Path(out_parent), f"{cfg.prompt}-refine")  # type: ignore[arg-type]
+        held.enter_context(locked_run(run_dir, "train"))
         write_config(run_dir, cfg)
         update_run(
             run_dir,
@@ -139,6 +158,8 @@ def run_refine(
     timings: dict[str, float] = dict(info.get("timings", {}))
     try:
         with recorded_run(run_dir, state):
+            if resume is not None:
+                logger.info("resumed from step %d", state.step)
             logger.info(
                 "refining '%s' for %d steps on %s: %d faces, %d px renders, %s rasteriser",
                 cfg.prompt, cfg.steps, device, state.mesh.num_faces, cfg.camera.resolution, state.rasterizer.backend,

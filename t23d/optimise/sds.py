@@ -102,7 +102,7 @@ def sds_step(cfg: GenerateConfig, state: TrainingState, guidance: Any) -> StepIn
     total.backward()  # type: ignore[union-attr]
     timings["backward"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    state.optimizer.step()
+    state.optimizer_step()  # checks gradients and parameters are finite
     timings["optimiser"] = time.perf_counter() - t0
     state.step += 1
     values = {k: float(v.detach()) for k, v in losses.items()}

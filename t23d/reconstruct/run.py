@@ -7,6 +7,7 @@ frame) with its split, so ``t23d export`` and ``t23d render`` work without reloa
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -24,7 +25,8 @@ from t23d.common.errors import T23dError
 from t23d.reconstruct.config import ReconstructConfig, default_background
 from t23d.reconstruct.train import TrainImages, build_reconstruct_state, train_photometric
 from t23d.render.cameras import Cameras
-from t23d.run.lifecycle import recorded_run, timed_export, timed_training
+from t23d.run.checkpoint import check_resumable
+from t23d.run.lifecycle import locked_run, recorded_run, timed_export, timed_training
 from t23d.run.rundir import (
     CONFIG_YAML,
     check_writable,
@@ -166,16 +168,32 @@ def run_reconstruct(
     callback: StepCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Path:
-    """Run (or resume) a reconstruct job; returns the run directory (see ``optimise.generate.run_generate``)."""
+    """Run (or resume) a reconstruct job; returns the run directory (see ``optimise.generate.run_generate``).
+
+    The run directory is locked (:mod:`t23d.run.lock`) from its creation, or from the start of a resume,
+    to the end."""
+    with contextlib.ExitStack() as held:
+        return _run_reconstruct(held, cfg, out_parent, resume, callback, should_stop)
+
+
+def _run_reconstruct(
+    held: contextlib.ExitStack,
+    cfg: ReconstructConfig,
+    out_parent: Path,
+    resume: Path | None,
+    callback: StepCallback | None,
+    should_stop: Callable[[], bool] | None,
+) -> Path:
     from t23d.data import load_dataset
 
     if resume is not None:
         run_dir = Path(resume)
         read_run(run_dir, "reconstruct")
+        held.enter_context(locked_run(run_dir, "resume"))
         saved = load_reconstruct_config(run_dir)
         cfg = dataclasses.replace(saved, steps=max(cfg.steps, saved.steps) if cfg.steps else saved.steps)
-        if not (run_dir / "checkpoints" / "latest.json").is_file():
-            raise T23dError(f"{run_dir} has no checkpoint to resume from; start a new run instead")
+        check_resumable(run_dir / "checkpoints", run_dir)
+        check_writable(run_dir, "--resume")
     else:
         if not cfg.input:
             raise T23dError("no input given; pass photos or a camera file, e.g. t23d reconstruct photos/")
@@ -192,6 +210,7 @@ def run_reconstruct(
     state = build_reconstruct_state(cfg, cfg.background, device)  # type: ignore[arg-type]
     if resume is None:
         run_dir = create_run_dir(Path(out_parent), Path(cfg.input).resolve().name or "scene")
+        held.enter_context(locked_run(run_dir, "train"))
         write_config(run_dir, cfg)
         write_json_atomic(run_dir / SCENE_JSON, scene_record(dataset))
         update_run(
@@ -218,6 +237,8 @@ def run_reconstruct(
         update_run(run_dir, status="running", steps=cfg.steps, resumed_from_step=state.step)
     timings = dict(read_run(run_dir).get("timings", {}))
     with recorded_run(run_dir, state):
+        if resume is not None:
+            logger.info("resumed from step %d", state.step)
         logger.info(
             "training on %d photos (%dx%d) for %d steps on %s (%s hash grid)",
             len(dataset.train_indices),

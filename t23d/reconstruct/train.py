@@ -125,7 +125,7 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
     }
     for group in state.optimizer.param_groups:
         group["lr"] = base[group["name"]] * factor
-    state.optimizer.step()
+    state.optimizer_step()  # checks gradients and parameters are finite
     timings["optimiser"] = time.perf_counter() - t0
     state.step += 1
     mse = float(losses["rgb"].detach())

@@ -1,37 +1,105 @@
 """The life of a run directory around training, shared by ``generate`` and ``reconstruct``.
 
-``run.json``'s ``status`` moves ``running -> completed`` on success, ``interrupted`` on Ctrl-C
-(checkpoint saved), ``failed`` on an error during training (last good checkpoint kept), and
-``export_failed`` when training finished but the asset could not be written (rerun ``t23d export``).
+``run.json``'s ``status`` moves ``running -> completed`` on success; ``interrupted`` on Ctrl-C or
+SIGTERM (the checkpoint of the step reached is saved; after a second signal, the last periodic one is
+kept); ``failed`` on an error during training (last good checkpoint kept); ``export_failed`` when
+training finished but something after it (previews, evaluation, the asset) failed: the trained field
+is kept and ``t23d export`` reruns the asset stage alone. A run whose training finished is never
+marked ``failed``.
+
+While a run trains, its process holds the run lock (:mod:`t23d.run.lock`); on taking it, the
+temporary files that killed writes left in the run directory are removed.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from t23d.common.atomic import remove_stale_temp_files
 from t23d.common.errors import T23dError
-from t23d.run.rundir import attach_log_file, detach_log_file, update_run
+from t23d.common.interrupts import StopSignal, raise_if_stop_requested
+from t23d.run.checkpoint import latest_step
+from t23d.run.lock import RunLock
+from t23d.run.rundir import attach_log_file, detach_log_file, read_run, update_run
 from t23d.run.state import LoopState, TrainingInterrupted
+
+logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def locked_run(run_dir: Path, purpose: str) -> Iterator[RunLock]:
+    """Hold ``run_dir``'s lock for the block (raises :class:`t23d.run.lock.RunBusy` if another process
+    has it) and first remove the temporary files that killed writes left there."""
+    with RunLock(run_dir, purpose) as lock:
+        removed = remove_stale_temp_files(run_dir, recursive=True, owner_locked=True)
+        if removed:
+            logger.warning(
+                "removed %d temporary file(s) left in %s by interrupted writes", len(removed), run_dir
+            )
+        yield lock
+
+
+def _training_finished(run_dir: Path) -> tuple[bool, int]:
+    """(whether the last checkpoint is at the run's final step, that checkpoint's step)."""
+    step = latest_step(run_dir / "checkpoints")
+    try:
+        total = int(read_run(run_dir).get("steps", -1))
+    except (T23dError, ValueError, TypeError):
+        total = -1
+    return step is not None and total > 0 and step >= total, step or 0
 
 
 @contextmanager
 def recorded_run(run_dir: Path, state: LoopState) -> Iterator[None]:
-    """Log into ``run_dir/log.txt``; any error but an interrupt marks the run ``failed`` with its message."""
+    """Log into ``run_dir/log.txt`` and record how the block ends in ``run.json`` (see the module doc).
+
+    A stop request outside the training loop's graceful window (:class:`StopSignal`, or a plain
+    KeyboardInterrupt) becomes :class:`TrainingInterrupted` with the step of the checkpoint on disk.
+    """
     handler = attach_log_file(run_dir)
     try:
         yield
     except TrainingInterrupted:
         raise
+    except KeyboardInterrupt as e:
+        name = e.name if isinstance(e, StopSignal) else "SIGINT"
+        finished, step = _training_finished(run_dir)
+        interrupted = TrainingInterrupted(
+            step,
+            run_dir,
+            signal_name=name,
+            after_training=finished,
+            aborted=not finished,
+            command=_command(run_dir),
+        )
+        logger.warning("%s", interrupted)
+        update_run(run_dir, status="interrupted", completed_steps=step, error=str(interrupted))
+        raise interrupted from None
     except BaseException as e:
-        status = getattr(e, "run_status", "failed")
-        update_run(run_dir, status=status, error=f"{type(e).__name__}: {e}", completed_steps=state.step)
+        finished, step = _training_finished(run_dir)
+        status = getattr(e, "run_status", "export_failed" if finished else "failed")
+        logger.error("run %s: %s: %s", status, type(e).__name__, e)
+        update_run(
+            run_dir,
+            status=status,
+            error=f"{type(e).__name__}: {e}",
+            completed_steps=step if finished else state.step,
+        )
         raise
     finally:
         detach_log_file(handler)
+
+
+def _command(run_dir: Path) -> str | None:
+    try:
+        return str(read_run(run_dir)["t23d_run"])
+    except (T23dError, KeyError):
+        return None
 
 
 def timed_training(
@@ -44,7 +112,14 @@ def timed_training(
     except TrainingInterrupted as e:
         timings["train_s"] = timings.get("train_s", 0.0) + time.perf_counter() - t0
         update_run(run_dir, status="interrupted", completed_steps=e.step, timings=timings)
-        raise TrainingInterrupted(e.step, run_dir) from None
+        raise TrainingInterrupted(
+            e.step,
+            run_dir,
+            signal_name=e.signal_name,
+            after_training=e.after_training,
+            aborted=e.aborted,
+            command=_command(run_dir),
+        ) from None
     timings["train_s"] = timings.get("train_s", 0.0) + time.perf_counter() - t0
     update_run(run_dir, completed_steps=state.step, timings=timings)
 
@@ -58,14 +133,24 @@ class ExportFailed(T23dError):
 def timed_export(
     run_dir: Path, timings: dict[str, float], export_fn: Callable[[], dict[str, Any]]
 ) -> dict[str, Any]:
-    """Run the end-of-run export; on a T23dError keep the trained run and say how to export it alone."""
+    """Run the end-of-run export; on an error keep the trained run and say how to export it alone.
+
+    Any ``Exception`` (a :class:`T23dError`, but also e.g. a ``MemoryError`` of an oversized grid)
+    becomes :class:`ExportFailed`; the traceback of an unexpected one goes to the run's log.
+    """
+    raise_if_stop_requested()
     t0 = time.perf_counter()
+    logger.info("training finished; exporting the asset")
     try:
         info = export_fn()
-    except T23dError as e:
+    except Exception as e:  # noqa: BLE001 - training is done: whatever broke, the run must say export_failed
+        if not isinstance(e, T23dError):
+            logger.exception("the export raised an unexpected error")
+        reason = str(e) if isinstance(e, T23dError) else f"{type(e).__name__}: {e}"
         raise ExportFailed(
-            f"training finished, but the export failed: {e}. The trained field is saved; rerun only the export "
-            f"with: t23d export {run_dir} (options such as --threshold, --resolution)"
+            f"training finished, but the export failed: {reason}. The trained field is saved; rerun only the "
+            f"export with: t23d export {run_dir} (options such as --threshold, --resolution)"
         ) from e
+    raise_if_stop_requested()  # a request that third-party code swallowed during the export
     timings["export_s"] = time.perf_counter() - t0
     return info

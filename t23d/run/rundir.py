@@ -1,6 +1,7 @@
 """Run directories: one per run, never overwritten, with ``run.json`` recording status and results.
 
-``run.json`` has ``"t23d_run": <kind>`` and ``"status"`` in ``running | completed | interrupted | failed``;
+``run.json`` has ``"t23d_run": <kind>`` and ``"status"`` in ``running | completed | interrupted | failed |
+export_failed`` (see :mod:`t23d.run.lifecycle`);
 a directory without it is not a t23d run. Its ``config.yaml`` holds the resolved configuration.
 """
 

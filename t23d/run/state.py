@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from t23d.common.errors import T23dError
+from t23d.common.interrupts import graceful_stop_window
 from t23d.field.background import Background
 from t23d.field.nerf import NeRFField
 from t23d.render.occupancy import OccupancyGrid
@@ -28,18 +29,46 @@ from t23d.run.checkpoint import (
 
 
 class TrainingInterrupted(T23dError):
-    """Training stopped on request (Ctrl-C); a checkpoint was saved."""
+    """The run stopped on request (Ctrl-C, SIGTERM); its checkpoint at ``step`` is on disk.
 
-    def __init__(self, step: int, run_dir: Path):
-        super().__init__(
-            f"interrupted at step {step}; checkpoint saved. Resume with: t23d {{command}} --resume {run_dir}"
-        )
+    ``after_training``: training had finished and the stop came during previews, evaluation or the
+    export (the trained field is saved; ``t23d export`` or ``--resume`` finishes the run).
+    ``aborted``: a second request stopped training without waiting for the step, so the steps after
+    the last periodic checkpoint are lost.
+    """
+
+    def __init__(
+        self,
+        step: int,
+        run_dir: Path,
+        *,
+        signal_name: str = "SIGINT",
+        after_training: bool = False,
+        aborted: bool = False,
+        command: str | None = None,
+    ):
+        if after_training:
+            what = f"stopped by {signal_name} after training finished (step {step}, checkpoint saved)"
+        elif aborted:
+            what = f"aborted by {signal_name}; the last checkpoint (step {step}) is kept"
+        else:
+            what = f"interrupted by {signal_name} at step {step}; checkpoint saved"
+        how = f"t23d {command} --resume {run_dir}" if command else f"--resume {run_dir}"
+        super().__init__(f"{what}. Resume with: {how}")
         self.step = step
         self.run_dir = run_dir
+        self.signal_name = signal_name
+        self.after_training = after_training
+        self.aborted = aborted
 
 
 class NonFiniteLoss(T23dError):
     """A loss became NaN or infinite; training stopped and the last good checkpoint was kept."""
+
+
+class NonFiniteParameters(NonFiniteLoss):
+    """A gradient or a parameter became NaN or infinite (e.g. a learning rate far too high); training
+    stopped and the last good checkpoint was kept."""
 
 
 @dataclass
@@ -136,6 +165,10 @@ class TrainingState:
         self.field.train()
         self.background.train()
 
+    def optimizer_step(self) -> None:
+        """The optimiser step, checked: see :func:`checked_optimizer_step`."""
+        checked_optimizer_step(self.optimizer, self.step)
+
     def save(self, ckpt_dir: Path, keep_last: int, extra: dict[str, Any] | None = None) -> Path:
         """Checkpoint the state (atomically); the step recorded is the next step to run."""
         opt_t, opt_meta = optimizer_tensors(self.optimizer)
@@ -187,6 +220,54 @@ def load_module_state(
     field_.load_state_dict({k: tensors[k] for k in own})
 
 
+#: The learning-rate key (under ``optim``) of each parameter group the training loops make.
+_LR_KEYS = {
+    "grid": "lr_grid",
+    "background_grid": "lr_grid",
+    "mlp": "lr_mlp",
+    "sharpness": "lr_mlp",
+    "background": "lr_background",
+    "offsets": "lr_offsets",  # the refine loop's (t23d.optimise.refine.make_refine_optimizer)
+    "color_grid": "lr_grid",
+    "color_mlp": "lr_mlp",
+}
+
+
+def checked_optimizer_step(optimizer: torch.optim.Optimizer, step: int) -> None:
+    """Take the optimiser step, then check every parameter is finite.
+
+    A NaN or Inf gradient makes Adam's update, hence the parameters, non-finite too, as does a finite
+    gradient times a huge learning rate, so one check after the step catches both; it raises
+    :class:`NonFiniteParameters` naming the parameter group (and whether its gradient was the cause)
+    before anything is saved, so the last checkpoint on disk is the last good state. The cost is one
+    reduction per parameter tensor and step (a NaN or Inf anywhere makes the sum non-finite).
+    """
+    optimizer.step()
+    bad = _first_non_finite(optimizer, grads=False)
+    if bad is None:
+        return
+    cause = (
+        "its gradient was NaN or infinite; lower the learning rates or the guidance scale, or check the "
+        "prior's dtype"
+        if _first_non_finite(optimizer, grads=True) is not None
+        else f"the gradients were finite, so the update overflowed: lower optim.{_LR_KEYS.get(bad, 'lr_*')}"
+    )
+    raise NonFiniteParameters(
+        f"the parameters of '{bad}' became NaN or infinite at step {step + 1} ({cause}); training stopped "
+        "and the last good checkpoint was kept"
+    )
+
+
+def _first_non_finite(optimizer: torch.optim.Optimizer, grads: bool) -> str | None:
+    """Name of the first parameter group with a non-finite gradient (``grads``) or parameter, else None."""
+    for group in optimizer.param_groups:
+        tensors = [p.grad if grads else p for p in group["params"]]
+        sums = [t.detach().sum() for t in tensors if t is not None]
+        if sums and not bool(torch.isfinite(torch.stack(sums)).all()):
+            return str(group.get("name", "parameters"))
+    return None
+
+
 def check_finite(losses: dict[str, Tensor]) -> None:
     """Raise :class:`NonFiniteLoss` naming the first loss term that is NaN or infinite."""
     for name, value in losses.items():
@@ -213,9 +294,12 @@ def run_training_loop(
     """Call ``step_fn`` until ``state.step == total_steps``, checkpointing every ``checkpoint_every`` steps.
 
     ``should_stop`` is polled before each step; when it returns True a checkpoint is written and
-    :class:`TrainingInterrupted` is raised. ``run_dir/progress.json`` (step, loss, rate, ETA) is rewritten
-    at most once a second and at the end (:class:`~t23d.run.progress.ProgressFile`). ``preview_fn(step)``,
-    if given, is called every ``preview_every_s`` seconds (without gradients; modules back in train mode after). A non-finite loss raises from ``step_fn`` before the
+    :class:`TrainingInterrupted` is raised. The loop is a :func:`graceful_stop_window`: a signal handler
+    (see :mod:`t23d.common.interrupts`) only sets the flag here, instead of raising mid-step.
+    ``run_dir/progress.json`` (step, loss, rate, ETA) is rewritten at most once a second and at the end
+    (:class:`~t23d.run.progress.ProgressFile`). ``preview_fn(step)``, if given, is called every
+    ``preview_every_s`` seconds (without gradients; modules back in train mode after). A non-finite loss
+    (or parameter, see :meth:`TrainingState.optimizer_step`) raises from ``step_fn`` before the
     optimiser step, so the last checkpoint on disk is the last good state. Always ends with a checkpoint.
     """
     from t23d.run.progress import ProgressFile
@@ -224,25 +308,35 @@ def run_training_loop(
     progress = ProgressFile(run_dir, total_steps, start_step=state.step)
     last_preview = time.monotonic()
     state.train()
-    while state.step < total_steps:
-        if should_stop is not None and should_stop():
-            state.save(ckpt_dir, keep_checkpoints)
+    with graceful_stop_window():
+        while state.step < total_steps:
+            if should_stop is not None and should_stop():
+                state.save(ckpt_dir, keep_checkpoints)
+                progress.write("interrupted")
+                raise TrainingInterrupted(state.step, run_dir, signal_name=_stop_name(should_stop))
+            info = step_fn()
+            progress.update(state.step, info.losses)
+            if (
+                preview_fn is not None
+                and preview_every_s > 0
+                and time.monotonic() - last_preview >= preview_every_s
+            ):
+                with torch.no_grad():
+                    preview_fn(state.step)
+                state.train()
+                last_preview = time.monotonic()
+            if callback is not None:
+                callback(info)
+            if state.step % checkpoint_every == 0 and state.step < total_steps:
+                state.save(ckpt_dir, keep_checkpoints)
+        state.save(ckpt_dir, keep_checkpoints)
+        if should_stop is not None and should_stop():  # a request that came during the last step or save
             progress.write("interrupted")
-            raise TrainingInterrupted(state.step, run_dir)
-        info = step_fn()
-        progress.update(state.step, info.losses)
-        if (
-            preview_fn is not None
-            and preview_every_s > 0
-            and time.monotonic() - last_preview >= preview_every_s
-        ):
-            with torch.no_grad():
-                preview_fn(state.step)
-            state.train()
-            last_preview = time.monotonic()
-        if callback is not None:
-            callback(info)
-        if state.step % checkpoint_every == 0 and state.step < total_steps:
-            state.save(ckpt_dir, keep_checkpoints)
-    state.save(ckpt_dir, keep_checkpoints)
+            raise TrainingInterrupted(
+                state.step, run_dir, signal_name=_stop_name(should_stop), after_training=True
+            )
     progress.write("finishing")  # previews and export follow
+
+
+def _stop_name(should_stop: Callable[[], bool]) -> str:
+    return str(getattr(should_stop, "signal_name", None) or "a stop request")

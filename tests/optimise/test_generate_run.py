@@ -54,6 +54,7 @@ def test_resume_continues_bit_exactly(tiny_sd_dir, tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert json.loads((half / "run.json").read_text())["completed_steps"] == steps
+    assert f"resumed from step {steps // 2}" in (half / "log.txt").read_text()
 
 
 def test_interrupt_saves_checkpoint_and_says_how_to_resume(tiny_sd_dir, tmp_path):

@@ -1,0 +1,143 @@
+"""The ``t23d`` process under signals and concurrent use: SIGTERM is handled like Ctrl-C (checkpoint,
+``interrupted``, exit 143), Ctrl-C during the end-of-run export keeps the trained run (exit 130), and a
+run that is still training refuses a second ``--resume`` or an ``export`` into it, while an export
+elsewhere warns that it is a snapshot. Two training processes serve the signal cases (subprocesses
+cost seconds each); the export cases run in this process, which holds the run lock as a trainer would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from t23d.run.lock import is_locked
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = str(REPO / "configs" / "cpu-smoke.yaml")
+
+
+# generous: these machines are shared, and a loaded 2-core machine slows a step 10-30x
+TIMEOUT = 900
+
+
+def t23d(*args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "t23d.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        cwd=REPO,
+    )
+
+
+def start_generate(prior: Path, out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "t23d.cli.main",
+            "generate",
+            "a red ball",
+            "--preset",
+            "fast",
+            "--config",
+            SMOKE,
+        ]
+        + ["--prior", str(prior), "--device", "cpu", "--out", str(out), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        cwd=REPO,
+    )
+
+
+def wait_for_log(out: Path, text: str, proc: subprocess.Popen, timeout: float = TIMEOUT) -> Path:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        logs = list(out.glob("*/log.txt"))
+        if logs and text in logs[0].read_text():
+            return logs[0].parent
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} never appeared in the run's log")
+
+
+def no_temporary_files(run_dir: Path) -> bool:
+    return not [p for p in run_dir.rglob(".*") if p.name != ".lock"]
+
+
+def test_sigterm_is_ctrl_c_and_a_training_run_is_locked(tiny_sd_dir, tmp_path):
+    out = tmp_path / "out"
+    proc = start_generate(tiny_sd_dir, out, "--steps", "100000", "--no-export")
+    try:
+        run_dir = wait_for_log(out, "training 'a red ball'", proc)
+        resume = t23d("generate", "--resume", str(run_dir))  # refused at the lock, before loading anything
+        assert resume.returncode == 2, resume.stderr
+        assert f"in use by process {proc.pid} (train" in resume.stderr and "Traceback" not in resume.stderr
+        assert proc.poll() is None  # the training process did not notice
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=TIMEOUT)
+
+    assert proc.returncode == 143, err[-3000:]
+    assert "SIGTERM: interrupted at step" in err and f"t23d generate --resume {run_dir}" in err
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "interrupted" and info["completed_steps"] >= 1
+    step = json.loads((run_dir / "checkpoints" / "latest.json").read_text())["step"]
+    assert step == info["completed_steps"]
+    assert no_temporary_files(run_dir)
+
+    assert not is_locked(run_dir)  # the lock died with the process (resuming: tests/optimise)
+
+
+def test_export_of_a_training_run_refuses_its_own_folder_and_warns_elsewhere(
+    trained_run, tmp_path, capsys, caplog
+):
+    """In-process: this process holds the run's lock as a training process would."""
+    import logging
+
+    from t23d.cli.main import main
+    from t23d.run.lock import RunLock
+
+    with RunLock(trained_run, "train"):
+        assert main(["export", str(trained_run)]) == 2
+        err = capsys.readouterr().err
+        assert "is in use by process" in err and f"t23d export {trained_run} --out DIR" in err
+        snap = tmp_path / "snapshot"
+        with caplog.at_level(logging.WARNING, logger="t23d"):
+            code = main(
+                ["export", str(trained_run), "--out", str(snap), "--resolution", "16", "--faces", "200"]
+            )
+        err = capsys.readouterr().err
+    assert code == 0, err[-3000:]
+    assert "is still training: exporting its latest checkpoint (step 2), a snapshot" in caplog.text
+    assert (snap / "a_red_ball.glb").is_file()
+    assert not (trained_run / "export").exists()
+
+
+def test_ctrl_c_during_the_export_keeps_the_trained_run(tiny_sd_dir, tmp_path):
+    heavy_export = tmp_path / "heavy-export.yaml"  # an export of several seconds, so the signal lands in it
+    heavy_export.write_text(
+        "export:\n  resolution: 128\n  faces: 20000\n  texture_size: 512\n  fidelity_views: 8\n"
+        "  fidelity_resolution: 128\n  preview_size: 256\n"
+    )
+    out = tmp_path / "out"
+    proc = start_generate(tiny_sd_dir, out, "--steps", "3", "--config", str(heavy_export))
+    run_dir = wait_for_log(out, "exporting the asset", proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=TIMEOUT)
+
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    assert "SIGINT: stopped after training finished (step 3)" in err and f"t23d export {run_dir}" in err
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "interrupted" and info["completed_steps"] == 3, info
+    assert json.loads((run_dir / "checkpoints" / "latest.json").read_text())["step"] == 3
+    assert not (run_dir / "export" / "export.json").exists()
+    assert no_temporary_files(run_dir)
