@@ -10,8 +10,10 @@ the value and what would be accepted. Building a config has no side effects.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -107,6 +109,8 @@ def _coerce(value: Any, tp: Any, key: str, current: Any) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"config key '{key}': invalid value {value!r}; accepted: a finite number")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -165,6 +169,89 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     """Build ``cls`` from a dict written by :func:`to_dict` (strict)."""
     return apply_overrides(cls(), data)
+
+
+def check_finite_numbers(cfg: Any, prefix: str = "") -> None:
+    """Raise :class:`ConfigError` naming the first number anywhere in ``cfg`` (nested dataclasses, tuples,
+    lists) that is NaN or infinite. YAML overrides are refused on reading; this also catches configs
+    built in Python."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        for f in dataclasses.fields(cfg):
+            check_finite_numbers(getattr(cfg, f.name), f"{prefix}.{f.name}" if prefix else f.name)
+    elif isinstance(cfg, (list, tuple)):
+        for i, v in enumerate(cfg):
+            check_finite_numbers(v, f"{prefix}[{i}]")
+    elif isinstance(cfg, float) and not math.isfinite(cfg):
+        raise ConfigError(f"config key '{prefix}': invalid value {cfg!r}; accepted: a finite number")
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """A constraint on one config key, checked by :func:`check_rules` before any work starts."""
+
+    key: str
+    """Dotted path from the root config, e.g. ``camera.resolution``."""
+    ok: Callable[[Any], bool]
+    """True when the value is acceptable."""
+    accepted: str
+    """What is accepted, in words, for the error message (``"an integer >= 1"``)."""
+    option: str | None = None
+    """The command-line flag that sets the key, named in the error too (``"--seed"``)."""
+
+
+def _lookup(cfg: Any, key: str) -> Any:
+    value = cfg
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def check_rules(cfg: Any, rules: Sequence[Rule]) -> None:
+    """Raise :class:`ConfigError` for the first rule ``cfg`` breaks, naming the key (and flag), the value
+    and what is accepted. A key that does not exist in ``cfg`` (a field of another member of a union,
+    an optional part that is None) is skipped."""
+    for rule in rules:
+        try:
+            value = _lookup(cfg, rule.key)
+        except AttributeError:
+            continue
+        try:
+            ok = bool(rule.ok(value))
+        except (TypeError, ValueError, IndexError):
+            ok = False
+        if not ok:
+            where = f"{rule.option} (config key '{rule.key}')" if rule.option else f"config key '{rule.key}'"
+            raise ConfigError(f"{where}: invalid value {value!r}; accepted: {rule.accepted}")
+
+
+def is_int(lo: int | None = None, hi: int | None = None) -> Callable[[Any], bool]:
+    """A predicate: an int (not a bool) within ``[lo, hi]``."""
+    return lambda v: (
+        isinstance(v, int) and not isinstance(v, bool) and (lo is None or v >= lo) and (hi is None or v <= hi)
+    )
+
+
+def is_number(
+    lo: float | None = None, hi: float | None = None, *, open_lo: bool = False
+) -> Callable[[Any], bool]:
+    """A predicate: a finite number within ``[lo, hi]`` (``(lo, hi]`` with ``open_lo``)."""
+
+    def ok(v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return False
+        if lo is not None and (v <= lo if open_lo else v < lo):
+            return False
+        return hi is None or v <= hi
+
+    return ok
+
+
+def is_range(
+    lo: float | None = None, hi: float | None = None, *, open_lo: bool = False
+) -> Callable[[Any], bool]:
+    """A predicate: a pair ``(a, b)`` with ``a <= b``, both finite and within ``[lo, hi]``."""
+    num = is_number(lo, hi, open_lo=open_lo)
+    return lambda v: len(v) == 2 and num(v[0]) and num(v[1]) and v[0] <= v[1]
 
 
 _ = typing  # keep typing imported for get_type_hints on forward references

@@ -123,6 +123,57 @@ def check_model(model: str, where: str, accepted: tuple[str, ...] = SUPPORTED_MO
         raise T23dError(f"unsupported camera model '{model}' in {where}; accepted: {', '.join(accepted)}")
 
 
+def check_frames(scene: SceneFrames, where: str | Path) -> None:
+    """Refuse cameras that cannot be trained on, before any image is decoded: a camera-to-world matrix
+    with NaN/Inf entries, a singular rotation (e.g. all zeros), a bottom row other than ``0 0 0 1``, or
+    intrinsics that are not finite positive numbers. The error names the frame, its image, the key and
+    the value. A rotation that is not orthonormal is only warned about (poses are used as given)."""
+    import logging
+
+    for i, f in enumerate(scene.frames):
+        what = f"{where}: frame {i} ({f.image_path.name})"
+        c2w = np.asarray(f.c2w, dtype=np.float64)
+        if c2w.shape != (4, 4):
+            raise T23dError(f"{what}: the camera-to-world matrix must be 4x4, got {list(c2w.shape)}")
+        bad = np.argwhere(~np.isfinite(c2w))
+        if len(bad):
+            r, c = bad[0]
+            raise T23dError(
+                f"{what}: the camera-to-world matrix ('transform_matrix') has {c2w[r, c]} at row {r}, column {c}; "
+                "accepted: finite numbers only (fix or drop this frame)"
+            )
+        if not np.allclose(c2w[3], [0.0, 0.0, 0.0, 1.0], atol=1e-4):
+            raise T23dError(
+                f"{what}: the camera-to-world matrix's bottom row is {c2w[3].tolist()}; accepted: [0, 0, 0, 1]"
+            )
+        rot = c2w[:3, :3]
+        det = float(np.linalg.det(rot))
+        if abs(det) < 1e-6:
+            raise T23dError(
+                f"{what}: the camera-to-world matrix's rotation is singular (determinant {det:.3g}; "
+                f"{'all zeros' if not rot.any() else 'degenerate'}); accepted: a rotation (orthonormal 3x3 block)"
+            )
+        err = float(np.abs(rot.T @ rot - np.eye(3)).max())
+        if err > 1e-3:
+            logging.getLogger(__name__).warning(
+                "%s: the rotation is not orthonormal (|R^T R - I| = %.3g); using it as given", what, err
+            )
+        cam = f.camera
+        if cam is None:
+            continue
+        for key, value in (("width", cam.width), ("height", cam.height)):
+            if not (isinstance(value, (int, np.integer)) and value >= 1):
+                raise T23dError(f"{what}: image {key} {value!r}; accepted: an integer >= 1 (pixels)")
+        for key, value in (("fx (fl_x)", cam.fx), ("fy (fl_y)", cam.fy)):
+            if not (np.isfinite(value) and value > 0):
+                raise T23dError(
+                    f"{what}: focal length {key} is {value!r}; accepted: a finite number > 0 (pixels)"
+                )
+        for key, value in (("cx", cam.cx), ("cy", cam.cy), *cam.distortion.items()):
+            if not np.isfinite(value):
+                raise T23dError(f"{what}: camera parameter {key} is {value!r}; accepted: a finite number")
+
+
 def opencv_to_opengl(c2w_cv: np.ndarray) -> np.ndarray:
     """Convert camera-to-world poses ``[..., 4, 4]`` from OpenCV axes to OpenGL axes (and back)."""
     return c2w_cv @ GL_FROM_CV

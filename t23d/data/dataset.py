@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from t23d.common.errors import ConfigError, T23dError
-from t23d.data.cameras import SceneFrames
+from t23d.data.cameras import SceneFrames, check_frames
 from t23d.data.config import DataConfig
 from t23d.data.images import IMAGE_EXTENSIONS, list_images, load_image, load_mask, resize
 from t23d.data.normalise import compute_normalisation, denormalise_poses, normalise_poses
@@ -173,8 +173,27 @@ def _validate(cfg: DataConfig) -> None:
         raise ConfigError(f"config key 'holdout_every': invalid value {cfg.holdout_every}; accepted: >= 0")
 
 
-def load_dataset(path: Path, cfg: DataConfig | None = None) -> PhotoDataset:
-    """Load posed photos (nerfstudio, Blender, COLMAP) or pose raw photos with SfM; see module docstring."""
+def _check_min_size(scene: SceneFrames, cfg: DataConfig, width: int, height: int, min_size: int) -> None:
+    if min(width, height) >= min_size:
+        return
+    cam = scene.frames[0].camera
+    assert cam is not None
+    side = min(cam.width, cam.height)
+    largest = max(1, side // min_size)
+    raise ConfigError(
+        f"--downscale {cfg.downscale} (config key 'data.downscale'"
+        + (f", with data.max_image_size {cfg.max_image_size}" if cfg.max_image_size else "")
+        + f") leaves {width}x{height} px images of the {cam.width}x{cam.height} photos; at least {min_size} px a "
+        f"side are needed (the held-out SSIM's window): use --downscale {largest} or less"
+    )
+
+
+def load_dataset(path: Path, cfg: DataConfig | None = None, *, min_size: int = 1) -> PhotoDataset:
+    """Load posed photos (nerfstudio, Blender, COLMAP) or pose raw photos with SfM; see module docstring.
+
+    ``min_size``: the smallest image side (pixels, after ``downscale``) the caller can use; a smaller
+    one is refused, naming ``--downscale``, before any image is decoded. Every camera is checked
+    (:func:`t23d.data.cameras.check_frames`) before images are decoded too."""
     cfg = cfg or DataConfig()
     _validate(cfg)
     path = Path(path)
@@ -182,7 +201,9 @@ def load_dataset(path: Path, cfg: DataConfig | None = None) -> PhotoDataset:
     scene = read_frames(path, cfg)
     if not scene.frames:
         raise T23dError(f"no frames found in {path}")
+    check_frames(scene, path)
     width, height = _check_sizes(scene, cfg)
+    _check_min_size(scene, cfg, width, height, min_size)
 
     bg = {"white": 1.0, "black": 0.0, "random": 0.0}[cfg.background]
     images, alphas, intrinsics = [], [], []

@@ -102,8 +102,58 @@ class ExportConfig:
     it imports, otherwise raster)."""
 
 
+#: Bytes of working memory per density-grid sample during extraction: the float32 grid, marching cubes'
+#: float64 padded copy, the cavity fill's int32 labels and boolean masks.
+GRID_BYTES_PER_SAMPLE = 20
+
+
+def physical_memory_bytes() -> int | None:
+    """This machine's physical memory (None where the OS does not say)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def grid_memory_bytes(resolution: int) -> int:
+    """Upper estimate of the extraction's working memory at ``resolution`` (cells on the longest axis)."""
+    return (resolution + 1) ** 3 * GRID_BYTES_PER_SAMPLE
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**40:.1f} TiB" if n >= 2**40 else f"{n / 2**30:.1f} GiB"
+
+
+def check_export_memory(
+    resolution: int,
+    memory: int | None = None,
+    option: str = "--resolution {} (config key 'export.resolution')",
+) -> None:
+    """Refuse a ``resolution`` whose density grid cannot fit in this machine's memory, with the largest
+    resolution that does (an oversized grid would otherwise fail after minutes, or swap the machine).
+    ``option`` names the setting in the message (``{}`` is the value)."""
+    memory = physical_memory_bytes() if memory is None else memory
+    if memory is None or grid_memory_bytes(resolution) <= memory:
+        return
+    largest = int((memory / GRID_BYTES_PER_SAMPLE) ** (1 / 3)) - 1
+    raise ConfigError(
+        f"{option.format(resolution)}: the density grid of {resolution + 1}^3 "
+        f"samples needs about {_gib(grid_memory_bytes(resolution))} of memory and this machine has "
+        f"{_gib(memory)}; accepted: a resolution of at most {largest} here (256 is the default, 384 the "
+        "quality preset's)"
+    )
+
+
 def validate_export_config(cfg: ExportConfig) -> None:
-    """Raise :class:`ConfigError` naming the option, the value and what is accepted, for a bad config."""
+    """Raise :class:`ConfigError` naming the option, the value and what is accepted, for a bad config.
+
+    Also bounds ``resolution`` by this machine's memory (:func:`check_export_memory`) and refuses
+    non-finite numbers."""
+    from t23d.common.config import check_finite_numbers
+
+    check_finite_numbers(cfg, "export")
     from t23d.texture.bake import check_texture_size
 
     if cfg.format not in FORMATS:
@@ -156,6 +206,7 @@ def validate_export_config(cfg: ExportConfig) -> None:
     for key, value, ok, accepted in checks:
         if not ok:
             raise ConfigError(f"{key}: invalid value {value!r}; expected {accepted}")
+    check_export_memory(cfg.resolution)
     if cfg.threshold is not None and not cfg.threshold > 0:
         raise ConfigError(
             f"threshold: invalid value {cfg.threshold!r}; expected a density > 0 or None (automatic)"

@@ -152,3 +152,59 @@ def density_preset(name: str) -> GenerateConfig:
             export=ExportConfig(resolution=384, faces=100000, texture_size=2048),
         )
     raise ConfigError(f"unknown preset {name!r}; accepted: {', '.join(PRESETS)}")
+
+
+def sds_rules() -> list:
+    """Constraints on the keys of the score-distillation loops (``generate`` and ``refine``): random
+    cameras, shading and the prior (:class:`t23d.common.config.Rule` list)."""
+    from t23d.common.config import Rule, is_int, is_number, is_range
+
+    prob = is_number(0, 1)
+    return [
+        Rule("camera.resolution", is_int(8, 4096), "an integer in 8 .. 4096 (pixels)"),
+        Rule("camera.batch_size", is_int(1), "an integer >= 1"),
+        Rule("camera.azimuth_range", is_range(), "[min, max] degrees with min <= max"),
+        Rule("camera.elevation_range", is_range(-90, 90), "[min, max] degrees within [-90, 90]"),
+        Rule("camera.distance_range", is_range(0, open_lo=True), "[min, max] with 0 < min <= max"),
+        Rule("camera.fov_range", is_range(0, 180, open_lo=True), "[min, max] degrees within (0, 180)"),
+        Rule("camera.jitter", is_number(0), "a number >= 0"),
+        Rule("camera.eval_distance", is_number(0, open_lo=True), "a number > 0"),
+        Rule("camera.eval_fov", is_number(0, 179, open_lo=True), "degrees in (0, 179]"),
+        Rule("shading.albedo_probability", prob, "a probability in [0, 1]"),
+        Rule("shading.lambertian_probability", prob, "a probability in [0, 1]"),
+        Rule("shading.textureless_probability", prob, "a probability in [0, 1]"),
+        Rule("shading.albedo_only_steps", is_int(0), "an integer >= 0"),
+        Rule("guidance.guidance_scale", is_number(0, open_lo=True), "a finite number > 0"),
+        Rule(
+            "guidance.grad_clip", lambda v: v is None or is_number(0, open_lo=True)(v), "a number > 0 or null"
+        ),
+        Rule(
+            "guidance.vae_resolution",
+            lambda v: is_int(8, 2048)(v) and v % 8 == 0,
+            "a multiple of 8 in 8 .. 2048",
+        ),
+        Rule("guidance.resolution", is_int(8, 1024), "an integer in 8 .. 1024"),
+    ]
+
+
+def validate_generate_config(cfg: GenerateConfig) -> None:
+    """Refuse a bad ``generate`` config before any work starts (nothing loaded, nothing written): every
+    number finite, the shared training rules, the cameras, shading, prior and previews, and the export
+    options when the run exports at the end. Errors name the key (and flag), the value and what is
+    accepted."""
+    from t23d.common.config import Rule, is_int
+    from t23d.export.config import validate_export_config
+    from t23d.run.config import training_rules, validate_training_config
+
+    rules = (
+        training_rules()
+        + sds_rules()
+        + [
+            Rule("preview.num_views", is_int(1), "an integer >= 1"),
+            Rule("preview.resolution", is_int(8, 4096), "an integer in 8 .. 4096 (pixels)"),
+            Rule("preview.turntable_frames", is_int(0), "an integer >= 0 (0 disables the GIF)"),
+        ]
+    )
+    validate_training_config(cfg, rules)
+    if cfg.export_at_end:
+        validate_export_config(cfg.export)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from t23d.common.config import from_dict, load_yaml
-from t23d.optimise.config import GenerateConfig
+from t23d.optimise.config import GenerateConfig, validate_generate_config
 from t23d.optimise.sds import build_state, train_sds
 from t23d.prompt.view import validate_prompt
 from t23d.run.checkpoint import check_resumable
@@ -82,10 +82,12 @@ def run_generate(
             held.enter_context(locked_run(run_dir, "resume"))
             saved = load_run_config(run_dir)
             cfg = dataclasses.replace(saved, steps=max(cfg.steps, saved.steps) if cfg.steps else saved.steps)
+            validate_generate_config(cfg)
             check_resumable(run_dir / "checkpoints", run_dir)
             check_writable(run_dir, "--resume")
         else:
             cfg = dataclasses.replace(cfg, prompt=validate_prompt(cfg.prompt))
+            validate_generate_config(cfg)
             check_writable(Path(out_parent))
             info = {}
         device = resolve_device(cfg.device)

@@ -171,3 +171,29 @@ def refine_preset(name: str) -> RefineConfig:
             export=ExportConfig(faces=20_000, texture_size=1024, resolution=128, normal_map=True),
         )
     raise ConfigError(f"unknown refine preset {name!r}; accepted: {', '.join(REFINE_PRESETS)}")
+
+
+def validate_refine_config(cfg: RefineConfig) -> None:
+    """Refuse a bad ``refine`` config before any work starts: every number finite, the shared training
+    and score-distillation rules, the mesh initialisation (its grid bounded by memory like an export's)
+    and the export options when the run exports at the end."""
+    from t23d.common.config import Rule, is_int
+    from t23d.export.config import check_export_memory, validate_export_config
+    from t23d.optimise.config import sds_rules
+    from t23d.run.config import training_rules, validate_training_config
+
+    rules = (
+        training_rules()
+        + sds_rules()
+        + [
+            Rule("mesh.resolution", is_int(2), "an integer >= 2"),
+            Rule("mesh.faces", is_int(4), "an integer >= 4"),
+            Rule("distill.steps", is_int(0), "an integer >= 0"),
+            Rule("distill.num_points", is_int(1), "an integer >= 1"),
+            Rule("distill.batch_size", is_int(1), "an integer >= 1"),
+        ]
+    )
+    validate_training_config(cfg, rules)
+    check_export_memory(cfg.mesh.resolution, option="config key 'mesh.resolution' {}")
+    if cfg.export_at_end:
+        validate_export_config(cfg.export)

@@ -23,7 +23,7 @@ from torch import Tensor
 from t23d.common.config import from_dict, load_yaml
 from t23d.common.errors import ConfigError, T23dError
 from t23d.optimise.refine import RefineState, init_refine_state, load_refine_state, render_views, train_refine
-from t23d.optimise.refine_config import RefineConfig
+from t23d.optimise.refine_config import RefineConfig, validate_refine_config
 from t23d.run.checkpoint import check_resumable
 from t23d.run.lifecycle import locked_run, recorded_run, timed_export, timed_training
 from t23d.run.rundir import CONFIG_YAML, check_writable, create_run_dir, read_run, update_run, write_config
@@ -116,12 +116,14 @@ def _run_refine(
         held.enter_context(locked_run(run_dir, "resume"))
         saved = load_refine_config(run_dir)
         cfg = dataclasses.replace(saved, steps=max(cfg.steps, saved.steps) if cfg.steps else saved.steps)
+        validate_refine_config(cfg)
         check_resumable(run_dir / "checkpoints", run_dir)
         check_writable(run_dir, "--resume")
     else:
         if not cfg.source:
             raise ConfigError("source: a stage-1 run directory is required (t23d refine RUN_DIR)")
         read_run(Path(cfg.source), "generate")
+        validate_refine_config(cfg)
         out_parent = Path(out_parent) if out_parent is not None else Path(cfg.source).parent
         check_writable(out_parent)
         info = {}

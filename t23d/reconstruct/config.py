@@ -149,3 +149,26 @@ def default_background(cfg: ReconstructConfig, has_alpha: bool) -> BackgroundCon
     if cfg.background is not None:
         return cfg.background
     return RandomBackground() if has_alpha else ContractedBackground()
+
+
+def validate_reconstruct_config(cfg: ReconstructConfig) -> None:
+    """Refuse a bad ``reconstruct`` config before any work starts (no photo loaded, nothing written):
+    every number finite, the shared training rules, the loop's own keys, the data options, and the
+    export options when the run exports at the end. Errors name the key (and flag), the value and what
+    is accepted. Limits that need the photos (the image size left by ``--downscale``) are checked as soon
+    as the cameras are read."""
+    from t23d.common.config import Rule, is_int, is_number
+    from t23d.export.config import validate_export_config
+    from t23d.run.config import training_rules, validate_training_config
+
+    rules = training_rules() + [
+        Rule("rays_per_batch", is_int(1), "an integer >= 1"),
+        Rule("lr_decay_start", is_int(0), "an integer >= 0 (a step)"),
+        Rule("eval_resolution_scale", is_number(0, 1, open_lo=True), "a number in (0, 1]"),
+        Rule("data.downscale", is_int(1), "an integer >= 1", "--downscale"),
+        Rule("data.max_image_size", lambda v: v is None or is_int(8)(v), "an integer >= 8 or null"),
+        Rule("data.holdout_every", is_int(0), "an integer >= 0 (0 disables the hold-out)"),
+    ]
+    validate_training_config(cfg, rules)
+    if cfg.export_at_end:
+        validate_export_config(cfg.export)

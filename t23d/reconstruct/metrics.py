@@ -6,6 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+SSIM_WINDOW = 11
+"""Side of SSIM's Gaussian window in pixels: images must be at least this large."""
+
 
 def psnr(a: Tensor, b: Tensor) -> float:
     """Peak signal-to-noise ratio in dB of images in [0, 1] (any matching shapes)."""
@@ -17,10 +20,10 @@ def ssim(a: Tensor, b: Tensor) -> float:
     """Mean SSIM of two images [H, W, 3] in [0, 1]."""
     x = a.permute(2, 0, 1)[None].float()
     y = b.permute(2, 0, 1)[None].float()
-    coords = torch.arange(11, dtype=torch.float32) - 5
+    coords = torch.arange(SSIM_WINDOW, dtype=torch.float32) - SSIM_WINDOW // 2
     g = torch.exp(-(coords**2) / (2 * 1.5**2))
     g = g / g.sum()
-    window = (g[:, None] * g[None, :]).expand(3, 1, 11, 11)
+    window = (g[:, None] * g[None, :]).expand(3, 1, SSIM_WINDOW, SSIM_WINDOW)
 
     def blur(t: Tensor) -> Tensor:
         return F.conv2d(t, window, groups=3)

@@ -22,7 +22,8 @@ import torch
 from t23d.common.atomic import write_json_atomic
 from t23d.common.config import from_dict, load_yaml
 from t23d.common.errors import T23dError
-from t23d.reconstruct.config import ReconstructConfig, default_background
+from t23d.reconstruct.config import ReconstructConfig, default_background, validate_reconstruct_config
+from t23d.reconstruct.metrics import SSIM_WINDOW
 from t23d.reconstruct.train import TrainImages, build_reconstruct_state, train_photometric
 from t23d.render.cameras import Cameras
 from t23d.run.checkpoint import check_resumable
@@ -192,15 +193,18 @@ def _run_reconstruct(
         held.enter_context(locked_run(run_dir, "resume"))
         saved = load_reconstruct_config(run_dir)
         cfg = dataclasses.replace(saved, steps=max(cfg.steps, saved.steps) if cfg.steps else saved.steps)
+        validate_reconstruct_config(cfg)
         check_resumable(run_dir / "checkpoints", run_dir)
         check_writable(run_dir, "--resume")
     else:
         if not cfg.input:
             raise T23dError("no input given; pass photos or a camera file, e.g. t23d reconstruct photos/")
+        validate_reconstruct_config(cfg)
         check_writable(Path(out_parent))
     device = resolve_device(cfg.device)
     t_load = time.perf_counter()
-    dataset = load_dataset(Path(cfg.input), cfg.data)
+    # held-out SSIM needs images of at least its window's size
+    dataset = load_dataset(Path(cfg.input), cfg.data, min_size=SSIM_WINDOW)
     t_load = time.perf_counter() - t_load
     if not dataset.train_indices:
         raise T23dError(f"{cfg.input}: no training images after the hold-out split")

@@ -320,3 +320,15 @@ def test_slugify():
     long = slugify("word " * 40)
     assert len(long) <= 64 and not long.endswith("_") and long.startswith("word_word")
     assert slugify("../../etc/passwd") == "etc_passwd"
+
+
+def test_resolution_is_bounded_by_memory():
+    from t23d.export.config import check_export_memory, validate_export_config
+
+    with pytest.raises(ConfigError, match=r"--resolution 10000 .* 10001\^3 samples needs about 18\.2 TiB"):
+        validate_export_config(ExportConfig(resolution=10000))
+    # the bound is this machine's memory, and the message says the largest resolution that fits
+    with pytest.raises(ConfigError, match="accepted: a resolution of at most 949 here"):
+        check_export_memory(1024, memory=2**34)
+    check_export_memory(949, memory=2**34)
+    validate_export_config(ExportConfig(resolution=384))  # the quality preset's

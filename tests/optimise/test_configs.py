@@ -97,3 +97,27 @@ def test_sdf_presets_switch_geometry_and_its_companion_settings():
     floor = half.sdf_training.sharpness_floor
     assert isinstance(floor, Linear) and floor.end_step == r.sdf_training.sharpness_floor.end_step // 2
     assert schedules_for_steps(r, None) is r
+
+
+@pytest.mark.parametrize("geometry", ["density", "sdf"])
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_preset_and_shipped_yaml_passes_validation(name, geometry):
+    """The checks that refuse bad input before a run starts accept everything t23d ships."""
+    from t23d.optimise.config import validate_generate_config
+    from t23d.reconstruct.config import reconstruct_preset, validate_reconstruct_config
+
+    validate_generate_config(preset(name, geometry))
+    validate_reconstruct_config(reconstruct_preset(name, geometry))
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        if not path.name.startswith("refine-"):
+            validate_generate_config(apply_overrides(preset(name, geometry), load_yaml(path)))
+
+
+@pytest.mark.parametrize("name", ["fast", "default"])
+def test_every_refine_preset_passes_validation(name):
+    from t23d.optimise.refine_config import REFINE_PRESETS, refine_preset, validate_refine_config
+
+    assert name in REFINE_PRESETS
+    validate_refine_config(refine_preset(name))
+    for path in sorted(CONFIGS.glob("refine-*.yaml")):
+        validate_refine_config(apply_overrides(refine_preset(name), load_yaml(path)))
