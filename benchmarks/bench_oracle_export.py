@@ -43,7 +43,7 @@ def main() -> None:
     from t23d.optimise.config import preset
     from t23d.optimise.generate import run_generate
     from t23d.optimise.regularisers import RegularisersConfig
-    from t23d.render.cameras import RandomCameraConfig
+    from t23d.render.cameras import RandomCameraConfig, WorldDistance
     from t23d.render.shading import ShadingConfig
 
     distance, fov = 1.75, 50.0
@@ -55,7 +55,7 @@ def main() -> None:
         export_at_end=True,
         background=ConstantBackground((1.0, 1.0, 1.0)),
         camera=RandomCameraConfig(
-            resolution=args.resolution, distance_range=(distance, distance), fov_range=(fov, fov)
+            resolution=args.resolution, distance=WorldDistance((distance, distance)), fov_range=(fov, fov)
         ),
         shading=ShadingConfig(albedo_only_steps=10**9),
         regularisers=RegularisersConfig(orientation=Constant(0.0), sparsity=Constant(0.0)),

@@ -20,7 +20,12 @@ _TESTS_DIR = str(Path(__file__).resolve().parent)
 if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
-from fixtures.tiny_priors import build_tiny_if, build_tiny_sd, save_sentencepiece_t5_tokenizer  # noqa: E402
+from fixtures.tiny_priors import (  # noqa: E402
+    build_tiny_if,
+    build_tiny_mvdream,
+    build_tiny_sd,
+    save_sentencepiece_t5_tokenizer,
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -63,6 +68,12 @@ def tiny_sd_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_if_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random DeepFloyd IF stage-I pipeline folder (diffusers layout), built once per session."""
     return build_tiny_if(tmp_path_factory.mktemp("tiny_if"))
+
+
+@pytest.fixture(scope="session")
+def tiny_mvdream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random MVDream pipeline folder (ashawkey/mvdream-sd2.1-diffusers layout), built once per session."""
+    return build_tiny_mvdream(tmp_path_factory.mktemp("tiny_mvdream"))
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,10 @@ def main(args: argparse.Namespace) -> int:
     if args.no_export:
         changes["export_at_end"] = False
     if args.prior is not None:
-        changes["guidance"] = dataclasses.replace(cfg.guidance, pretrained=args.prior)
+        from t23d.guidance.detect import guidance_config_for_prior
+
+        # the folder's (or hub repository's) model_index.json picks the guidance kind (SD, IF, ...)
+        changes["guidance"] = guidance_config_for_prior(cfg.guidance, args.prior)
     cfg = dataclasses.replace(cfg, **changes)
     if cfg.device not in ("auto", "cpu", "cuda"):
         raise T23dError(f"--device {cfg.device!r} is not one of: auto, cpu, cuda")

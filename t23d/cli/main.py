@@ -165,6 +165,13 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="output folder (default: RUN_DIR/renders)")
     p.add_argument("--resolution", type=int, default=None, help="turntable image size")
     p.add_argument("--frames", type=int, default=None, help="turntable frames")
+    p.add_argument(
+        "--background",
+        choices=("transparent", "composite"),
+        default="transparent",
+        help="transparent (default): RGBA PNGs, the field's colour with its opacity as alpha; composite: RGB "
+        "PNGs over the run's learnt background (e.g. the surroundings of an unmasked photo run)",
+    )
     p.set_defaults(handler="t23d.cli.render:main")
 
 

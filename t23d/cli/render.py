@@ -38,6 +38,15 @@ def _cameras_from_file(path: Path, scene: dict | None):
     return Cameras(torch.tensor(c2w, dtype=torch.float32), intr, w, h)
 
 
+def _frames(out: dict, background: str):
+    """``[B, H, W, 4]`` straight-alpha RGBA (``transparent``) or ``[B, H, W, 3]`` composited RGB, on CPU."""
+    from t23d.render.preview import straight_rgba
+
+    if background == "composite":
+        return out["rgb"].cpu()
+    return straight_rgba(out["rgb"], out["opacity"], out["background"]).cpu()
+
+
 def _render_refine(run_dir: Path, args: argparse.Namespace) -> int:
     """``t23d render`` of a refine run: the refined mesh and colour field, rasterised over its background."""
     import torch
@@ -46,22 +55,34 @@ def _render_refine(run_dir: Path, args: argparse.Namespace) -> int:
     from t23d.optimise.refine import render_views
     from t23d.optimise.refine_run import load_refine_run
     from t23d.render.cameras import orbit_cameras
-    from t23d.render.preview import image_grid, save_gif, save_png
+    from t23d.render.preview import image_grid, save_gif, save_png, straight_rgba
 
     cfg, state = load_refine_run(run_dir)
     state.background.eval()
     out_dir = Path(args.out) if args.out else run_dir / "renders"
+    background = getattr(args, "background", "transparent")
+
+    def frames_of(cameras) -> torch.Tensor:
+        """RGBA (straight alpha from the anti-aliased coverage, rendered over black) or composited RGB."""
+        if background == "composite":
+            return render_views(state, cameras).rgb.cpu()
+        out = render_views(state, cameras, background=False)
+        return straight_rgba(out.rgb, out.opacity, torch.zeros_like(out.rgb)).cpu()
+
     if args.cameras is None:
         c = cfg.camera
         views = orbit_cameras(
             args.frames or 36, args.resolution or 256, c.eval_distance, c.eval_fov, c.eval_elevation
         )
         with torch.no_grad():
-            frames = torch.cat(
+            rgb = torch.cat(
                 [render_views(state, views.cameras[i : i + 1]).rgb.cpu() for i in range(len(views.cameras))]
             )
-        save_gif(out_dir / "turntable.gif", frames)
-        print(f"wrote {out_dir / 'turntable.gif'}")
+            frames = torch.cat([frames_of(views.cameras[i : i + 1]) for i in range(len(views.cameras))])
+        save_gif(out_dir / "turntable.gif", rgb)
+        for i in range(len(frames)):
+            save_png(out_dir / f"frame_{i:04d}.png", image_grid(frames[i : i + 1], 1))
+        print(f"wrote {out_dir / 'turntable.gif'} and {len(frames)} frames frame_XXXX.png ({background})")
         return 0
     path = Path(args.cameras)
     if args.cameras in ("train", "test") or not path.is_file():
@@ -70,11 +91,11 @@ def _render_refine(run_dir: Path, args: argparse.Namespace) -> int:
     images = []
     with torch.no_grad():
         for i in range(len(cams)):
-            rgb = render_views(state, cams[i]).rgb.cpu()
-            images.append(rgb[0])
-            save_png(out_dir / f"view_{i:04d}.png", image_grid(rgb, 1))
+            frame = frames_of(cams[i])
+            images.append(frame[0])
+            save_png(out_dir / f"view_{i:04d}.png", image_grid(frame, 1))
     save_png(out_dir / "grid.png", image_grid(torch.stack(images)))
-    print(f"wrote {len(images)} views to {out_dir}")
+    print(f"wrote {len(images)} views to {out_dir} ({background})")
     return 0
 
 
@@ -117,12 +138,16 @@ def main(args: argparse.Namespace) -> int:
     dev = next(state.field.parameters()).device
     state.field.eval()
     state.background.eval()
+    background = getattr(args, "background", "transparent")
     if args.cameras is None:
         res = args.resolution or 256
         views = orbit_cameras(args.frames or 36, res, distance, fov, elevation)
         out = render_images(state.field, state.background, views.cameras.to(dev), cfg.render, state.occupancy)
         save_gif(out_dir / "turntable.gif", out["rgb"].cpu())
-        print(f"wrote {out_dir / 'turntable.gif'}")
+        frames = _frames(out, background)
+        for i in range(len(frames)):
+            save_png(out_dir / f"frame_{i:04d}.png", image_grid(frames[i : i + 1], 1))
+        print(f"wrote {out_dir / 'turntable.gif'} and {len(frames)} frames frame_XXXX.png ({background})")
         return 0
     if args.cameras in ("train", "test"):
         if scene is None:
@@ -138,8 +163,9 @@ def main(args: argparse.Namespace) -> int:
     images = []
     for i in range(len(cams)):
         out = render_images(state.field, state.background, cams[i].to(dev), cfg.render, state.occupancy)
-        images.append(out["rgb"][0].cpu())
-        save_png(out_dir / f"view_{i:04d}.png", image_grid(out["rgb"][:1].cpu(), 1))
+        frame = _frames(out, background)
+        images.append(frame[0])
+        save_png(out_dir / f"view_{i:04d}.png", image_grid(frame[:1], 1))
     save_png(out_dir / "grid.png", image_grid(torch.stack(images)))
-    print(f"wrote {len(images)} views to {out_dir}")
+    print(f"wrote {len(images)} views to {out_dir} ({background})")
     return 0

@@ -12,6 +12,7 @@ from t23d.guidance.base import Guidance, GuidanceOutput
 from t23d.guidance.config import (
     DeepFloydGuidanceConfig,
     GuidanceConfig,
+    MVDreamGuidanceConfig,
     StableDiffusionGuidanceConfig,
     Weighting,
 )
@@ -24,7 +25,8 @@ def build_guidance(cfg: GuidanceConfig, prompt: str, negative_prompt: str, devic
     """Load the prior named by ``cfg`` and precompute the prompt embeddings.
 
     Args:
-        cfg: a :class:`StableDiffusionGuidanceConfig` or :class:`DeepFloydGuidanceConfig`.
+        cfg: a :class:`StableDiffusionGuidanceConfig`, :class:`DeepFloydGuidanceConfig` or
+            :class:`MVDreamGuidanceConfig`.
         prompt: the text description; empty or whitespace-only raises :class:`T23dError`.
         negative_prompt: used as the unconditional prompt of classifier-free guidance ("" for none).
         device: where the prior runs.
@@ -40,6 +42,10 @@ def build_guidance(cfg: GuidanceConfig, prompt: str, negative_prompt: str, devic
         from t23d.guidance.deepfloyd import DeepFloydGuidance
 
         return DeepFloydGuidance(cfg, prompt, negative_prompt or "", device)
+    if isinstance(cfg, MVDreamGuidanceConfig):
+        from t23d.guidance.mvdream import MVDreamGuidance
+
+        return MVDreamGuidance(cfg, prompt, negative_prompt or "", device)
     raise TypeError(f"unknown guidance config {type(cfg).__name__}; expected one of {GuidanceConfig}")
 
 
@@ -48,6 +54,7 @@ __all__ = [
     "Guidance",
     "GuidanceConfig",
     "GuidanceOutput",
+    "MVDreamGuidanceConfig",
     "StableDiffusionGuidanceConfig",
     "Weighting",
     "build_guidance",

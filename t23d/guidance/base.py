@@ -35,6 +35,10 @@ class GuidanceOutput:
 class Guidance(Protocol):
     """A frozen 2D prior that scores renders of the 3D scene."""
 
+    num_views: int
+    """Views the prior denoises together: 1 for single-image priors; a multi-view prior (MVDream: 4) gets
+    groups of ``num_views`` views at fixed relative azimuths (see ``sample_random_views``)."""
+
     def compute(
         self,
         images: torch.Tensor,
@@ -42,6 +46,8 @@ class Guidance(Protocol):
         elevation_deg: torch.Tensor,
         step: int,
         generator: torch.Generator,
+        *,
+        c2w: torch.Tensor | None = None,
     ) -> GuidanceOutput:
         """SDS loss for a batch of renders.
 
@@ -52,6 +58,8 @@ class Guidance(Protocol):
             step: optimisation step, evaluates the timestep-range schedules.
             generator: CPU generator; the only source of randomness (t, then noise), so runs resume
                 bit-exactly.
+            c2w: ``[B, 4, 4]`` camera-to-world matrices of the views (t23d's frame, OpenGL axes); camera-
+                conditioned priors need them, others ignore them.
         """
         ...
 
@@ -67,6 +75,63 @@ class Guidance(Protocol):
 def combine_cfg(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
     """Classifier-free guidance: ``eps_uncond + s * (eps_cond - eps_uncond)`` (any matching shapes)."""
     return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+
+
+def perpendicular_component(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """The part of each sample of ``x`` orthogonal to the same sample of ``y``: ``x - (<x, y> / <y, y>) y``.
+
+    ``x``, ``y``: ``[B, ...]``; the inner products run over every dimension but the first. ``<y, y>`` is
+    clamped to ``eps`` (y = 0 leaves x unchanged).
+    """
+    dims = tuple(range(1, x.ndim))
+    dot = (x * y).sum(dim=dims, keepdim=True)  # [B, 1, ...]
+    norm2 = (y * y).sum(dim=dims, keepdim=True).clamp(min=eps)
+    return x - (dot / norm2) * y
+
+
+def combine_perp_neg(
+    eps_uncond: torch.Tensor,
+    eps_pos: torch.Tensor,
+    eps_neg: torch.Tensor,
+    negative_weight: torch.Tensor,
+    guidance_scale: float,
+) -> torch.Tensor:
+    """Perp-Neg guidance (Armandpour et al. 2023, eq. 7): the negatives' directions orthogonal to the positive's.
+
+    ``eps = eps_uncond + s * (e_pos + sum_k w_k * perp(e_k, e_pos))`` with ``e_pos = eps_pos - eps_uncond``
+    and ``e_k = eps_neg[:, k] - eps_uncond``; a negative weight ``w_k < 0`` pushes away from negative k
+    without cancelling what it shares with the positive prompt.
+
+    Args:
+        eps_uncond, eps_pos: ``[B, C, h, w]`` predictions for the unconditional and positive prompts.
+        eps_neg: ``[B, K, C, h, w]`` predictions for the K negative prompts.
+        negative_weight: ``[B, K]`` weights w_k.
+        guidance_scale: s.
+    """
+    e_pos = eps_pos - eps_uncond  # [B, C, h, w]
+    guided = e_pos
+    for k in range(eps_neg.shape[1]):
+        e_neg = eps_neg[:, k] - eps_uncond
+        w = negative_weight[:, k].view(-1, *([1] * (e_pos.ndim - 1))).to(e_pos.dtype)
+        guided = guided + w * perpendicular_component(e_neg, e_pos)
+    return eps_uncond + guidance_scale * guided
+
+
+def rescale_cfg(eps_cfg: torch.Tensor, eps_cond: torch.Tensor, guidance_rescale: float) -> torch.Tensor:
+    """CFG rescale (Lin et al. 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed", eq. 15-16).
+
+    ``rescaled = eps_cfg * std(eps_cond) / std(eps_cfg)`` per sample (std over every dimension but the
+    first), then ``phi * rescaled + (1 - phi) * eps_cfg`` with ``phi = guidance_rescale`` in [0, 1]:
+    at phi = 1 the guided prediction has exactly the conditional prediction's std, undoing the
+    over-exposure that large guidance scales cause; phi = 0 is plain CFG.
+    """
+    if guidance_rescale == 0.0:
+        return eps_cfg
+    dims = tuple(range(1, eps_cfg.ndim))
+    std_cond = eps_cond.std(dim=dims, keepdim=True)
+    std_cfg = eps_cfg.std(dim=dims, keepdim=True).clamp(min=1e-12)
+    rescaled = eps_cfg * (std_cond / std_cfg)
+    return guidance_rescale * rescaled + (1.0 - guidance_rescale) * eps_cfg
 
 
 def timestep_weight(alpha_bar: torch.Tensor, weighting: str) -> torch.Tensor:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional, Union
 
-from t23d.common.schedule import Constant, Schedule
-from t23d.prompt.config import ViewPromptConfig
+from t23d.common.schedule import Constant, Linear, Schedule
+from t23d.prompt.config import PerpNegConfig, ViewPromptConfig
 
 Weighting = Literal["sds", "uniform", "fantasia3d"]
 """SDS timestep weighting w(t), with alpha_bar = alphas_cumprod[t]:
@@ -38,12 +38,23 @@ class StableDiffusionGuidanceConfig:
     """Per-element clamp of the SDS gradient to [-grad_clip, grad_clip] (threestudio's convention), applied
     after the weighting; None disables clipping. ``GuidanceOutput.grad_norm`` is measured before it."""
     vae_resolution: int = 512
-    """Side in pixels that renders are resized to (bilinear) before the VAE encoder; a multiple of 8.
-    512 for SD 2.1-base; a CPU preset may use 64-256 (the VAE dominates CPU cost)."""
+    """Side in pixels that renders are resized to (bilinear) before the VAE encoder, inside the guidance
+    (logged once per run); a multiple of 8. 512 for SD 2.1-base; a CPU preset may use 64-256 (the VAE
+    dominates CPU cost). The latent is ``vae_resolution / 8`` on a side."""
     half_precision: bool = True
     """Load the weights in float16 on CUDA. Ignored on CPU, which always uses float32."""
     view_prompts: ViewPromptConfig = field(default_factory=ViewPromptConfig)
     """View-dependent prompt suffixes selected per camera from its azimuth/elevation."""
+    perp_neg: Optional[PerpNegConfig] = None
+    """Perp-Neg view prompts (Armandpour et al. 2023; threestudio's ``use_perp_neg``): the positive prompt
+    interpolates the view prompts by azimuth and the other views' prompts are negatives applied through
+    their components perpendicular to the positive direction, against Janus (multi-face) objects.
+    ``{}`` in YAML enables the defaults, ``null`` disables. Needs ``view_prompts.enabled``; costs 4 UNet
+    evaluations per view instead of 2."""
+    guidance_rescale: float = 0.0
+    """CFG rescale phi in [0, 1] (Lin et al. 2023): the guided noise prediction is rescaled per view to
+    the conditional prediction's standard deviation and mixed back, ``phi * rescaled + (1 - phi) * cfg``.
+    0 = plain classifier-free guidance; 0.5-0.7 tame the over-saturation of large guidance scales."""
     local_files_only: Optional[bool] = None
     """Never contact the hub when True; None honours the HF_HUB_OFFLINE environment variable."""
 
@@ -73,14 +84,69 @@ class DeepFloydGuidanceConfig:
     """Per-element clamp of the SDS gradient to [-grad_clip, grad_clip], applied after the weighting;
     None disables clipping. ``GuidanceOutput.grad_norm`` is measured before it."""
     resolution: int = 64
-    """Side in pixels that renders are resized to (bilinear); IF stage I is trained at 64."""
+    """IF's pixel size: every render is resized (bilinear) to ``resolution`` x ``resolution`` inside the
+    guidance before noising, whatever ``camera.resolution`` renders (logged once per run). IF stage I
+    is trained at 64. Choosing IF never changes the render resolution of a preset: a 32 px preset
+    renders 32 px and IF sees them upsampled to 64."""
     half_precision: bool = True
     """Load the weights in float16 on CUDA. Ignored on CPU, which always uses float32."""
     view_prompts: ViewPromptConfig = field(default_factory=ViewPromptConfig)
     """View-dependent prompt suffixes selected per camera from its azimuth/elevation."""
+    perp_neg: Optional[PerpNegConfig] = None
+    """Perp-Neg view prompts (Armandpour et al. 2023; threestudio's ``use_perp_neg``): the positive prompt
+    interpolates the view prompts by azimuth and the other views' prompts are negatives applied through
+    their components perpendicular to the positive direction, against Janus (multi-face) objects.
+    ``{}`` in YAML enables the defaults, ``null`` disables. Needs ``view_prompts.enabled``; costs 4 UNet
+    evaluations per view instead of 2."""
+    guidance_rescale: float = 0.0
+    """CFG rescale phi in [0, 1] (Lin et al. 2023): the guided noise prediction is rescaled per view to
+    the conditional prediction's standard deviation and mixed back, ``phi * rescaled + (1 - phi) * cfg``.
+    0 = plain classifier-free guidance; 0.5-0.7 tame the over-saturation of large guidance scales."""
     local_files_only: Optional[bool] = None
     """Never contact the hub when True; None honours the HF_HUB_OFFLINE environment variable."""
 
 
-GuidanceConfig = Union[StableDiffusionGuidanceConfig, DeepFloydGuidanceConfig]
+@dataclass
+class MVDreamGuidanceConfig:
+    """Multi-view SDS with an MVDream prior (Shi et al. 2023): 4 views of the object denoised together.
+
+    The UNet is camera-conditioned and its self-attention spans the views of a sample, so the views
+    agree on one 3D object (no Janus faces). The SDS loop renders each sample's views at fixed relative
+    azimuths (0/90/180/270 degrees plus a random offset, one elevation/distance/fov per group); each
+    view's camera enters the UNet as its camera-to-world matrix (translation normalised to unit length,
+    flattened). One timestep per group, as MVDream is trained. No view-dependent prompt suffixes.
+
+    Loads the diffusers conversion of ``ashawkey/mvdream_diffusers`` (hub:
+    ``ashawkey/mvdream-sd2.1-diffusers``): model_index.json ``MVDreamPipeline``, ``unet/``
+    (``MultiViewUNetModel``, implemented in :mod:`t23d.guidance.mvdream_unet`), ``vae/``,
+    ``text_encoder/`` (SD 2.1's OpenCLIP), ``tokenizer/``, ``scheduler/``. Defaults follow
+    threestudio's ``mvdream-sd21`` recipe.
+    """
+
+    pretrained: str = "ashawkey/mvdream-sd2.1-diffusers"
+    """Hugging Face hub id, or a local folder in the layout above. Both load through the same code path."""
+    guidance_scale: float = 50.0
+    """Classifier-free guidance scale s (threestudio's MVDream recipe uses 50)."""
+    min_step_percent: Schedule = field(default_factory=lambda: Linear(0.98, 0.02, 0, 8000))
+    """Smallest sampled timestep as a fraction of the training timesteps (0-1), per optimisation step."""
+    max_step_percent: Schedule = field(default_factory=lambda: Linear(0.98, 0.50, 0, 8000))
+    """Largest sampled timestep as a fraction of the training timesteps (0-1), per optimisation step."""
+    weighting: Weighting = "sds"
+    """Timestep weighting w(t): ``sds`` (1 - alpha_bar), ``uniform`` (1) or ``fantasia3d``."""
+    grad_clip: Optional[float] = None
+    """Per-element clamp of the SDS gradient to [-grad_clip, grad_clip], applied after the weighting."""
+    vae_resolution: int = 256
+    """Side in pixels renders are resized to before the VAE encoder (MVDream is trained at 256, a 32x32
+    latent); a multiple of 8."""
+    guidance_rescale: float = 0.0
+    """CFG rescale phi in [0, 1] (Lin et al. 2023), as for Stable Diffusion."""
+    num_views: int = 4
+    """Views per sample that attend to each other; the released MVDream checkpoints are 4-view."""
+    half_precision: bool = True
+    """Load the weights in float16 on CUDA. Ignored on CPU, which always uses float32."""
+    local_files_only: Optional[bool] = None
+    """Never contact the hub when True; None honours the HF_HUB_OFFLINE environment variable."""
+
+
+GuidanceConfig = Union[StableDiffusionGuidanceConfig, DeepFloydGuidanceConfig, MVDreamGuidanceConfig]
 """Any guidance config; :func:`t23d.guidance.build_guidance` dispatches on its type."""

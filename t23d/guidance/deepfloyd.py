@@ -73,6 +73,7 @@ class DeepFloydGuidance(ScoreDistillationGuidance):
     """SDS in pixel space at 64x64 against a frozen DeepFloyd IF stage-I UNet (T5 freed after use)."""
 
     kind = "deepfloyd-if"
+    input_size_key = "guidance.resolution"
 
     def __init__(
         self, cfg: DeepFloydGuidanceConfig, prompt: str, negative_prompt: str, device: torch.device
@@ -122,6 +123,10 @@ class DeepFloydGuidance(ScoreDistillationGuidance):
                 f"prior {self.source!r}: the UNet takes {self.unet.config.in_channels} channels; a DeepFloyd IF "
                 "stage-I UNet takes 3 (RGB pixels). Is this a latent (Stable Diffusion) prior?"
             )
+
+    def input_size(self) -> int:
+        """IF's pixel size ``resolution``: renders are resized to it inside the guidance."""
+        return self.cfg.resolution
 
     def encode(self, images_bchw: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """``[B, 3, H, W]`` in [0, 1] -> ``[B, 3, R, R]`` in [-1, 1] (R = resolution); no randomness."""

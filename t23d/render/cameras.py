@@ -10,7 +10,8 @@ azimuth 0 on the **-Y** axis looking at the object's front (so the front faces -
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Union
 
 import torch
 from torch import Tensor
@@ -84,29 +85,66 @@ def focal_from_fov(fov_deg: Tensor, size: int) -> Tensor:
 
 
 @dataclass
+class SphereFitDistance:
+    """Camera distance that frames a sphere around the origin, whatever the field of view.
+
+    A sphere of ``radius`` fills a view of vertical field of view ``fov`` exactly (touches the top and
+    bottom edges of the square image) at the distance ``radius / sin(fov / 2)``; each camera stands at
+    that distance times a factor drawn uniformly from ``scale_range``. Scene objects live in the unit
+    sphere (the field's box is [-1, 1]^3), so the defaults keep an object that fills it in frame at
+    every sampled field of view, as threestudio's relative camera radius does.
+    """
+
+    radius: float = 1.0
+    """Radius (world units) of the sphere around the origin that must stay in view."""
+    scale_range: tuple[float, float] = (1.0, 1.25)
+    """Factor range applied to the fitting distance; 1.0 = the sphere touches the frame's edges."""
+
+
+@dataclass
+class WorldDistance:
+    """Camera distance in world units, drawn independently of the field of view."""
+
+    distance_range: tuple[float, float] = (3.0, 3.5)
+    """Camera distance range from the origin in world units."""
+
+
+CameraDistance = Union[SphereFitDistance, WorldDistance]
+"""How random SDS cameras choose their distance; :func:`sample_random_views` dispatches on the type."""
+
+
+@dataclass
 class RandomCameraConfig:
     """Random cameras around the origin for score distillation (DreamFusion's sampling)."""
 
     resolution: int = 64
     """Rendered image width and height in pixels."""
     batch_size: int = 1
-    """Views per optimisation step."""
+    """Views per optimisation step; a multi-view prior (MVDream) gets ``batch_size`` groups of its
+    ``num_views`` views instead (see :func:`sample_random_views`)."""
     azimuth_range: tuple[float, float] = (-180.0, 180.0)
     """Azimuth range in degrees (0 = front, on -Y)."""
     elevation_range: tuple[float, float] = (-10.0, 45.0)
     """Elevation range in degrees above the XY plane."""
-    distance_range: tuple[float, float] = (1.5, 2.0)
-    """Camera distance from the origin in world units."""
+    distance: CameraDistance = field(default_factory=SphereFitDistance)
+    """Camera distance: relative to the field of view (``SphereFitDistance``, frames the unit sphere)
+    or in world units (``WorldDistance``)."""
     fov_range: tuple[float, float] = (40.0, 70.0)
     """Vertical field of view range in degrees."""
     jitter: float = 0.0
     """Std-dev of random offsets (world units) of the look-at target, for robustness."""
-    eval_distance: float = 1.75
-    """Distance used for previews and evaluation views."""
+    eval_distance: float = 2.5
+    """Distance (world units) of previews and evaluation views; the unit sphere fits ``eval_fov`` from
+    ``1 / sin(eval_fov / 2)`` (2.17 at 55 degrees)."""
     eval_fov: float = 55.0
     """Field of view (degrees) of previews and evaluation views."""
     eval_elevation: float = 15.0
     """Elevation (degrees) of previews and evaluation views."""
+
+
+def fit_sphere_distance(radius: float | Tensor, fov_deg: Tensor) -> Tensor:
+    """Distance at which a sphere of ``radius`` exactly fills a vertical field of view ``fov_deg`` (degrees)."""
+    return radius / torch.sin(torch.deg2rad(fov_deg) / 2)
 
 
 @dataclass
@@ -124,17 +162,42 @@ def _uniform(lo: float, hi: float, n: int, generator: torch.Generator) -> Tensor
     return lo + (hi - lo) * torch.rand(n, generator=generator)
 
 
-def sample_random_views(cfg: RandomCameraConfig, generator: torch.Generator) -> SampledViews:
-    """Draw ``cfg.batch_size`` random cameras (all randomness from ``generator``, on CPU)."""
+def _distance(cfg: CameraDistance, fov_deg: Tensor, generator: torch.Generator) -> Tensor:
+    """``[N]`` camera distances for fields of view ``fov_deg [N]``."""
+    if isinstance(cfg, SphereFitDistance):
+        return fit_sphere_distance(cfg.radius, fov_deg) * _uniform(*cfg.scale_range, len(fov_deg), generator)
+    if isinstance(cfg, WorldDistance):
+        return _uniform(*cfg.distance_range, len(fov_deg), generator)
+    raise TypeError(f"unknown camera distance config {type(cfg).__name__}; expected one of {CameraDistance}")
+
+
+def sample_random_views(
+    cfg: RandomCameraConfig, generator: torch.Generator, num_views: int = 1
+) -> SampledViews:
+    """Draw random cameras (all randomness from ``generator``, on CPU).
+
+    With ``num_views == 1``: ``cfg.batch_size`` independent cameras. With ``num_views = V > 1`` (a
+    multi-view prior such as MVDream): ``cfg.batch_size`` groups of V cameras, each group sharing one
+    elevation, distance, field of view and target, its azimuths ``offset + k * 360 / V`` (k = 0..V-1)
+    from one random ``offset`` (MVDream's fixed relative azimuths); groups are contiguous in the batch
+    (``[group0 view0, group0 view1, ...]``), so ``B = batch_size * V``.
+    """
+    if num_views < 1:
+        raise ValueError(f"num_views must be >= 1, got {num_views}")
     n = cfg.batch_size
-    azimuth = _uniform(*cfg.azimuth_range, n, generator)
-    azimuth = (azimuth + 180.0) % 360.0 - 180.0
+    azimuth = _uniform(*cfg.azimuth_range, n, generator)  # [n]
     # uniform on the sphere between the elevation bounds (not uniform in angle), as DreamFusion
     s0, s1 = (math.sin(math.radians(e)) for e in cfg.elevation_range)
     elevation = torch.rad2deg(torch.asin(_uniform(s0, s1, n, generator)))
-    distance = _uniform(*cfg.distance_range, n, generator)
     fov = _uniform(*cfg.fov_range, n, generator)
+    distance = _distance(cfg.distance, fov, generator)
     target = torch.randn(n, 3, generator=generator) * cfg.jitter
+    if num_views > 1:
+        steps = torch.arange(num_views, dtype=azimuth.dtype) * (360.0 / num_views)  # [V]
+        azimuth = (azimuth[:, None] + steps[None]).reshape(-1)  # [n * V]
+        elevation, fov, distance = (v.repeat_interleave(num_views) for v in (elevation, fov, distance))
+        target = target.repeat_interleave(num_views, dim=0)
+    azimuth = (azimuth + 180.0) % 360.0 - 180.0
     position = spherical_to_position(azimuth, elevation, distance)
     c2w = look_at(position, target)
     focal = focal_from_fov(fov, cfg.resolution)

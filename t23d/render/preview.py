@@ -13,16 +13,30 @@ from t23d.common.atomic import write_with_atomic
 
 
 def to_uint8(images: Tensor) -> np.ndarray:
-    """``[..., 3]`` float in [0, 1] -> uint8 numpy."""
+    """``[..., C]`` float in [0, 1] -> uint8 numpy."""
     return (images.detach().clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
 
 
+def straight_rgba(rgb: Tensor, opacity: Tensor, background: Tensor, min_alpha: float = 1.0 / 255.0) -> Tensor:
+    """The field's own colour with its opacity as alpha, ``[..., 4]`` in [0, 1] (straight, not premultiplied).
+
+    ``rgb`` [..., 3] is composited over ``background`` [..., 3] with ``opacity`` [...]; the field's
+    premultiplied colour is ``rgb - (1 - opacity) * background`` and dividing by the opacity gives the
+    straight colour PNG and glTF expect. Pixels with ``opacity < min_alpha`` get colour 0 and alpha 0.
+    """
+    alpha = opacity.clamp(0.0, 1.0)[..., None]  # [..., 1]
+    premultiplied = rgb - (1.0 - alpha) * background  # [..., 3]
+    seen = alpha >= min_alpha
+    color = torch.where(seen, premultiplied / alpha.clamp(min=min_alpha), torch.zeros_like(rgb))
+    return torch.cat([color.clamp(0.0, 1.0), torch.where(seen, alpha, torch.zeros_like(alpha))], dim=-1)
+
+
 def image_grid(images: Tensor, columns: int | None = None) -> np.ndarray:
-    """Tile ``images`` [B, H, W, 3] into one uint8 image."""
-    b, h, w, _ = images.shape
+    """Tile ``images`` [B, H, W, C] (C = 3 for RGB, 4 for RGBA) into one uint8 image."""
+    b, h, w, c = images.shape
     cols = columns or int(math.ceil(math.sqrt(b)))
     rows = int(math.ceil(b / cols))
-    grid = np.zeros((rows * h, cols * w, 3), dtype=np.uint8)
+    grid = np.zeros((rows * h, cols * w, c), dtype=np.uint8)
     arr = to_uint8(images)
     for i in range(b):
         r, c = divmod(i, cols)
@@ -31,7 +45,7 @@ def image_grid(images: Tensor, columns: int | None = None) -> np.ndarray:
 
 
 def save_png(path: Path, image: np.ndarray) -> None:
-    """Write a uint8 image as PNG atomically."""
+    """Write a uint8 image ``[H, W, 3]`` (RGB) or ``[H, W, 4]`` (RGBA) as PNG atomically."""
     from PIL import Image
 
     write_with_atomic(path, lambda p: Image.fromarray(image).save(p, format="PNG"))

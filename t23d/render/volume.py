@@ -317,11 +317,16 @@ def render_images(
     occupancy: OccupancyGrid | None = None,
     shading: Shading | None = None,
 ) -> dict[str, Tensor]:
-    """Render whole images without gradients: ``rgb`` [B, H, W, 3], ``opacity`` [B, H, W], ``depth`` [B, H, W]."""
+    """Render whole images without gradients.
+
+    Returns ``rgb`` [B, H, W, 3] (composited over the background), ``opacity`` [B, H, W], ``depth``
+    [B, H, W] and ``background`` [B, H, W, 3] (the background colour behind each pixel), so that
+    ``rgb - (1 - opacity) * background`` is the field's own premultiplied colour.
+    """
     was_training = background.training
     background.eval()
     rays = camera_rays(cameras)
-    outs: dict[str, list[Tensor]] = {"rgb": [], "opacity": [], "depth": []}
+    outs: dict[str, list[Tensor]] = {"rgb": [], "opacity": [], "depth": [], "background": []}
     for start in range(0, rays.origins.shape[0], cfg.chunk_rays):
         sl = slice(start, start + cfg.chunk_rays)
         chunk = Rays(rays.origins[sl], rays.directions[sl], rays.image_ids[sl])
@@ -329,10 +334,12 @@ def render_images(
         outs["rgb"].append(o.rgb)
         outs["opacity"].append(o.opacity)
         outs["depth"].append(o.depth)
+        outs["background"].append(o.background)
     background.train(was_training)
     b, h, w = len(cameras), cameras.height, cameras.width
     return {
         "rgb": torch.cat(outs["rgb"]).reshape(b, h, w, 3),
         "opacity": torch.cat(outs["opacity"]).reshape(b, h, w),
         "depth": torch.cat(outs["depth"]).reshape(b, h, w),
+        "background": torch.cat(outs["background"]).reshape(b, h, w, 3),
     }

@@ -53,6 +53,8 @@ def fixed_cameras(azimuth: Tensor, elevation: Tensor, distance: float, fov_deg: 
 class OracleGuidance:
     """Oracle prior for a sphere target; cameras must have a fixed distance and fov (given here)."""
 
+    num_views = 1
+
     def __init__(self, distance: float, fov_deg: float, radius: float = 0.5, num_train_timesteps: int = 1000):
         self.distance, self.fov, self.radius = distance, fov_deg, radius
         betas = torch.linspace(0.00085**0.5, 0.012**0.5, num_train_timesteps) ** 2
@@ -66,6 +68,8 @@ class OracleGuidance:
         elevation_deg: Tensor,
         step: int,
         generator: torch.Generator,
+        *,
+        c2w: Tensor | None = None,
     ) -> OracleOutput:
         bsz, res = images.shape[0], images.shape[1]
         cams = fixed_cameras(azimuth_deg, elevation_deg, self.distance, self.fov, res)

@@ -77,9 +77,10 @@ class _NaNAfter:
 
     def __init__(self, inner, n):
         self.inner, self.n = inner, n
+        self.num_views = inner.num_views
 
-    def compute(self, images, az, el, step, gen):
-        out = self.inner.compute(images, az, el, step, gen)
+    def compute(self, images, az, el, step, gen, *, c2w=None):
+        out = self.inner.compute(images, az, el, step, gen, c2w=c2w)
         if step >= self.n:
             out.loss = out.loss * float("nan")
         return out

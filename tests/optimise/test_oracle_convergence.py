@@ -14,7 +14,7 @@ from t23d.field.background import ConstantBackground
 from t23d.optimise.config import preset
 from t23d.optimise.generate import load_generate_state, run_generate
 from t23d.optimise.regularisers import RegularisersConfig
-from t23d.render.cameras import RandomCameraConfig, orbit_cameras
+from t23d.render.cameras import RandomCameraConfig, WorldDistance, orbit_cameras
 from t23d.render.shading import ShadingConfig
 from t23d.render.volume import render_images
 
@@ -30,7 +30,9 @@ def test_oracle_prior_drives_the_loop_to_the_target_shape(tmp_path):
         device="cpu",
         export_at_end=False,
         background=ConstantBackground((1.0, 1.0, 1.0)),
-        camera=RandomCameraConfig(resolution=32, distance_range=(DISTANCE, DISTANCE), fov_range=(FOV, FOV)),
+        camera=RandomCameraConfig(
+            resolution=32, distance=WorldDistance((DISTANCE, DISTANCE)), fov_range=(FOV, FOV)
+        ),
         shading=ShadingConfig(albedo_only_steps=10**9),
         regularisers=RegularisersConfig(orientation=Constant(0.0), sparsity=Constant(0.0)),
         checkpoint_every=1000,
