@@ -81,6 +81,9 @@ def test_cli_render_turntable_of_a_refine_run(chained_runs, capsys):
     assert main(["render", str(refined), "--frames", "3", "--resolution", "32"]) == 0
     gif = Image.open(refined / "renders" / "turntable.gif")
     assert gif.size == (32, 32) and gif.n_frames == 3
+    frame = Image.open(refined / "renders" / "frame_0000.png")  # RGBA: alpha is the mesh's coverage
+    alpha = frame.getchannel("A")
+    assert frame.mode == "RGBA" and alpha.getextrema()[0] == 0 and alpha.getextrema()[1] > 128
 
 
 def test_cli_refine_ctrl_c_saves_checkpoint_and_prints_resume_command(chained_runs, tmp_path):
