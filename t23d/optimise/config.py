@@ -165,7 +165,11 @@ def sds_rules() -> list:
         Rule("camera.batch_size", is_int(1), "an integer >= 1"),
         Rule("camera.azimuth_range", is_range(), "[min, max] degrees with min <= max"),
         Rule("camera.elevation_range", is_range(-90, 90), "[min, max] degrees within [-90, 90]"),
-        Rule("camera.distance_range", is_range(0, open_lo=True), "[min, max] with 0 < min <= max"),
+        Rule("camera.distance.distance_range", is_range(0, open_lo=True), "[min, max] with 0 < min <= max"),
+        Rule(
+            "camera.distance.scale_range", is_range(0, open_lo=True), "[min, max] factors with 0 < min <= max"
+        ),
+        Rule("camera.distance.radius", is_number(0, open_lo=True), "a number > 0 (world units)"),
         Rule("camera.fov_range", is_range(0, 180, open_lo=True), "[min, max] degrees within (0, 180)"),
         Rule("camera.jitter", is_number(0), "a number >= 0"),
         Rule("camera.eval_distance", is_number(0, open_lo=True), "a number > 0"),
@@ -184,6 +188,10 @@ def sds_rules() -> list:
             "a multiple of 8 in 8 .. 2048",
         ),
         Rule("guidance.resolution", is_int(8, 1024), "an integer in 8 .. 1024"),
+        Rule("guidance.guidance_rescale", is_number(0, 1), "a number in [0, 1]"),
+        Rule(
+            "guidance.num_views", is_int(1), "an integer >= 1 (the released MVDream checkpoints are 4-view)"
+        ),
     ]
 
 

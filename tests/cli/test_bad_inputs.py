@@ -82,6 +82,9 @@ CASES = [
     Case("lr-negative", GEN + ["--config", "{yaml}"], "config key 'optim.lr_mlp': invalid value -0.1; accepted: a finite number >= 0", yaml="optim: {lr_mlp: -0.1}"),
     Case("num-samples-0", GEN + ["--config", "{yaml}"], "config key 'render.num_samples': invalid value 0", yaml="render: {num_samples: 0}"),
     Case("fov-range-reversed", GEN + ["--config", "{yaml}"], "config key 'camera.fov_range': invalid value (70.0, 40.0); accepted: [min, max] degrees within (0, 180)", yaml="camera: {fov_range: [70, 40]}"),
+    Case("camera-distance-reversed", GEN + ["--config", "{yaml}"], "config key 'camera.distance.scale_range': invalid value (1.25, 1.0); accepted: [min, max] factors with 0 < min <= max", yaml="camera: {distance: {type: SphereFitDistance, scale_range: [1.25, 1.0]}}"),
+    Case("camera-world-distance-0", GEN + ["--config", "{yaml}"], "config key 'camera.distance.distance_range': invalid value (0.0, 3.0)", yaml="camera: {distance: {type: WorldDistance, distance_range: [0, 3]}}"),
+    Case("guidance-rescale-2", GEN + ["--config", "{yaml}"], "config key 'guidance.guidance_rescale': invalid value 2.0; accepted: a number in [0, 1]", yaml="guidance: {type: StableDiffusionGuidanceConfig, guidance_rescale: 2.0}"),
     Case("export-resolution-10000", GEN + ["--config", "{yaml}"], "--resolution 10000 (config key 'export.resolution'): the density grid of 10001^3 samples needs about 18.2 TiB", yaml="export: {resolution: 10000}"),
     Case("steps-0", GEN + ["--steps", "0"], "--steps must be a positive integer"),
     # --- reconstruct: flags, config and cameras, refused before training (and before any image is decoded)
