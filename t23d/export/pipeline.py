@@ -4,12 +4,14 @@ Stages: validate inputs and the destination (nothing is written on failure) -> e
 the field frame (:func:`t23d.extract.extract_mesh`) -> UV unwrap (xatlas) and bake the texture (or,
 for PLY, colour the vertices) in the field frame -> transform to the glTF frame (see
 :mod:`t23d.export.transform`) -> encode the files in memory -> preview and fidelity renders ->
-write every file atomically, ``export.json`` last.
+write every file atomically, ``export.json`` last, then remove the files of a previous export into the same
+folder that this one did not rewrite (listed by the previous ``export.json``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -20,7 +22,7 @@ import numpy as np
 from torch import Tensor
 
 import t23d
-from t23d.common.atomic import write_bytes_atomic, write_json_atomic
+from t23d.common.atomic import remove_stale_temp_files, write_bytes_atomic, write_json_atomic
 from t23d.common.config import to_dict
 from t23d.common.errors import ConfigError, T23dError
 from t23d.common.interrupts import raise_if_stop_requested
@@ -107,6 +109,34 @@ def check_destination(out_dir: Path) -> None:
         raise T23dError(
             f"cannot write the asset to {out_dir}: {probe} is not writable; choose another out_dir"
         )
+
+
+def previous_export_files(out_dir: Path) -> list[Path]:
+    """The files an earlier export wrote into ``out_dir``, as its ``export.json`` lists them (only files
+    directly in ``out_dir``; nothing when there is no readable t23d ``export.json``)."""
+    try:
+        doc = json.loads((out_dir / "export.json").read_text())
+        files = [Path(f) for f in doc["files"]] if "t23d_version" in doc else []
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [out_dir / f.name for f in files if f.name]
+
+
+def remove_previous_export(out_dir: Path, previous: list[Path], keep: list[Path]) -> list[Path]:
+    """Delete the files of the previous export into ``out_dir`` that this export did not rewrite (another
+    format's ``.glb``/``.gltf``/``.bin``/``.obj``/``.mtl``/``.png``, another name's files), so the folder
+    holds one consistent asset; says what was removed."""
+    kept = {p.name for p in keep}
+    removed = []
+    for p in previous:
+        if p.name not in kept and p.is_file():
+            p.unlink()
+            removed.append(p.name)
+    if removed:
+        log.info(
+            "removed %d file(s) of the previous export in %s: %s", len(removed), out_dir, ", ".join(removed)
+        )
+    return removed
 
 
 def _encode(
@@ -307,6 +337,8 @@ def _export_mesh(
 
     world = check_world_transform(world_transform)
     backend = resolve_backend(cfg.render_backend)
+    remove_stale_temp_files(out_dir)  # of exports killed while writing here (their process is gone)
+    previous = previous_export_files(out_dir)
 
     def lap(stage: str, t0: float) -> float:
         raise_if_stop_requested()  # Ctrl-C/SIGTERM between stages, also if a library swallowed it
@@ -416,6 +448,7 @@ def _export_mesh(
         write_json_atomic(report.report_path, doc)
     except OSError as e:
         raise T23dError(f"cannot write {report.report_path}: {e}") from e
+    remove_previous_export(out_dir, previous, keep=report.files)
     log.info(
         "exported %s: %d triangles, %d vertices, %.1f s (%s)",
         report.asset_path, report.num_faces, report.num_vertices, timings["total"],

@@ -161,9 +161,16 @@ def load_component(
     """``load_fn(source, subfolder=subfolder, local_files_only=..., cache_dir=HF_HUB_CACHE, **kwargs)``.
 
     ``load_fn`` is a ``from_pretrained`` classmethod. Its exceptions become :class:`T23dError`.
+    Components with weights (torch modules: text encoders, UNets, VAEs) are loaded with
+    ``use_safetensors=True``: pickled ``.bin``/``.pt`` weights, which can run code when unpickled, are
+    refused with a message saying how to convert them (:func:`check_safetensors_weights`).
     """
     cache_dir = hub_cache_dir()
     logger.info("loading %s from %s", subfolder, source)
+    if _holds_weights(load_fn):
+        kwargs.setdefault("use_safetensors", True)
+        if is_local:
+            check_safetensors_weights(Path(source), subfolder, load_fn)
     try:
         return load_fn(
             source, subfolder=subfolder, local_files_only=local_files_only, cache_dir=cache_dir, **kwargs
@@ -171,7 +178,48 @@ def load_component(
     except T23dError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError, ImportError) as e:
+        if kwargs.get("use_safetensors") and ".safetensors" in str(e) and not is_local:
+            raise T23dError(
+                f"{source!r} has no safetensors weights for {subfolder}/ (only pickled ones, or none); t23d loads "
+                "weights from .safetensors files only. Use a revision or mirror of the model with safetensors "
+                "weights, or convert a local copy (see --prior /path/to/folder)"
+            ) from e
         raise _explain(e, source, is_local, f"{subfolder}/", cache_dir) from e
+
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _holds_weights(load_fn: Callable[..., Any]) -> bool:
+    """Whether ``load_fn`` is the ``from_pretrained`` of a torch module class (it loads weights)."""
+    owner = getattr(load_fn, "__self__", None)
+    if not isinstance(owner, type):
+        return False
+    import torch
+
+    return issubclass(owner, torch.nn.Module)
+
+
+def check_safetensors_weights(folder: Path, subfolder: str, load_fn: Callable[..., Any]) -> None:
+    """Refuse a local component folder whose weights are only pickled (``.bin``, ``.pt``, ...).
+
+    Unpickling a file can run arbitrary code; torch's ``weights_only`` loading narrows that, but t23d
+    reads weights from ``.safetensors`` only. The message names the files and the one-time conversion.
+    """
+    part = folder / subfolder
+    if not part.is_dir() or any(part.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for p in part.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+    if not pickled:
+        return
+    cls = getattr(getattr(load_fn, "__self__", None), "__name__", "TheModelClass")
+    raise T23dError(
+        f"the prior's {subfolder}/ in {folder} holds only pickled weights ({', '.join(pickled[:3])}); t23d "
+        "loads weights from .safetensors files only (unpickling can run arbitrary code). If you trust the file, "
+        f'convert it once: python -c "from {"transformers" if cls.endswith(("TextModel", "EncoderModel")) else "diffusers"} '
+        f"import {cls}; m = {cls}.from_pretrained('{folder}', subfolder='{subfolder}', use_safetensors=False); "
+        f"m.save_pretrained('{part}', safe_serialization=True)\""
+    )
 
 
 def select_dtype(half_precision: bool, device: Any) -> Any:

@@ -322,6 +322,30 @@ def test_slugify():
     assert slugify("../../etc/passwd") == "etc_passwd"
 
 
+def test_a_new_export_replaces_the_previous_one_in_the_same_folder(tmp_path):
+    """Exports of different formats (or names) into one folder leave one consistent asset: the previous
+    export's files that were not rewritten are removed; files t23d did not write stay."""
+    (tmp_path / "notes.txt").write_text("mine")
+    _export(tmp_path, format="gltf")
+    assert {"ball.gltf", "ball.bin", "ball.png"} <= {p.name for p in tmp_path.iterdir()}
+    report = _export(tmp_path, name="crate", format="obj")
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names == {"crate.obj", "crate.mtl", "crate.png", "crate_preview.png", "export.json", "notes.txt"}
+    assert json.loads((tmp_path / "export.json").read_text())["files"] == [str(p) for p in report.files]
+
+
+def test_export_cleans_temporary_files_of_a_killed_export(tmp_path):
+    import subprocess as sp
+    import sys
+
+    proc = sp.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # a pid that is gone
+    stale = tmp_path / f".ball.glb.t23d-tmp-{proc.pid}-0a1b2c3d"
+    stale.write_bytes(b"x" * 1000)
+    _export(tmp_path)
+    assert not stale.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 def test_resolution_is_bounded_by_memory():
     from t23d.export.config import check_export_memory, validate_export_config
 

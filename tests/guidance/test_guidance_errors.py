@@ -182,3 +182,28 @@ def test_fixture_layout(tiny_sd_dir: Path, tiny_if_dir: Path) -> None:
     ).is_file()
     assert json.loads((tiny_if_dir / "model_index.json").read_text())["_class_name"] == "IFPipeline"
     assert json.loads((tiny_if_dir / "unet" / "config.json").read_text())["out_channels"] == 6
+
+
+@pytest.mark.parametrize("part", ["unet", "text_encoder"])
+def test_pickled_weights_are_refused_with_the_conversion(
+    tmp_path: Path, tiny_sd_dir: Path, part: str
+) -> None:
+    """Weights load with ``use_safetensors=True``: a folder whose weights are only a pickled ``.bin`` is
+    refused before anything is unpickled (not an UnpicklingError traceback, not a silent torch.load)."""
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    folder = tmp_path / "sd"
+    shutil.copytree(tiny_sd_dir, folder)
+    cls = {"unet": UNet2DConditionModel, "text_encoder": CLIPTextModel}[part]
+    state = cls.from_pretrained(folder, subfolder=part).state_dict()
+    for p in (folder / part).glob("*.safetensors"):
+        p.unlink()
+    # the legacy layout: a pickled state dict under the name each library looks for
+    pickled = ["diffusion_pytorch_model.bin" if part == "unet" else "pytorch_model.bin"]
+    torch.save(state, folder / part / pickled[0])
+    with pytest.raises(
+        T23dError, match=rf"the prior's {part}/ in .* holds only pickled weights \({pickled[0]}"
+    ) as e:
+        build_guidance(StableDiffusionGuidanceConfig(pretrained=str(folder)), "a stone grotto", "", CPU)
+    assert f"{cls.__name__}.from_pretrained" in str(e.value) and "safe_serialization=True" in str(e.value)
