@@ -18,6 +18,7 @@ pixel centres at +0.5. Writers produce every input format (:mod:`t23d.data.synth
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -82,6 +83,12 @@ class SyntheticScene:
     """Direction towards the light (world frame, normalised on use)."""
     ambient: float = 0.35
     """Ambient fraction of the Lambertian lighting."""
+    shading_space: Literal["srgb", "linear"] = "srgb"
+    """Where ``lambert`` lighting multiplies: ``srgb`` values (the simple stand-in above) or ``linear``
+    colour (physical, as a camera records it: ``srgb(linear(albedo) x light)``)."""
+    camera_gain: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """Linear gain per colour channel of the camera (exposure x white balance), applied to the object's
+    and the environment's colours; photos of one capture may differ in it."""
     _tables: list[np.ndarray] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -174,14 +181,24 @@ class SyntheticScene:
         return grad / np.maximum(np.linalg.norm(grad, axis=-1, keepdims=True), 1e-12)
 
     def shade(self, points: np.ndarray) -> np.ndarray:
-        """sRGB colour ``[M, 3]`` of surface ``points [M, 3]`` under :attr:`lighting`."""
+        """sRGB colour ``[M, 3]`` of surface ``points [M, 3]`` under :attr:`lighting`, through
+        :attr:`camera_gain`."""
         rgb = self.albedo(points)
         if self.lighting == "lambert":
             light = np.asarray(self.light_direction, dtype=np.float64)
             light = light / np.linalg.norm(light)
             lam = np.clip(self.normals(points) @ light, 0.0, None)  # [M]
-            rgb = rgb * (self.ambient + (1.0 - self.ambient) * lam)[:, None]
-        return np.clip(rgb, 0.0, 1.0)
+            shading = (self.ambient + (1.0 - self.ambient) * lam)[:, None]
+            if self.shading_space == "linear":
+                rgb = linear_to_srgb(srgb_to_linear(rgb) * shading)
+            else:
+                rgb = rgb * shading
+        return self._through_camera(np.clip(rgb, 0.0, 1.0))
+
+    def _through_camera(self, rgb: np.ndarray) -> np.ndarray:
+        if self.camera_gain == (1.0, 1.0, 1.0):
+            return rgb
+        return linear_to_srgb(srgb_to_linear(rgb) * np.asarray(self.camera_gain, dtype=np.float64))
 
     def environment(self, dirs: np.ndarray, origins: np.ndarray) -> np.ndarray:
         """sRGB colour ``[M, 3]`` of the environment sphere seen along rays ``origins, dirs [M, 3]``."""
@@ -190,7 +207,7 @@ class SyntheticScene:
         t = -b + np.sqrt(np.maximum(b * b - c, 0.0))
         p = (origins + t[:, None] * dirs) / self.env_radius  # on the unit sphere
         tabs = [self._tables[3], self._tables[4], self._tables[2]]
-        return np.clip(0.15 + 0.7 * self._palette(p, tabs, 4.0), 0.0, 1.0)
+        return self._through_camera(np.clip(0.15 + 0.7 * self._palette(p, tabs, 4.0), 0.0, 1.0))
 
     # ------------------------------------------------------------ rendering
     def render(
@@ -232,6 +249,50 @@ class SyntheticScene:
         return np.concatenate([rgb, alpha], axis=-1).astype(np.float32)
 
 
+def srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values in [0, 1] -> linear (IEC 61966-2-1)."""
+    c = np.clip(c, 0.0, 1.0)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(c: np.ndarray) -> np.ndarray:
+    """Linear values (clipped to [0, 1]) -> sRGB-encoded (IEC 61966-2-1)."""
+    c = np.clip(c, 0.0, 1.0)
+    return np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.maximum(c, 1e-12) ** (1.0 / 2.4) - 0.055)
+
+
+def varied_views(
+    scene: SyntheticScene,
+    num_views: int,
+    seed: int = 0,
+    light_jitter_deg: float = 0.0,
+    exposure_stops: float = 0.0,
+    white_balance: float = 0.0,
+) -> list[SyntheticScene]:
+    """``num_views`` copies of ``scene`` as a real capture's photos differ: the light direction turned by
+    up to ``light_jitter_deg`` degrees, exposure off by up to ``exposure_stops`` stops and each channel's
+    white-balance gain off by up to a factor ``1 +- white_balance`` (uniformly random, from ``seed``)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    base = np.asarray(scene.light_direction, dtype=np.float64)
+    base = base / np.linalg.norm(base)
+    for _ in range(num_views):
+        axis = rng.normal(size=3)
+        axis = axis - (axis @ base) * base
+        axis /= max(np.linalg.norm(axis), 1e-12)
+        angle = math.radians(light_jitter_deg) * rng.uniform(-1.0, 1.0)
+        light = base * math.cos(angle) + axis * math.sin(angle)
+        gain = 2.0 ** (exposure_stops * rng.uniform(-1.0, 1.0)) * (
+            1.0 + white_balance * rng.uniform(-1.0, 1.0, 3)
+        )
+        out.append(
+            dataclasses.replace(
+                scene, light_direction=tuple(light.tolist()), camera_gain=tuple(gain.tolist())
+            )
+        )
+    return out
+
+
 def orbit_poses(
     num: int,
     radius: float = 3.0,
@@ -261,4 +322,4 @@ def pinhole_camera(resolution: int | tuple[int, int], fov_deg: float = 45.0) -> 
     return Camera(w, h, f, f, w / 2.0, h / 2.0)
 
 
-__all__ = ["SyntheticScene", "orbit_poses", "pinhole_camera"]
+__all__ = ["SyntheticScene", "orbit_poses", "pinhole_camera", "varied_views"]

@@ -62,11 +62,14 @@ def write_blender(
     supersample: int = 1,
     train_elevation_deg: tuple[float, float] = (5.0, 65.0),
     test_elevation_deg: tuple[float, float] = (20.0, 40.0),
+    train_scenes: list[SyntheticScene] | None = None,
 ) -> SyntheticCapture:
     """Blender-synthetic layout: ``train/r_i.png``, ``test/r_i.png`` (RGBA) and ``transforms_{train,test}.json``.
 
     Training views spiral over ``train_elevation_deg`` (two turns); test views over ``test_elevation_deg``
-    (one turn, different azimuths, so they are unseen).
+    (one turn, different azimuths, so they are unseen). ``train_scenes`` (``n_train`` of them, e.g. from
+    :func:`~t23d.data.synthetic.varied_views`) renders each training photo with its own lighting and
+    camera gain; test photos always use ``scene``.
     """
 
     scene = dataclasses.replace(scene, background="transparent")
@@ -74,7 +77,14 @@ def write_blender(
     train = orbit_poses(n_train, radius, train_elevation_deg, turns=2.0)
     test = orbit_poses(n_test, radius, test_elevation_deg, turns=1.0) if n_test else np.zeros((0, 4, 4))
     poses = np.concatenate([train, test])
-    images = _render_all(scene, poses, cam, supersample)
+    if train_scenes is None:
+        images = _render_all(scene, poses, cam, supersample)
+    else:
+        if len(train_scenes) != n_train:
+            raise ValueError(f"train_scenes: {len(train_scenes)} scenes for {n_train} training views")
+        views = [dataclasses.replace(s, background="transparent") for s in train_scenes]
+        views += [scene] * n_test
+        images = np.stack([v.render(p, cam, supersample=supersample) for v, p in zip(views, poses)])
     paths = []
     for split, sl in (("train", slice(0, n_train)), ("test", slice(n_train, n_train + n_test))):
         frames = []
