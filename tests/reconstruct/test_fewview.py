@@ -1,0 +1,88 @@
+"""Few-view policy: sparsity measures, the automatic choice, level weights and the SfM-point loss."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from t23d.common.schedule import Constant, Linear
+from t23d.data.synthetic import orbit_poses
+from t23d.field.hashgrid import HashGridConfig
+from t23d.field.nerf import FieldConfig, NeRFField, SDFConfig
+from t23d.reconstruct.config import ReconstructConfig
+from t23d.reconstruct.fewview import (
+    FewViewConfig,
+    apply_visible_levels,
+    level_weights,
+    plan_few_view,
+    sparse_point_loss,
+    view_spacing,
+)
+
+
+def positions(n: int) -> torch.Tensor:
+    return torch.from_numpy(orbit_poses(n, 3.0, (5.0, 65.0))[:, :3, 3]).float()
+
+
+def test_spacing_and_coverage_grow_and_shrink_with_the_number_of_views():
+    s10, c10 = view_spacing(positions(10), torch.zeros(3))
+    s100, c100 = view_spacing(positions(100), torch.zeros(3))
+    assert s10 > 2.5 * s100 and s100 < 12.0, (s10, s100)
+    assert c100 > c10 and 0.3 < c100 < 0.7  # the upper hemisphere, not the bottom
+
+
+def test_auto_regularises_sparse_captures_only_and_picks_per_geometry():
+    base = ReconstructConfig(steps=1000)
+    cfg, plan = plan_few_view(base, positions(100), torch.zeros(3), None)
+    assert not plan.sparse and cfg.visible_levels is None and "dense enough" in plan.reason
+    cfg, plan = plan_few_view(base, positions(20), torch.zeros(3), None)
+    assert plan.sparse and "20 training photos" in plan.reason
+    assert isinstance(cfg.visible_levels, Linear) and cfg.visible_levels.end_step == 500
+    assert cfg.distortion == Constant(0.01) and "distortion" in plan.regularisers
+    sdf = dataclasses.replace(base, field=FieldConfig(geometry="sdf"))
+    cfg, plan = plan_few_view(sdf, positions(20), torch.zeros(3), torch.zeros(50, 3))
+    assert cfg.sdf_training.curvature == Constant(5e-4) and cfg.distortion == Constant(0.0)
+    assert plan.regularisers["sfm_points"] == {"weight": 0.1, "points": 50}
+    assert cfg.sparse_points == Constant(0.1)
+    off = dataclasses.replace(base, few_view=FewViewConfig(mode="off"))
+    cfg, plan = plan_few_view(off, positions(10), torch.zeros(3), None)
+    assert not plan.sparse and cfg == off
+    wide = dataclasses.replace(base, few_view=FewViewConfig(max_views=5))
+    assert plan_few_view(wide, positions(12), torch.zeros(3), None)[1].reason.startswith("neighbouring")
+
+
+def test_level_weights_fade_levels_in_one_after_the_other():
+    assert level_weights(2.5, 5).tolist() == [1.0, 1.0, 0.5, 0.0, 0.0]
+    f = NeRFField(FieldConfig(grid=HashGridConfig(n_levels=4, log2_hashmap_size=10, implementation="torch")))
+    cfg = ReconstructConfig(field=f.cfg, visible_levels=Linear(1.0, 4.0, 0, 30))
+    apply_visible_levels(f, cfg, 10)
+    assert f.level_weights.tolist() == [1.0, 1.0, 0.0, 0.0]
+    x = torch.rand(64, 3) * 1.6 - 0.8
+    with torch.no_grad():
+        coarse = f.density(x)
+        f.encoding.table[f.encoding.table.shape[0] // 2 :] += 1.0  # levels 2 and 3 (1024 rows each)
+        assert torch.equal(f.density(x), coarse)  # masked levels do not reach the output
+    apply_visible_levels(f, cfg, 30)
+    assert f.level_weights is None
+
+
+def test_sparse_point_loss_is_zero_on_the_surface_and_robust_to_outliers():
+    f = NeRFField(
+        FieldConfig(
+            geometry="sdf",
+            sdf=SDFConfig(init_radius=0.5),
+            grid=HashGridConfig(n_levels=4, log2_hashmap_size=10, implementation="torch", init_scale=0.0),
+        )
+    )
+    with torch.no_grad():
+        for p in f.density_mlp.parameters():
+            p.zero_()  # an exact sphere of radius 0.5
+    gen = torch.Generator().manual_seed(0)
+    on = torch.nn.functional.normalize(torch.randn(100, 3, generator=gen), dim=-1) * 0.5
+    assert float(sparse_point_loss(f, on, 64, gen, 10.0)) < 1e-5
+    inside = on * 0.9  # 0.05 inside
+    assert float(sparse_point_loss(f, inside, 64, gen, 10.0)) == pytest.approx(0.05, abs=1e-4)
+    far = on * 0.2  # outliers 0.4 away count at most max_distance
+    assert float(sparse_point_loss(f, far, 64, gen, 10.0)) == pytest.approx(0.05, abs=1e-6)
