@@ -20,6 +20,7 @@ def export_overrides(base: Any, args: argparse.Namespace) -> Any:
         "threshold": args.threshold,
         "height": args.height,
         "origin": args.origin,
+        "texture": getattr(args, "texture", None),
     }
     overrides = {k: v for k, v in flags.items() if v is not None}
     cfg = apply_overrides(base, overrides)

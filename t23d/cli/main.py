@@ -107,6 +107,12 @@ def _add_export_options(p: argparse.ArgumentParser, format_flag: str = "--format
         "--height", type=float, default=None, metavar="METRES", help="scale the asset to this height"
     )
     p.add_argument("--origin", default=None, help="center | bottom | world")
+    p.add_argument(
+        "--texture",
+        default=None,
+        help="photo runs: radiance (the photos' colours, lighting baked in; default) | albedo (lighting "
+        "removed by the run's shading model: relightable)",
+    )
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -149,6 +155,23 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
         "--resume", default=None, metavar="RUN_DIR", help="continue a run from its latest checkpoint"
     )
     p.add_argument("--no-export", action="store_true", help="skip the asset export at the end")
+    p.add_argument(
+        "--shading",
+        default=None,
+        help="none | sh: learn the albedo lit by a spherical-harmonic environment (default: none, or sh "
+        "with --texture albedo)",
+    )
+    p.add_argument(
+        "--appearance",
+        default=None,
+        help="per-photo appearance codes: none | exposure (exposure + white balance) | lighting (+ light)",
+    )
+    p.add_argument(
+        "--refine-poses", action="store_true", help="learn small corrections of the photos' camera poses"
+    )
+    p.add_argument(
+        "--few-views", default=None, help="auto | on | off: regularisation for sparse captures (default auto)"
+    )
     _add_export_options(p, format_flag="--export-format")
     p.set_defaults(handler="t23d.cli.reconstruct:main")
 
@@ -305,6 +328,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _passive_openmp_wait() -> None:
+    """Let OpenMP threads (torch's and the hash-grid kernel's) sleep instead of spinning while they wait,
+    unless the user chose ``OMP_WAIT_POLICY``. On a machine shared with other busy processes, spinning
+    threads burn the cores the other threads need (a training step of the learned toy prior took 5-8 s with
+    passive threads and 40-55 s with spinning ones at load 13-15 on 2 cores: benchmarks/learned_prior/train.py).
+    Only effective before torch loads its OpenMP runtime, so it runs before any subcommand is imported."""
+    import os
+
+    if "torch" in sys.modules:
+        logging.getLogger(__name__).debug("torch already loaded: OMP_WAIT_POLICY left as it is")
+        return
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code: 0 ok, 2 bad input, 130 stopped by Ctrl-C (SIGINT), 143 by
     SIGTERM (training commands save a checkpoint first; see ``t23d.cli.common.stop_on_signals``)."""
@@ -321,6 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    _passive_openmp_wait()
     import importlib
 
     module, func = args.handler.split(":")

@@ -49,6 +49,16 @@ def main(args: argparse.Namespace) -> int:
         changes["device"] = args.device
     if args.no_export:
         changes["export_at_end"] = False
+    from t23d.common.config import apply_overrides
+
+    appearance = {"shading": args.shading, "per_image": args.appearance}
+    appearance = {k: v for k, v in appearance.items() if v is not None}
+    if appearance:
+        changes["appearance"] = apply_overrides(cfg.appearance, appearance, prefix="appearance")
+    if args.refine_poses:
+        changes["pose_refinement"] = dataclasses.replace(cfg.pose_refinement, enabled=True)
+    if args.few_views is not None:
+        changes["few_view"] = apply_overrides(cfg.few_view, {"mode": args.few_views}, prefix="few_view")
     changes["export"] = export_overrides(cfg.export, args)
     cfg = dataclasses.replace(cfg, **changes)
 

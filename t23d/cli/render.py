@@ -139,10 +139,22 @@ def main(args: argparse.Namespace) -> int:
     state.field.eval()
     state.background.eval()
     background = getattr(args, "background", "transparent")
+    appearance = None
+    if kind != "generate":
+        from t23d.reconstruct.train import photo_appearance
+
+        appearance = photo_appearance(state)  # the neutral code: the photos' average appearance
     if args.cameras is None:
         res = args.resolution or 256
         views = orbit_cameras(args.frames or 36, res, distance, fov, elevation)
-        out = render_images(state.field, state.background, views.cameras.to(dev), cfg.render, state.occupancy)
+        out = render_images(
+            state.field,
+            state.background,
+            views.cameras.to(dev),
+            cfg.render,
+            state.occupancy,
+            appearance=appearance,
+        )
         save_gif(out_dir / "turntable.gif", out["rgb"].cpu())
         frames = _frames(out, background)
         for i in range(len(frames)):
@@ -162,7 +174,9 @@ def main(args: argparse.Namespace) -> int:
         cams = _cameras_from_file(path, scene)
     images = []
     for i in range(len(cams)):
-        out = render_images(state.field, state.background, cams[i].to(dev), cfg.render, state.occupancy)
+        out = render_images(
+            state.field, state.background, cams[i].to(dev), cfg.render, state.occupancy, appearance=appearance
+        )
         frame = _frames(out, background)
         images.append(frame[0])
         save_png(out_dir / f"view_{i:04d}.png", image_grid(frame[:1], 1))

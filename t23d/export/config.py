@@ -77,6 +77,11 @@ class ExportConfig:
     gradients are noisy."""
     normal_map_size: int | None = None
     """Normal-map width = height in texels (a power of two); None = ``texture_size``."""
+    texture: Literal["radiance", "albedo"] = "radiance"
+    """What ``baseColorTexture`` holds for photo runs: ``radiance`` (the colours the photos show, their
+    lighting baked in: looks like the photos in an unlit viewer) or ``albedo`` (the surface colour with the
+    capture's lighting removed by the run's shading model, ``appearance.shading = "sh"``: relights in an
+    engine). Fields of ``generate`` runs are albedo fields either way."""
     color_mode: Literal["albedo", "normal_view"] = "albedo"
     """How the colour field is read for the texture: "albedo" = one query per texel looking straight
     at the surface (view dir = -normal); "normal_view" = mean of five views within 30 degrees of the
@@ -160,6 +165,8 @@ def validate_export_config(cfg: ExportConfig) -> None:
         raise ConfigError(f"format: unknown export format {cfg.format!r}; accepted: {', '.join(FORMATS)}")
     if cfg.origin not in ORIGINS:
         raise ConfigError(f"origin: invalid value {cfg.origin!r}; accepted: {', '.join(ORIGINS)}")
+    if cfg.texture not in ("radiance", "albedo"):
+        raise ConfigError(f"texture: invalid value {cfg.texture!r}; accepted: 'radiance', 'albedo'")
     if cfg.color_mode not in ("albedo", "normal_view"):
         raise ConfigError(f"color_mode: invalid value {cfg.color_mode!r}; accepted: 'albedo', 'normal_view'")
     if cfg.render_backend not in ("auto", "open3d", "raster"):

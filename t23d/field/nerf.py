@@ -142,6 +142,9 @@ class NeRFField(nn.Module):
                 )
             # log-sharpness, learnt with the MLPs (NeuS's "variance network")
             self.log_inv_s = nn.Parameter(torch.tensor(math.log(sd.init_inv_s)))
+        self.level_weights: Tensor | None = None
+        """``[n_levels]`` weights of the hash grid's levels (coarse-to-fine training masks the finer
+        ones), or None for all 1. Not saved: training loops set it from their schedule and step."""
         self.to(device)
 
     @property
@@ -180,7 +183,10 @@ class NeRFField(nn.Module):
         b = self.cfg.bound
         unit = (x + b) / (2 * b)  # [N, 3] in [0, 1]
         inside = ((unit >= 0) & (unit <= 1)).all(-1)  # [N]
-        h = self.density_mlp(self.encoding(unit.clamp(0, 1)))  # [N, 1 + G]
+        enc = self.encoding(unit.clamp(0, 1))  # [N, L * F], level-major
+        if self.level_weights is not None:
+            enc = enc * self.level_weights.to(enc).repeat_interleave(self.cfg.grid.n_features_per_level)
+        h = self.density_mlp(enc)  # [N, 1 + G]
         return h[:, 0], h[:, 1:], inside
 
     def sdf(self, x: Tensor, return_features: bool = False) -> Tensor | tuple[Tensor, Tensor]:

@@ -10,11 +10,14 @@ from typing import Literal
 from t23d.common.schedule import Constant, Schedule
 from t23d.data.config import DataConfig
 from t23d.export.config import ExportConfig
+from t23d.field.appearance import AppearanceConfig
 from t23d.field.background import BackgroundConfig, ContractedBackground, RandomBackground
 from t23d.field.hashgrid import HashGridConfig
 from t23d.field.nerf import DensityBlobConfig, FieldConfig
 from t23d.field.sdf import SDFTrainingConfig, sdf_training_for
+from t23d.reconstruct.fewview import FewViewConfig
 from t23d.render.occupancy import OccupancyGridConfig
+from t23d.render.pose_refine import PoseRefinementConfig
 from t23d.render.volume import RenderConfig
 from t23d.run.config import OptimConfig
 
@@ -66,6 +69,19 @@ class ReconstructConfig:
     fog and floaters of density fields)."""
     sdf_training: SDFTrainingConfig = _field(default_factory=SDFTrainingConfig)
     """Eikonal and curvature losses (SDF geometry only)."""
+    appearance: AppearanceConfig = _field(default_factory=AppearanceConfig)
+    """Shading model (albedo lit by a learnt environment) and per-photo appearance codes."""
+    pose_refinement: PoseRefinementConfig = _field(default_factory=PoseRefinementConfig)
+    """Optional learnt corrections of the photos' camera poses."""
+    few_view: FewViewConfig = _field(default_factory=FewViewConfig)
+    """When and how sparse captures are regularised (resolved into the fields below at the start)."""
+    visible_levels: Schedule | None = None
+    """Hash-grid levels visible at each step, coarse to fine (FreeNeRF-style frequency annealing); None:
+    all levels from the start."""
+    sparse_points: Schedule = _field(default_factory=lambda: Constant(0.0))
+    """Weight of the loss pulling the surface through the capture's SfM points (when it has any)."""
+    sparse_points_per_step: int = 1024
+    """SfM points drawn per step for that loss."""
     lr_decay_start: int = 1000
     """Learning rates decay exponentially (to 10% at the last step) after this step."""
     checkpoint_every: int = 1000

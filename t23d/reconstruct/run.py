@@ -22,9 +22,15 @@ import torch
 from t23d.common.atomic import write_json_atomic
 from t23d.common.config import from_dict, load_yaml
 from t23d.common.errors import T23dError
-from t23d.reconstruct.config import ReconstructConfig, default_background, validate_reconstruct_config
+from t23d.reconstruct.capture import learnt_capture_report, resolve_for_capture
+from t23d.reconstruct.config import ReconstructConfig, validate_reconstruct_config
 from t23d.reconstruct.metrics import SSIM_WINDOW
-from t23d.reconstruct.train import TrainImages, build_reconstruct_state, train_photometric
+from t23d.reconstruct.train import (
+    TrainImages,
+    build_reconstruct_state,
+    photo_appearance,
+    train_photometric,
+)
 from t23d.render.cameras import Cameras
 from t23d.run.checkpoint import check_resumable
 from t23d.run.lifecycle import locked_run, recorded_run, timed_export, timed_training
@@ -77,7 +83,11 @@ def _camera_tuples(cams: Cameras) -> list[tuple[Any, Any, int, int]]:
     return [(cams.c2w[i], cams.intrinsics[i], cams.height, cams.width) for i in range(len(cams))]
 
 
-def _train_images(dataset: Any, background_color: torch.Tensor | None, device: torch.device) -> TrainImages:
+def _train_images(
+    dataset: Any, background_color: torch.Tensor | None, device: torch.device, bound: float
+) -> TrainImages:
+    from t23d.reconstruct.fewview import sparse_points_inside
+
     images = dataset.images
     alphas = dataset.alphas
     if alphas is not None and background_color is not None:
@@ -89,6 +99,7 @@ def _train_images(dataset: Any, background_color: torch.Tensor | None, device: t
         images.clamp(0, 1).to(device),
         None if alphas is None else alphas.to(device),
         torch.tensor(dataset.train_indices, dtype=torch.long),
+        points=None if (pts := sparse_points_inside(dataset.points, bound)) is None else pts.to(device),
     )
 
 
@@ -105,11 +116,17 @@ def load_reconstruct_state(
     run_dir: Path, device: torch.device | None = None
 ) -> tuple[ReconstructConfig, TrainingState]:
     """Config and trained state of a reconstruct run (latest checkpoint)."""
+    from t23d.reconstruct.fewview import apply_visible_levels
+
     cfg = load_reconstruct_config(run_dir)
     device = device or resolve_device(cfg.device)
     assert cfg.background is not None  # resolved when the run was created
-    state = build_reconstruct_state(cfg, cfg.background, device)
+    scene = read_scene(run_dir)
+    state = build_reconstruct_state(
+        cfg, cfg.background, device, len(scene["c2w"]), list(scene["train_indices"])
+    )
     state.load(run_dir / "checkpoints")
+    apply_visible_levels(state.field, cfg, state.step)  # the encoding as it was at that step
     return cfg, state
 
 
@@ -125,7 +142,9 @@ def read_scene(run_dir: Path) -> dict[str, Any]:
 def evaluate_views(
     cfg: ReconstructConfig, state: TrainingState, dataset: Any, background_color: torch.Tensor | None
 ) -> dict[str, Any]:
-    """PSNR/SSIM of held-out views (rendered on the eval background, photos composited on the same)."""
+    """PSNR/SSIM of held-out views (rendered on the eval background, photos composited on the same), with
+    the neutral appearance code (the training photos' average exposure and lighting) and the poses as given
+    (held-out photos have no learnt pose correction)."""
     from t23d.reconstruct.metrics import psnr, ssim
     from t23d.render.rays import camera_rays
     from t23d.render.volume import render_images
@@ -138,7 +157,14 @@ def evaluate_views(
         cams = Cameras(
             dataset.c2w[i : i + 1], dataset.intrinsics[i : i + 1], dataset.width, dataset.height
         ).to(dev)
-        out = render_images(state.field, state.background, cams, cfg.render, state.occupancy)
+        out = render_images(
+            state.field,
+            state.background,
+            cams,
+            cfg.render,
+            state.occupancy,
+            appearance=photo_appearance(state),
+        )
         pred = out["rgb"][0].cpu()
         gt = dataset.images[i]
         if dataset.alphas is not None:
@@ -209,9 +235,16 @@ def _run_reconstruct(
     if not dataset.train_indices:
         raise T23dError(f"{cfg.input}: no training images after the hold-out split")
     has_alpha = dataset.alphas is not None
-    cfg = dataclasses.replace(cfg, background=default_background(cfg, has_alpha))
+    capture: dict[str, Any] = {}
+    if resume is None:
+        cfg, capture = resolve_for_capture(cfg, dataset)
+    else:
+        capture = dict(read_run(run_dir).get("capture") or {})
     bg_color = torch.tensor(_DATA_BACKGROUND[cfg.data.background]) if has_alpha else None
-    state = build_reconstruct_state(cfg, cfg.background, device)  # type: ignore[arg-type]
+    assert cfg.background is not None  # resolved above (new runs) or saved resolved (resumes)
+    state = build_reconstruct_state(
+        cfg, cfg.background, device, dataset.num_images, list(dataset.train_indices)
+    )
     if resume is None:
         run_dir = create_run_dir(Path(out_parent), Path(cfg.input).resolve().name or "scene")
         held.enter_context(locked_run(run_dir, "train"))
@@ -228,6 +261,7 @@ def _run_reconstruct(
             num_test=len(dataset.test_indices),
             image_size=[dataset.width, dataset.height],
             sfm=dataset.sfm_report,
+            capture=capture,
             steps=cfg.steps,
             seed=cfg.seed,
             device=str(device),
@@ -252,7 +286,7 @@ def _run_reconstruct(
             device,
             state.field.implementation,
         )
-        data = _train_images(dataset, bg_color, device)
+        data = _train_images(dataset, bg_color, device, cfg.field.bound)
         timed_training(
             run_dir,
             state,
@@ -263,6 +297,8 @@ def _run_reconstruct(
         metrics = evaluate_views(cfg, state, dataset, bg_color)
         metrics["steps"] = state.step
         metrics["train_s"] = timings["train_s"]
+        metrics.update(capture)
+        metrics.update(learnt_capture_report(state, dataset))
         write_json_atomic(run_dir / "metrics.json", metrics)
         timings["eval_s"] = time.perf_counter() - t0
         logger.info(
@@ -288,7 +324,12 @@ def export_reconstruct_run(
     export_cfg: Any = None,
     out_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Export the asset of a reconstruct run in the input's world frame (converted to glTF Y-up)."""
+    """Export the asset of a reconstruct run in the input's world frame (converted to glTF Y-up).
+
+    ``export_cfg.texture`` picks what the texture holds: ``radiance`` (the neutral appearance code: the
+    training photos' average exposure and lighting) or ``albedo`` (needs the run's shading model). The
+    fidelity check compares the asset with field renders of the same quantity."""
+    from t23d.common.errors import ConfigError
     from t23d.export import export_asset
     from t23d.render.field_fns import (
         bake_color_fn_of,
@@ -303,19 +344,30 @@ def export_reconstruct_run(
 
     scene = read_scene(run_dir)
     export_cfg = export_cfg or cfg.export
+    model = state.extras.get("appearance")
+    if export_cfg.texture == "albedo" and (model is None or not model.shaded):  # type: ignore[union-attr]
+        raise ConfigError(
+            "texture: 'albedo' needs a run trained with a shading model (appearance.shading 'sh', or "
+            f"'t23d reconstruct --texture albedo'); {run_dir} learnt radiance only: use texture 'radiance'"
+        )
+    appearance = photo_appearance(state, None, export_cfg.texture)
     state.field.eval()
+    for module in state.extras.values():
+        module.eval()
     cams = cameras_of(scene, scene["test_indices"] or scene["train_indices"][:8])
     fidelity = _camera_tuples(cams)
     aabb = torch.tensor(scene["aabb"], dtype=torch.float32)
     report = export_asset(
         density_fn_of(state.field),
-        bake_color_fn_of(state.field, aabb, export_cfg.resolution),
+        bake_color_fn_of(
+            state.field, aabb, export_cfg.resolution, appearance=appearance, normal_eps=cfg.render.normal_eps
+        ),
         aabb,
         out_dir or run_dir / "export",
         slug(Path(cfg.input).resolve().name or "scene"),
         export_cfg,
         world_transform=np.asarray(scene["world_from_normalised"], dtype=np.float64),
-        render_field_fn=render_field_fn_of(state.field, cfg.render, state.occupancy),
+        render_field_fn=render_field_fn_of(state.field, cfg.render, state.occupancy, appearance=appearance),
         fidelity_cameras=fidelity,
         render_step=step_size(state.field, cfg.render),
         sdf_fn=sdf_fn_of(state.field),

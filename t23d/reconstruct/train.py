@@ -1,27 +1,34 @@
 """Photometric training of the hash-grid field on posed photos (instant-ngp style).
 
-Per step: random pixels of random training images -> rays -> volume rendering -> MSE against the
-photo. Photos with alpha are trained over random background colours so that the field must be
+Per step: random pixels of random training images -> rays (through the learnt pose corrections, when
+refined) -> volume rendering (through the appearance model: environment lighting, per-photo codes) ->
+MSE against the photo, plus the geometry regularisers the run chose (SDF eikonal/curvature, distortion,
+SfM points). Photos with alpha are trained over random background colours so that the field must be
 transparent where the object is not. All randomness comes from the checkpointed generator.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import Tensor
 
+from t23d.field.appearance import Appearance, AppearanceRender
 from t23d.field.background import Background, BackgroundConfig
 from t23d.field.nerf import NeRFField
 from t23d.field.sdf import apply_sharpness_floor, sdf_regulariser_losses
 from t23d.reconstruct.config import ReconstructConfig
+from t23d.reconstruct.fewview import apply_visible_levels, sparse_point_loss
 from t23d.render.cameras import Cameras
+from t23d.render.pose_refine import PoseCorrections
 from t23d.render.rays import Rays, camera_rays
-from t23d.render.volume import make_occupancy_grid, render_rays
+from t23d.render.volume import make_occupancy_grid, render_rays, step_size
 from t23d.run.state import (
     StepCallback,
     StepInfo,
@@ -44,12 +51,24 @@ class TrainImages:
     """[N, H, W] alpha, or None."""
     train_indices: Tensor
     """[T] long indices of training images."""
+    points: Tensor | None = None
+    """[P, 3] SfM points inside the field's box (normalised frame, on the device), or None."""
+
+
+def uses_appearance(cfg: ReconstructConfig) -> bool:
+    """Whether the run has an appearance model (a shading model or per-photo codes)."""
+    return cfg.appearance.shading != "none" or cfg.appearance.per_image != "none"
 
 
 def build_reconstruct_state(
-    cfg: ReconstructConfig, background: BackgroundConfig, device: torch.device
+    cfg: ReconstructConfig,
+    background: BackgroundConfig,
+    device: torch.device,
+    num_images: int = 0,
+    train_indices: list[int] | None = None,
 ) -> TrainingState:
-    """Fresh state from ``cfg.seed``."""
+    """Fresh state from ``cfg.seed``. ``num_images`` (all photos, train and test) sizes the per-photo
+    appearance codes and pose corrections; ``train_indices`` are the photos whose codes are learnt."""
     generator = torch.Generator().manual_seed(cfg.seed)
     init_gen = torch.Generator().manual_seed(cfg.seed + 1)
     field_ = NeRFField(cfg.field, device=device, generator=init_gen)
@@ -57,7 +76,44 @@ def build_reconstruct_state(
     o = cfg.optim
     optimizer = make_optimizer(field_, bg, o.lr_grid, o.lr_mlp, o.lr_background, o.betas, o.eps)
     occupancy = make_occupancy_grid(field_, cfg.render, device)
-    return TrainingState(field_, bg, optimizer, occupancy, generator)
+    extras: dict[str, torch.nn.Module] = {}
+    if uses_appearance(cfg):
+        extras["appearance"] = Appearance(
+            cfg.appearance, max(num_images, 1), train_indices, cfg.field.geo_feat_dim, init_gen
+        ).to(device)
+        optimizer.add_param_group(
+            {"params": list(extras["appearance"].parameters()), "lr": o.lr_mlp, "name": "appearance"}
+        )
+    if cfg.pose_refinement.enabled:
+        extras["poses"] = PoseCorrections(max(num_images, 1)).to(device)
+        optimizer.add_param_group(
+            {"params": list(extras["poses"].parameters()), "lr": cfg.pose_refinement.lr, "name": "poses"}
+        )
+    return TrainingState(field_, bg, optimizer, occupancy, generator, extras=extras)
+
+
+def photo_appearance(
+    state: TrainingState,
+    image_ids: Tensor | None = None,
+    output: Literal["radiance", "albedo"] = "radiance",
+    photo_background: bool = False,
+) -> AppearanceRender | None:
+    """The run's appearance for a render: per-photo codes of ``image_ids`` [R] (None: the neutral code,
+    for held-out views and the asset), ``radiance`` or ``albedo``; ``photo_background``: the background
+    is part of the photos (unmasked photos), so their exposure applies to it. None when the run has no
+    appearance model."""
+    model = state.extras.get("appearance")
+    if model is None:
+        return None
+    return AppearanceRender(model, image_ids, output, photo_background)  # type: ignore[arg-type]
+
+
+def training_cameras(state: TrainingState, cameras: Cameras) -> Cameras:
+    """``cameras`` with the learnt pose corrections applied (differentiable), when poses are refined."""
+    poses = state.extras.get("poses")
+    if poses is None:
+        return cameras
+    return Cameras(poses(cameras.c2w), cameras.intrinsics, cameras.width, cameras.height)
 
 
 def learning_rate_factor(cfg: ReconstructConfig, step: int) -> float:
@@ -73,6 +129,7 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
     device = data.premultiplied.device
     timings: dict[str, float] = {}
     apply_sharpness_floor(state.field, cfg.sdf_training, step)
+    apply_visible_levels(state.field, cfg, step)
     t0 = time.perf_counter()
     if step % cfg.render.occupancy.update_every == 0:
         state.occupancy.update(state.field.occupancy_fn(state.occupancy.cell_size), step, gen)
@@ -85,7 +142,10 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
     row = torch.randint(data.cameras.height, (n,), generator=gen)
     col = torch.randint(data.cameras.width, (n,), generator=gen)
     pixels = torch.stack([img, row, col], -1).to(device)
-    rays = camera_rays(data.cameras, pixels)
+    cams = training_cameras(state, data.cameras)
+    if step < cfg.pose_refinement.start_step:
+        cams = Cameras(cams.c2w.detach(), cams.intrinsics, cams.width, cams.height)
+    rays = camera_rays(cams, pixels)
     # one random background colour per ray (RandomBackground); other backgrounds ignore the ids
     rays = Rays(rays.origins, rays.directions, torch.arange(n, device=device))
     w_dist = cfg.distortion.at(step)
@@ -95,6 +155,7 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
         rays,
         cfg.render,
         state.occupancy,
+        appearance=photo_appearance(state, pixels[:, 0], photo_background=data.alphas is None),
         compute_distortion=w_dist > 0,
         generator=gen,
     )
@@ -107,6 +168,12 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
     if out.distortion is not None:
         losses["distortion"] = w_dist * out.distortion
     losses.update(sdf_regulariser_losses(state.field, out.points, cfg.sdf_training, step, gen))
+    w_points = cfg.sparse_points.at(step)
+    if w_points > 0 and data.points is not None:
+        surface = math.log(2.0) / step_size(state.field, cfg.render)  # one step 50 % opaque
+        losses["sfm_points"] = w_points * sparse_point_loss(
+            state.field, data.points, cfg.sparse_points_per_step, gen, surface
+        )
     check_finite(losses)
     total = sum(losses.values())
 
@@ -122,6 +189,8 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
         "background": cfg.optim.lr_background,
         "background_grid": cfg.optim.lr_grid,
         "sharpness": cfg.optim.lr_mlp,
+        "appearance": cfg.optim.lr_mlp,
+        "poses": cfg.pose_refinement.lr,
     }
     for group in state.optimizer.param_groups:
         group["lr"] = base[group["name"]] * factor

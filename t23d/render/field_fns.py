@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from t23d.field.appearance import AppearanceRender
 from t23d.field.background import Background, ConstantBackground
 from t23d.field.nerf import NeRFField
 from t23d.render.cameras import Cameras
@@ -39,7 +40,11 @@ def sdf_fn_of(field_: NeRFField) -> Callable[[Tensor], Tensor] | None:
 
 
 def surface_color_fn_of(
-    field_: NeRFField, band: float, num_samples: int = 8
+    field_: NeRFField,
+    band: float,
+    num_samples: int = 8,
+    appearance: AppearanceRender | None = None,
+    normal_eps: float = 0.01,
 ) -> Callable[[Tensor, Tensor], Tensor]:
     """``(points [N, 3], view_dirs [N, 3]) -> rgb [N, 3]``: the colour a camera looking along ``view_dirs``
     sees near each point, by volume rendering a short segment ``[-band, +band]`` around it.
@@ -47,7 +52,12 @@ def surface_color_fn_of(
     Baking with this instead of the colour at the exact point makes the texture robust to the mesh lying
     a fraction of a voxel in front of or behind where the field's rendering weights peak (a NeRF's colour
     is only trained there). Falls back to the colour at the point where the segment is transparent.
+    ``appearance`` (photo runs with an appearance model; neutral code) turns the field's colour into
+    the radiance or keeps the albedo; shading uses the field's normal at each point (finite differences
+    with step ``normal_eps``) for the whole segment.
     """
+    if appearance is not None and appearance.image_ids is not None:
+        raise ValueError("surface_color_fn_of: the appearance must use the neutral code (image_ids=None)")
     offsets = torch.linspace(-band, band, num_samples)  # [K]
     step = 2.0 * band / (num_samples - 1)
 
@@ -60,7 +70,15 @@ def surface_color_fn_of(
         sigma, feats = field_.density(pts.reshape(-1, 3), return_features=True)  # type: ignore[misc]
         tau = sigma.reshape(n, k) * step
         weights = torch.exp(-(torch.cumsum(tau, 1) - tau)) * (1.0 - torch.exp(-tau))  # [N, K]
-        colors = field_.color(feats, d.repeat_interleave(k, 0)).reshape(n, k, 3)
+        dirs = d.repeat_interleave(k, 0)  # [N * K, 3]
+        colors = field_.color(feats, dirs)
+        if appearance is not None:
+            normals = None
+            if appearance.needs_normals:
+                normals = field_.normals(p, normal_eps).repeat_interleave(k, 0)  # [N * K, 3]
+            ray = torch.zeros(n * k, dtype=torch.long, device=dev)
+            colors = appearance.color(colors, feats, normals, dirs, ray)
+        colors = colors.reshape(n, k, 3)
         opacity = weights.sum(1, keepdim=True)
         rendered = (weights[..., None] * colors).sum(1) / opacity.clamp(min=1e-6)
         centre = colors[:, k // 2]
@@ -69,22 +87,35 @@ def surface_color_fn_of(
     return color_fn
 
 
-def bake_color_fn_of(field_: NeRFField, aabb: Tensor, resolution: int) -> Callable[[Tensor, Tensor], Tensor]:
+def bake_color_fn_of(
+    field_: NeRFField,
+    aabb: Tensor,
+    resolution: int,
+    appearance: AppearanceRender | None = None,
+    normal_eps: float = 0.01,
+) -> Callable[[Tensor, Tensor], Tensor]:
     """The colour function used for texture baking: :func:`surface_color_fn_of` over +-1.5 voxels of the
-    extraction grid (``resolution`` cells along the longest side of ``aabb``)."""
+    extraction grid (``resolution`` cells along the longest side of ``aabb``), through ``appearance``
+    (radiance or albedo, neutral code) when the run has one."""
     voxel = float((aabb[1] - aabb[0]).max()) / resolution
-    return surface_color_fn_of(field_, band=1.5 * voxel)
+    return surface_color_fn_of(field_, band=1.5 * voxel, appearance=appearance, normal_eps=normal_eps)
 
 
-def render_field_fn_of(field_: NeRFField, render_cfg: RenderConfig, occupancy: OccupancyGrid | None):
-    """``(c2w [4, 4], intrinsics [4], H, W) -> (rgb [H, W, 3] on black, opacity [H, W])`` of the field."""
+def render_field_fn_of(
+    field_: NeRFField,
+    render_cfg: RenderConfig,
+    occupancy: OccupancyGrid | None,
+    appearance: AppearanceRender | None = None,
+):
+    """``(c2w [4, 4], intrinsics [4], H, W) -> (rgb [H, W, 3] on black, opacity [H, W])`` of the field
+    (through ``appearance``, neutral code, when given)."""
     black = Background(ConstantBackground((0.0, 0.0, 0.0)))
 
     @torch.no_grad()
     def render_field(c2w: Tensor, intrinsics: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
         dev = next(field_.parameters()).device
         cams = Cameras(c2w[None].float().to(dev), intrinsics[None].float().to(dev), int(width), int(height))
-        out = render_images(field_, black, cams, render_cfg, occupancy)
+        out = render_images(field_, black, cams, render_cfg, occupancy, appearance=appearance)
         return out["rgb"][0].cpu(), out["opacity"][0].cpu()
 
     return render_field

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from t23d.common.geometry import intersect_aabb
+from t23d.field.appearance import AppearanceRender
 from t23d.field.background import Background
 from t23d.field.nerf import NeRFField
 from t23d.render.cameras import Cameras
@@ -92,6 +93,7 @@ def render_rays(
     occupancy: OccupancyGrid | None = None,
     *,
     shading: Shading | None = None,
+    appearance: AppearanceRender | None = None,
     compute_normals: bool = False,
     compute_distortion: bool = False,
     generator: torch.Generator | None = None,
@@ -99,14 +101,19 @@ def render_rays(
     """Volume-render ``rays``; differentiable w.r.t. field and background parameters.
 
     ``generator`` drives stratified offsets (training); without it samples sit at step midpoints.
-    ``shading`` other than albedo needs normals, which are then computed too. ``compute_distortion``
-    adds mip-NeRF 360's distortion loss (:func:`distortion_loss`) to the output.
+    ``shading`` (DreamFusion's random lights, SDS) other than albedo needs normals, which are then
+    computed too. ``appearance`` (photos: learnt environment lighting, per-photo codes; see
+    :mod:`t23d.field.appearance`) turns the field's colour into what a photo shows, or asks for the
+    unlit albedo. ``compute_distortion`` adds mip-NeRF 360's distortion loss (:func:`distortion_loss`).
     """
+    if shading is not None and appearance is not None:
+        raise ValueError("render_rays: pass shading (SDS) or appearance (photos), not both")
     device = rays.origins.device
     num_rays = rays.origins.shape[0]
     dt = step_size(field_, cfg)
     aabb = field_.aabb().to(device)
-    near, far, hit = intersect_aabb(rays.origins, rays.directions, aabb)
+    # sample distances are constants: with learnt camera poses the samples move rigidly with the ray
+    near, far, hit = intersect_aabb(rays.origins.detach(), rays.directions.detach(), aabb)
     near = torch.where(hit, near, torch.zeros_like(near))
     far = torch.where(hit, far, torch.zeros_like(far))
     max_steps = int(math.ceil(float((far - near).max()) / dt)) if bool(hit.any()) else 0
@@ -149,8 +156,11 @@ def render_rays(
     albedo = field_.color(feats[keep], dirs_k)  # [K, 3]
 
     need_normals = compute_normals or (shading is not None and shading.mode != "albedo")
+    need_normals = need_normals or (appearance is not None and appearance.needs_normals)
     normals_k = field_.normals(pts_k, cfg.normal_eps) if need_normals and len(pts_k) else None
-    if shading is not None and shading.mode != "albedo":
+    if appearance is not None:
+        color_k = appearance.color(albedo, feats[keep], normals_k, dirs_k, ray_k)
+    elif shading is not None and shading.mode != "albedo":
         light = (
             shading.light_positions[rays.image_ids[ray_k]] if shading.light_positions is not None else None
         )
@@ -163,6 +173,8 @@ def render_rays(
     t_k = t_flat[keep]
     depth = torch.zeros(num_rays, device=device).index_add(0, ray_k, w_k * t_k)
     bg = background(rays.directions, rays.image_ids, generator, origins=rays.origins)
+    if appearance is not None:
+        bg = appearance.background(bg)
     rgb = rgb_fg + (1.0 - opacity[:, None]) * bg
     out = RenderOutput(
         rgb=rgb,
@@ -316,13 +328,18 @@ def render_images(
     cfg: RenderConfig,
     occupancy: OccupancyGrid | None = None,
     shading: Shading | None = None,
+    appearance: AppearanceRender | None = None,
 ) -> dict[str, Tensor]:
     """Render whole images without gradients.
 
     Returns ``rgb`` [B, H, W, 3] (composited over the background), ``opacity`` [B, H, W], ``depth``
     [B, H, W] and ``background`` [B, H, W, 3] (the background colour behind each pixel), so that
     ``rgb - (1 - opacity) * background`` is the field's own premultiplied colour.
+
+    ``appearance`` must use the neutral code (``image_ids`` None): rays here are not tied to photos.
     """
+    if appearance is not None and appearance.image_ids is not None:
+        raise ValueError("render_images: appearance must use the neutral code (image_ids=None)")
     was_training = background.training
     background.eval()
     rays = camera_rays(cameras)
@@ -330,7 +347,7 @@ def render_images(
     for start in range(0, rays.origins.shape[0], cfg.chunk_rays):
         sl = slice(start, start + cfg.chunk_rays)
         chunk = Rays(rays.origins[sl], rays.directions[sl], rays.image_ids[sl])
-        o = render_rays(field_, background, chunk, cfg, occupancy, shading=shading)
+        o = render_rays(field_, background, chunk, cfg, occupancy, shading=shading, appearance=appearance)
         outs["rgb"].append(o.rgb)
         outs["opacity"].append(o.opacity)
         outs["depth"].append(o.depth)

@@ -159,11 +159,15 @@ class TrainingState:
     occupancy: OccupancyGrid
     generator: torch.Generator
     step: int = 0
+    extras: dict[str, torch.nn.Module] = field(default_factory=dict)
+    """Further trained modules of a loop (photo runs: ``appearance``, ``poses``), checkpointed by name."""
 
     def train(self) -> None:
-        """Field and background in training mode."""
+        """Field, background and extras in training mode."""
         self.field.train()
         self.background.train()
+        for module in self.extras.values():
+            module.train()
 
     def optimizer_step(self) -> None:
         """The optimiser step, checked: see :func:`checked_optimizer_step`."""
@@ -177,6 +181,8 @@ class TrainingState:
         tensors.update(prefixed("background", self.background.state_dict()))
         tensors.update(prefixed("optim", opt_t))
         tensors.update(prefixed("occupancy", self.occupancy.state_dict()))
+        for name, module in self.extras.items():
+            tensors.update(prefixed(f"extra.{name}", module.state_dict()))
         tensors["rng"] = self.generator.get_state()
         state = {
             "optimizer": opt_meta,
@@ -192,6 +198,8 @@ class TrainingState:
         self.background.load_state_dict(unprefixed("background", tensors))
         load_optimizer(self.optimizer, unprefixed("optim", tensors), state["optimizer"])
         self.occupancy.load_state_dict(unprefixed("occupancy", tensors))
+        for name, module in self.extras.items():
+            module.load_state_dict(unprefixed(f"extra.{name}", tensors))
         self.generator.set_state(tensors["rng"])
         self.step = int(state["step"])
         return state

@@ -1,0 +1,98 @@
+"""What a photo run decides from its capture before training, and reports about it afterwards.
+
+:func:`resolve_for_capture` turns the user's config into the run's resolved config (written to
+``config.yaml``, so resumes and re-exports use the same choices): the background model, the shading
+model an albedo texture needs, and the few-view regularisers (:mod:`t23d.reconstruct.fewview`).
+:func:`learnt_capture_report` summarises what training learnt about the capture (environment light,
+per-photo exposure, pose corrections) for ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from typing import Any
+
+import torch
+
+from t23d.reconstruct.config import ReconstructConfig, default_background
+from t23d.run.state import TrainingState
+
+log = logging.getLogger(__name__)
+
+
+def resolve_for_capture(cfg: ReconstructConfig, dataset: Any) -> tuple[ReconstructConfig, dict[str, Any]]:
+    """The run's resolved config for ``dataset`` (a :class:`~t23d.data.dataset.PhotoDataset`), and a record
+    of the decisions (``{"few_view": ...}``) for ``run.json`` and ``metrics.json``."""
+    from t23d.reconstruct.fewview import plan_few_view
+
+    cfg = dataclasses.replace(cfg, background=default_background(cfg, dataset.alphas is not None))
+    appearance = cfg.appearance
+    if cfg.export.texture == "albedo" and appearance.shading == "none":
+        log.info(
+            "texture 'albedo': learning a shading model (appearance.shading 'sh') to separate the albedo"
+        )
+        appearance = dataclasses.replace(appearance, shading="sh")
+    field_cfg = cfg.field
+    if appearance.shading == "sh" and field_cfg.view_dependent:
+        log.info(
+            "shading 'sh': the field's colour is the albedo (view-independent); view-dependent effects "
+            "go to the specular residual"
+        )
+        field_cfg = dataclasses.replace(field_cfg, view_dependent=False)
+    cfg = dataclasses.replace(cfg, appearance=appearance, field=field_cfg)
+    train = list(dataset.train_indices)
+    positions = dataset.c2w[train, :3, 3]
+    centre = dataset.aabb.float().mean(0)
+    cfg, plan = plan_few_view(cfg, positions, centre, dataset.points)
+    log.info(
+        "capture: %d training photos, neighbours %.1f deg apart, %.0f%% of directions covered%s; "
+        "few-view regularisation %s (%s)%s",
+        plan.num_views,
+        plan.spacing_deg,
+        100 * plan.coverage,
+        f", {plan.num_points} SfM points" if plan.num_points else "",
+        "on" if plan.sparse else "off",
+        plan.reason,
+        f": {plan.regularisers}" if plan.regularisers else "",
+    )
+    return cfg, {"few_view": plan.to_dict()}
+
+
+@torch.no_grad()
+def learnt_capture_report(state: TrainingState, dataset: Any) -> dict[str, Any]:
+    """What training learnt about the capture: the environment's SH irradiance and how much the
+    per-photo exposure varies (``appearance``), the pose corrections (``poses``)."""
+    out: dict[str, Any] = {}
+    app = state.extras.get("appearance")
+    if app is not None:
+        info: dict[str, Any] = {"shading": app.cfg.shading, "per_image": app.cfg.per_image}
+        if app.shaded:
+            info["environment_sh"] = [[round(float(v), 5) for v in row] for row in app.sh.cpu()]
+        if app.cfg.per_image != "none":
+            train = app.train_ids
+            stops = app._centred(app.image_log_gain)[train] / math.log(2.0)  # [T, 3] exposure in stops
+            info["exposure_stops"] = {
+                "min": round(float(stops.min()), 4),
+                "max": round(float(stops.max()), 4),
+                "std": round(float(stops.std()), 4) if len(stops) > 1 else 0.0,
+            }
+            info["neutral_code"] = "zero (the training photos' average appearance)"
+        out["appearance"] = info
+    poses = state.extras.get("poses")
+    if poses is not None:
+        c2w = dataset.c2w.to(poses.correction.device)
+        rot, shift = poses.magnitudes(c2w)
+        train = list(dataset.train_indices)
+        scale = float(dataset.world_from_normalised[0, 0])
+        out["poses"] = {
+            "refined": True,
+            "rotation_deg": {"mean": float(rot[train].mean()), "max": float(rot[train].max())},
+            "shift": {
+                "mean": float(shift[train].mean()) * scale,
+                "max": float(shift[train].max()) * scale,
+                "units": "input world units",
+            },
+        }
+    return out
