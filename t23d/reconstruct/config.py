@@ -174,6 +174,7 @@ def validate_reconstruct_config(cfg: ReconstructConfig) -> None:
     is accepted. Limits that need the photos (the image size left by ``--downscale``) are checked as soon
     as the cameras are read."""
     from t23d.common.config import Rule, is_int, is_number
+    from t23d.common.errors import ConfigError
     from t23d.export.config import validate_export_config
     from t23d.run.config import training_rules, validate_training_config
 
@@ -184,7 +185,27 @@ def validate_reconstruct_config(cfg: ReconstructConfig) -> None:
         Rule("data.downscale", is_int(1), "an integer >= 1", "--downscale"),
         Rule("data.max_image_size", lambda v: v is None or is_int(8)(v), "an integer >= 8 or null"),
         Rule("data.holdout_every", is_int(0), "an integer >= 0 (0 disables the hold-out)"),
+        Rule("appearance.shading", lambda v: v in ("none", "sh"), "'none' or 'sh'", "--shading"),
+        Rule(
+            "appearance.per_image",
+            lambda v: v in ("none", "exposure", "lighting"),
+            "'none', 'exposure' or 'lighting'",
+            "--appearance",
+        ),
+        Rule("few_view.mode", lambda v: v in ("auto", "on", "off"), "'auto', 'on' or 'off'", "--few-views"),
+        Rule("few_view.max_views", is_int(0), "an integer >= 0"),
+        Rule("pose_refinement.lr", is_number(0), "a number >= 0"),
+        Rule("pose_refinement.start_step", is_int(0), "an integer >= 0 (a step)"),
     ]
     validate_training_config(cfg, rules)
+    if (
+        cfg.appearance.per_image == "lighting"
+        and cfg.appearance.shading != "sh"
+        and cfg.export.texture != "albedo"
+    ):
+        raise ConfigError(
+            "appearance.per_image (--appearance): 'lighting' needs appearance.shading 'sh' (--shading sh, or "
+            "--texture albedo); got shading 'none'. Use --appearance exposure instead"
+        )
     if cfg.export_at_end:
         validate_export_config(cfg.export)

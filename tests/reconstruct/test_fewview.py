@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import torch
 
+from t23d.common.errors import ConfigError
 from t23d.common.schedule import Constant, Linear
 from t23d.data.synthetic import orbit_poses
+from t23d.field.appearance import AppearanceConfig
 from t23d.field.hashgrid import HashGridConfig
 from t23d.field.nerf import FieldConfig, NeRFField, SDFConfig
-from t23d.reconstruct.config import ReconstructConfig
+from t23d.reconstruct.config import ReconstructConfig, validate_reconstruct_config
 from t23d.reconstruct.fewview import (
     FewViewConfig,
     apply_visible_levels,
@@ -86,3 +89,27 @@ def test_sparse_point_loss_is_zero_on_the_surface_and_robust_to_outliers():
     assert float(sparse_point_loss(f, inside, 64, gen, 10.0)) == pytest.approx(0.05, abs=1e-4)
     far = on * 0.2  # outliers 0.4 away count at most max_distance
     assert float(sparse_point_loss(f, far, 64, gen, 10.0)) == pytest.approx(0.05, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"few_view": FewViewConfig(mode="maybe")},
+            "--few-views (config key 'few_view.mode'): invalid value",
+        ),  # type: ignore[arg-type]
+        ({"appearance": AppearanceConfig(shading="phong")}, "--shading (config key 'appearance.shading')"),  # type: ignore[arg-type]
+        ({"appearance": AppearanceConfig(per_image="lighting")}, "'lighting' needs appearance.shading 'sh'"),
+    ],
+)
+def test_photo_options_are_checked_before_any_work(change, message):
+    cfg = dataclasses.replace(ReconstructConfig(input="photos"), **change)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate_reconstruct_config(cfg)
+    # an albedo texture turns the shading model on, so per-photo lighting is accepted with it
+    ok = dataclasses.replace(
+        ReconstructConfig(input="photos"),
+        appearance=AppearanceConfig(per_image="lighting"),
+        export=dataclasses.replace(ReconstructConfig().export, texture="albedo"),
+    )
+    validate_reconstruct_config(ok)
