@@ -186,3 +186,28 @@ def test_a_stop_that_a_library_swallowed_is_honoured_at_the_next_stage(tmp_path)
                 timed_export(run_dir, {}, export)
         assert stop.exit_code == 143
     assert run_json(run_dir)["status"] == "interrupted"
+
+
+def test_taking_the_run_lock_removes_what_killed_writes_left(tmp_path):
+    """Starting or resuming a run (which takes its lock) removes every temporary file a killed write
+    left in it, also those whose pid was reused and the names older versions and safetensors used; the
+    run's own files stay."""
+    from t23d.run.lifecycle import locked_run
+
+    run_dir = make_run(tmp_path, steps=4)
+    ckpt = run_dir / "checkpoints"
+    ckpt.mkdir()
+    (ckpt / "step_0000002.safetensors").write_bytes(b"kept")
+    left = [
+        ckpt / f".step_0000004.safetensors.t23d-tmp-{os.getpid()}-0a1b2c3d",  # a live (reused) pid
+        ckpt / ".tmpab12CD",  # safetensors' own save_file temporary
+        run_dir / ".run.json.k3j_x9Qa.tmp.json",  # tempfile.mkstemp's, t23d <= 0.1.0
+    ]
+    for p in left:
+        p.write_bytes(b"x" * 100)
+    with locked_run(run_dir, "resume"):
+        assert not [p for p in left if p.exists()]
+    assert (ckpt / "step_0000002.safetensors").read_bytes() == b"kept"
+    assert sorted(p.name for p in run_dir.rglob("*")) == sorted(
+        [".lock", "checkpoints", "config.yaml", "run.json", "step_0000002.safetensors"]
+    )
