@@ -19,7 +19,13 @@ fractions: *not UNet* (everything except the UNet forward; the issue's target) a
 
     python benchmarks/bench_sds_step.py --prior tiny --preset fast
     python benchmarks/bench_sds_step.py --prior sd21 --preset fast --steps 5     # builds the SD-sized prior
+    python benchmarks/bench_sds_step.py --prior sd21 --preset fast,latent+fp32,latent   # side by side, one process
     python benchmarks/bench_sds_step.py --prior /path/to/diffusers/folder --preset default --steps 3
+
+``--preset`` takes a comma-separated list: the presets run one after the other in the same process (the
+prior is loaded for each and released after it), so their columns share the machine's conditions.
+The ``latent`` preset renders the latent itself (Latent-NeRF): it has no VAE phases. A ``+bf16`` suffix
+(``fast+bf16``) or ``+fp32`` (``latent+fp32``) runs that preset with ``guidance.cpu_dtype`` bfloat16 / float32.
 
 ``--prior tiny`` builds ``tests/fixtures/tiny_priors.build_tiny_sd`` in ``/tmp/t23d-bench/tiny-sd``;
 ``--prior sd21`` builds ``benchmarks/sd_sized_prior.py``'s SD-2.1-base-sized random prior (~4 GB, once).
@@ -61,6 +67,8 @@ import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_DIR = Path("/tmp/t23d-bench")
+DTYPE_SUFFIXES = {"bf16": "bfloat16", "fp32": "float32"}
+"""``--preset NAME+SUFFIX``: the preset with ``guidance.cpu_dtype`` set to the value."""
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
 SECTION = "## SDS step-time breakdown (issue 2)"
 BEGIN = (
@@ -128,7 +136,7 @@ class Probe:
             return out
 
         guidance.unet.forward = timed_unet_forward
-        self.has_vae = getattr(guidance, "vae", None) is not None
+        self.has_vae = getattr(guidance, "vae", None) is not None  # None in latent mode
         if not self.has_vae:
             return
         vae_encode = guidance.vae.encode
@@ -169,14 +177,18 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, preset_name: str) -> dict[str, Any]:
+    """Measure one preset (``preset_name``) with the prior of ``args``; returns its result record."""
     from t23d.guidance import build_guidance
     from t23d.optimise.config import preset
-    from t23d.optimise.sds import build_state, sds_step
+    from t23d.optimise.sds import build_state, renders_latents, sds_step
 
     torch.set_num_threads(args.threads)
     folder, prior_label = resolve_prior(args.prior)
-    cfg = preset(args.preset)
+    base, _, dtype = preset_name.partition("+")  # e.g. "latent+fp32": the preset with cpu_dtype float32
+    cfg = preset(base)
+    if dtype:
+        cfg.guidance = dataclasses.replace(cfg.guidance, cpu_dtype=DTYPE_SUFFIXES[dtype])
     cfg.prompt = args.prompt
     cfg.device = "cpu"
     cfg.steps = max(cfg.steps, args.warmup + args.steps + 1)
@@ -197,8 +209,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
     )
     print(
-        f"prior {folder} loaded in {load_s:.1f} s; preset {args.preset}: render {cfg.camera.resolution}px "
-        f"x {cfg.camera.batch_size}, vae_resolution {cfg.guidance.vae_resolution}, threads {args.threads}, "
+        f"prior {folder} loaded in {load_s:.1f} s; preset {preset_name}: render {cfg.camera.resolution}px "
+        f"x {cfg.camera.batch_size}, input {getattr(cfg.guidance, 'input_space', 'rgb')}, vae_resolution "
+        f"{cfg.guidance.vae_resolution}, unet {str(guidance.dtype).replace('torch.', '')}, threads {args.threads}, "
         f"load average {load_before}",
         flush=True,
     )
@@ -259,14 +272,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     fastest = dict(by_wall[0])
     fastest["occupancy"] = med["occupancy"]
     fastest_total = fastest["wall_excl_occupancy"] + fastest["occupancy"]
-    latent = cfg.guidance.vae_resolution // 8
+    latent_mode = renders_latents(cfg)
+    latent = cfg.camera.resolution if latent_mode else cfg.guidance.vae_resolution // 8
+    unet_dtype = str(guidance.dtype).replace("torch.", "")
+    guidance.release()
     return {
-        "key": f"{args.prior}/{args.preset}",
+        "key": f"{args.prior}/{preset_name}",
         "prior": prior_label,
         "prior_arg": args.prior,
-        "preset": args.preset,
+        "preset": preset_name,
+        "latent_mode": latent_mode,
+        "unet_dtype": unet_dtype,
         "render_px": cfg.camera.resolution,
-        "vae_px": cfg.guidance.vae_resolution,
+        "vae_px": None if latent_mode else cfg.guidance.vae_resolution,
         "latent": latent,
         "steps": args.steps,
         "warmup": args.warmup,
@@ -289,6 +307,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "loadavg_after": load_after,
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "machine": f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "command": "python benchmarks/bench_sds_step.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     }
 
@@ -300,7 +319,12 @@ def table(results: list[dict[str, Any]]) -> str:
     lines = [head, "|---|" + "---:|" * len(results)]
     lines.append(
         "| render px → VAE px → latent | "
-        + " | ".join(f"{r['render_px']} → {r['vae_px']} → {r['latent']}²" for r in results)
+        + " | ".join(
+            f"{r['render_px']} → {r['vae_px']} → {r['latent']}²"
+            if r.get("vae_px")
+            else f"{r['latent']}² latent rendered (no VAE), UNet {r.get('unet_dtype', 'float32')}"
+            for r in results
+        )
         + " |"
     )
     for key, label in PHASES:
@@ -350,7 +374,8 @@ def details(results: list[dict[str, Any]]) -> str:
     for r in results:
         out.append(
             f"- `{r['prior_arg']} / {r['preset']}` ({r['prior']}): `{r['command']}`; {r['date']}; {r['machine']}, "
-            f"{r['threads']} threads; hash grid '{r.get('hash_grid', '?')}'; median step of {r['steps']} after {r['warmup']} warm-up; "
+            f"{r['threads']} threads, OMP_WAIT_POLICY {r.get('omp_wait_policy') or 'unset'}; "
+            f"hash grid '{r.get('hash_grid', '?')}'; median step of {r['steps']} after {r['warmup']} warm-up; "
             f"load average (1/5/15 min) {r['loadavg_before']} before, {r['loadavg_after']} after; "
             f"prior load {r['load_s']:.1f} s; peak RSS {r['peak_rss_gib']:.1f} GiB; occupancy update "
             f"{r['occupancy_quarter_s']:.3f} s (quarter grid) / {r['occupancy_full_s']:.3f} s (full grid, warm-up "
@@ -379,7 +404,8 @@ def write_results(result: dict[str, Any], path: Path) -> list[dict[str, Any]]:
         key=lambda r: (
             order.get(r["prior_arg"], 2),
             r["prior_arg"],
-            ["fast", "default", "quality"].index(r["preset"]),
+            ["fast", "latent", "default", "quality"].index(r["preset"].partition("+")[0]),
+            r["preset"],
         ),
     )
     block = (
@@ -399,7 +425,12 @@ def main() -> None:
     parser.add_argument(
         "--prior", default="tiny", help="'tiny', 'sd21' (SD-2.1-base-sized random) or a folder"
     )
-    parser.add_argument("--preset", default="fast", choices=["fast", "default", "quality"])
+    parser.add_argument(
+        "--preset",
+        default="fast",
+        help="fast | latent | default | quality (+bf16 / +fp32: guidance.cpu_dtype), or a comma-separated "
+        "list run in turn",
+    )
     parser.add_argument("--steps", type=int, default=5, help="measured steps (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured steps first")
     parser.add_argument("--threads", type=int, default=2, help="torch / OpenMP threads")
@@ -409,13 +440,26 @@ def main() -> None:
     args = parser.parse_args()
     if args.steps < 1 or args.warmup < 0:
         parser.error("--steps must be >= 1 and --warmup >= 0")
-    result = run(args)
+    names = [n.strip() for n in args.preset.split(",") if n.strip()]
+    bad = [
+        n
+        for n in names
+        if n.partition("+")[0] not in ("fast", "latent", "default", "quality")
+        or n.partition("+")[2] not in ("", *DTYPE_SUFFIXES)
+    ]
+    if bad or not names:
+        parser.error(
+            f"--preset {args.preset!r}: accepted: fast, latent, default, quality, each optionally with +bf16 or +fp32 "
+            "(comma-separated)"
+        )
+    results = [run(args, name) for name in names]
     print()
-    print(table([result]))
+    print(table(results))
     print()
-    print(details([result]))
+    print(details(results))
     if not args.no_write:
-        write_results(result, args.results)
+        for result in results:
+            write_results(result, args.results)
         print(f"\nmerged into {args.results}")
 
 

@@ -16,7 +16,11 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         "SDS) and export a textured glTF asset.",
     )
     p.add_argument("prompt", nargs="?", default=None, help='what to generate, e.g. "stone grotto"')
-    p.add_argument("--preset", default="default", help="fast | default | quality (default: default)")
+    p.add_argument(
+        "--preset",
+        default="default",
+        help="fast | latent (CPU text-to-3D, Latent-NeRF) | default | quality (default: default)",
+    )
     p.add_argument(
         "--geometry",
         default=None,

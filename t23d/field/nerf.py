@@ -107,10 +107,19 @@ class _TruncExp(torch.autograd.Function):
 
 
 class NeRFField(nn.Module):
-    """Density and colour of points in ``[-bound, bound]^3``."""
+    """Density and colour of points in ``[-bound, bound]^3``.
+
+    With ``latent_channels > 0`` (Latent-NeRF, Metzer et al. 2023) the field also has a latent colour
+    head (``latent_mlp``, unbounded outputs) beside the RGB one: SDS renders the latent for a latent
+    prior, while previews and export keep reading :meth:`color`.
+    """
 
     def __init__(
-        self, cfg: FieldConfig, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+        self,
+        cfg: FieldConfig,
+        device: torch.device | str = "cpu",
+        generator: torch.Generator | None = None,
+        latent_channels: int = 0,
     ):
         super().__init__()
         self.cfg = cfg
@@ -127,6 +136,11 @@ class NeRFField(nn.Module):
             generator,
             output_activation="sigmoid",
         )
+        self.latent_channels = latent_channels
+        if latent_channels:
+            self.latent_mlp = make_mlp(
+                color_in, latent_channels, cfg.color_hidden_dim, cfg.color_num_hidden_layers, generator
+            )
         if cfg.geometry not in ("density", "sdf"):
             from t23d.common.errors import ConfigError
 
@@ -244,6 +258,21 @@ class NeRFField(nn.Module):
                 raise ValueError("this field is view-dependent: pass view directions")
             features = torch.cat([features, spherical_harmonics(directions, self.cfg.sh_degree)], dim=-1)
         return self.color_mlp(features)
+
+    def latent(self, features: Tensor, directions: Tensor | None = None) -> Tensor:
+        """Latent colour ``[N, latent_channels]`` (unbounded) from geometry features [N, G] (latent fields only)."""
+        if not self.latent_channels:
+            raise ValueError("this field has no latent head (latent_channels=0)")
+        if self.cfg.view_dependent:
+            if directions is None:
+                raise ValueError("this field is view-dependent: pass view directions")
+            features = torch.cat([features, spherical_harmonics(directions, self.cfg.sh_degree)], dim=-1)
+        return self.latent_mlp(features)
+
+    def mlp_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the MLPs (density, colour and, for latent fields, latent heads); not the grid."""
+        heads = [self.density_mlp, self.color_mlp] + ([self.latent_mlp] if self.latent_channels else [])
+        return [p for m in heads for p in m.parameters()]
 
     def forward(self, x: Tensor, directions: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Density [N] and colour [N, 3] of points ``x`` [N, 3] seen along ``directions`` [N, 3]."""

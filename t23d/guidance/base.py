@@ -63,6 +63,31 @@ class Guidance(Protocol):
         """
         ...
 
+    latent_channels: int
+    """Channels of the prior's latent space that a field can render (Latent-NeRF; 4 for Stable Diffusion
+    and MVDream), or 0 for pixel-space priors. Only when > 0 do the three methods below exist."""
+
+    def compute_latents(
+        self,
+        latents: torch.Tensor,
+        azimuth_deg: torch.Tensor,
+        elevation_deg: torch.Tensor,
+        step: int,
+        generator: torch.Generator,
+        *,
+        c2w: torch.Tensor | None = None,
+    ) -> GuidanceOutput:
+        """As :meth:`compute` for renders of the latent itself, ``latents [B, h, w, latent_channels]``."""
+        ...
+
+    def latent_to_rgb(self, latent: torch.Tensor) -> torch.Tensor:
+        """Approximate colour ``[..., 3]`` in [0, 1] of latents ``[..., latent_channels]`` (differentiable)."""
+        ...
+
+    def rgb_to_latent(self, rgb: torch.Tensor) -> torch.Tensor:
+        """A latent ``[..., latent_channels]`` of colour ``[..., 3]`` (differentiable), e.g. for the background."""
+        ...
+
     def describe(self) -> dict[str, Any]:
         """JSON-able summary for run.json: kind, model id/path, dtype, device, guidance scale, ..."""
         ...

@@ -8,6 +8,13 @@ from typing import Literal, Optional, Union
 from t23d.common.schedule import Constant, Linear, Schedule
 from t23d.prompt.config import PerpNegConfig, ViewPromptConfig
 
+InputSpace = Literal["rgb", "latent"]
+"""What a latent prior is given: ``rgb`` renders encoded by its VAE, or ``latent`` renders of the prior's own
+4-channel latent (Latent-NeRF, Metzer et al. 2023: the field has a latent colour head; no VAE runs)."""
+
+CpuDtype = Literal["float32", "bfloat16"]
+"""Precision of a prior on CPU (see ``cpu_dtype``)."""
+
 Weighting = Literal["sds", "uniform", "fantasia3d"]
 """SDS timestep weighting w(t), with alpha_bar = alphas_cumprod[t]:
 ``sds`` = 1 - alpha_bar (DreamFusion), ``uniform`` = 1, ``fantasia3d`` = alpha_bar**0.5 * (1 - alpha_bar)."""
@@ -41,8 +48,20 @@ class StableDiffusionGuidanceConfig:
     """Side in pixels that renders are resized to (bilinear) before the VAE encoder, inside the guidance
     (logged once per run); a multiple of 8. 512 for SD 2.1-base; a CPU preset may use 64-256 (the VAE
     dominates CPU cost). The latent is ``vae_resolution / 8`` on a side."""
+    input_space: InputSpace = "rgb"
+    """``rgb``: the field renders colours, the VAE encodes them (with gradients). ``latent``: Latent-NeRF:
+    the field also has a 4-channel latent colour head whose renders go to the UNet as they are (render
+    at the latent size, ``camera.resolution`` 32-64, ``vae_resolution`` unused); its RGB head, which
+    previews and export read, learns the latent's colour through the linear latent -> RGB approximation
+    (:mod:`t23d.guidance.latent`, weight ``regularisers.latent_rgb``). The VAE is not even loaded, so a step
+    costs the UNet and the render only (the CPU-practical route, preset ``latent``)."""
     half_precision: bool = True
-    """Load the weights in float16 on CUDA. Ignored on CPU, which always uses float32."""
+    """Load the weights in float16 on CUDA. Ignored on CPU (see ``cpu_dtype``)."""
+    cpu_dtype: CpuDtype = "float32"
+    """Precision of the prior's weights and activations on CPU. ``bfloat16`` halves the memory and, on CPUs
+    with native bfloat16 dot products (AVX512-BF16 or AMX: AMD Zen 4+, Intel Sapphire Rapids+), runs the
+    UNet up to twice as fast; elsewhere it is emulated and slower (logged). SDS only needs the noise
+    prediction to a few digits; the SDS gradient itself is computed in float32."""
     view_prompts: ViewPromptConfig = field(default_factory=ViewPromptConfig)
     """View-dependent prompt suffixes selected per camera from its azimuth/elevation."""
     perp_neg: Optional[PerpNegConfig] = None
@@ -138,12 +157,19 @@ class MVDreamGuidanceConfig:
     vae_resolution: int = 256
     """Side in pixels renders are resized to before the VAE encoder (MVDream is trained at 256, a 32x32
     latent); a multiple of 8."""
+    input_space: InputSpace = "rgb"
+    """``rgb`` (VAE-encoded renders) or ``latent`` (Latent-NeRF renders of the latent), as for Stable Diffusion."""
     guidance_rescale: float = 0.0
     """CFG rescale phi in [0, 1] (Lin et al. 2023), as for Stable Diffusion."""
     num_views: int = 4
     """Views per sample that attend to each other; the released MVDream checkpoints are 4-view."""
     half_precision: bool = True
-    """Load the weights in float16 on CUDA. Ignored on CPU, which always uses float32."""
+    """Load the weights in float16 on CUDA. Ignored on CPU (see ``cpu_dtype``)."""
+    cpu_dtype: CpuDtype = "float32"
+    """Precision of the prior's weights and activations on CPU. ``bfloat16`` halves the memory and, on CPUs
+    with native bfloat16 dot products (AVX512-BF16 or AMX: AMD Zen 4+, Intel Sapphire Rapids+), runs the
+    UNet up to twice as fast; elsewhere it is emulated and slower (logged). SDS only needs the noise
+    prediction to a few digits; the SDS gradient itself is computed in float32."""
     local_files_only: Optional[bool] = None
     """Never contact the hub when True; None honours the HF_HUB_OFFLINE environment variable."""
 

@@ -222,12 +222,38 @@ def check_safetensors_weights(folder: Path, subfolder: str, load_fn: Callable[..
     )
 
 
-def select_dtype(half_precision: bool, device: Any) -> Any:
-    """float16 when ``half_precision`` on CUDA, else float32."""
+def select_dtype(half_precision: bool, device: Any, cpu_dtype: str = "float32") -> Any:
+    """float16 when ``half_precision`` on CUDA; on CPU float32, or bfloat16 when ``cpu_dtype == "bfloat16"``.
+
+    A bfloat16 request on a CPU without native bfloat16 dot products is honoured with a warning (slower).
+    """
     import torch
 
     device = torch.device(device)
-    return torch.float16 if half_precision and device.type == "cuda" else torch.float32
+    if device.type == "cuda":
+        return torch.float16 if half_precision else torch.float32
+    if cpu_dtype == "bfloat16":
+        if not cpu_has_native_bfloat16():
+            logger.warning(
+                "guidance.cpu_dtype: bfloat16 was asked for, but this CPU has no native bfloat16 dot products "
+                "(AVX512-BF16 / AMX): it is emulated and slower than float32"
+            )
+        return torch.bfloat16
+    if cpu_dtype != "float32":
+        from t23d.common.errors import ConfigError
+
+        raise ConfigError(
+            f"config key 'guidance.cpu_dtype': invalid value {cpu_dtype!r}; accepted: 'float32', 'bfloat16'"
+        )
+    return torch.float32
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """Whether oneDNN can run bfloat16 matrix products natively here (AVX512-BF16 or AMX)."""
+    import torch
+
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check()) if check is not None else False
 
 
 def freeze(module: Any) -> Any:

@@ -98,22 +98,21 @@ class MVDreamGuidance(StableDiffusionGuidance):
         """One timestep per group of ``num_views`` views, shared by the group (MVDream's training)."""
         return super().sample_t(batch // self.num_views, step, generator).repeat_interleave(self.num_views)
 
-    def compute(
+    def score(
         self,
-        images: torch.Tensor,
+        z: torch.Tensor,
         azimuth_deg: torch.Tensor,
         elevation_deg: torch.Tensor,
         step: int,
         generator: torch.Generator,
-        *,
-        c2w: torch.Tensor | None = None,
+        c2w: torch.Tensor | None,
     ) -> GuidanceOutput:
-        """SDS loss for ``images [B, H, W, 3]``, B a multiple of ``num_views``, with cameras ``c2w [B, 4, 4]``.
+        """SDS loss of ``z [B, 4, h, w]``, B a multiple of ``num_views``, with cameras ``c2w [B, 4, 4]``.
 
         Views ``[g * V, (g + 1) * V)`` form group g (the order :func:`t23d.render.cameras.sample_random_views`
-        returns with ``num_views = V``).
+        returns with ``num_views = V``); both :meth:`compute` (RGB) and :meth:`compute_latents` come here.
         """
-        batch = images.shape[0]
+        batch = z.shape[0]
         if batch % self.num_views:
             raise T23dError(
                 f"MVDream guidance needs views in groups of {self.num_views} (guidance.num_views); got a batch of "
@@ -124,7 +123,7 @@ class MVDreamGuidance(StableDiffusionGuidance):
             raise T23dError(
                 f"MVDream guidance needs each view's camera-to-world matrix c2w [{batch}, 4, 4]; got {got}"
             )
-        return super().compute(images, azimuth_deg, elevation_deg, step, generator, c2w=c2w)
+        return super().score(z, azimuth_deg, elevation_deg, step, generator, c2w)
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary for run.json."""

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from t23d.common.config import to_dict
-from t23d.common.errors import ConfigError
+from t23d.common.errors import ConfigError, T23dError
 from t23d.guidance.base import (
     GuidanceOutput,
     check_inputs,
@@ -70,6 +70,7 @@ class ScoreDistillationGuidance:
         alphas_cumprod: ``[T]`` float32 on ``device``, the DDPM alpha_bar of every training timestep.
         prediction_type: "epsilon" or "v_prediction" (from the scheduler config).
         num_views: views denoised together (1; MVDream: 4).
+        latent_channels: channels of the latent the field can render for :meth:`compute_latents` (0: none).
     """
 
     kind: str = "sds"
@@ -92,6 +93,7 @@ class ScoreDistillationGuidance:
         self.num_train_timesteps = 1000
         self.prediction_type = "epsilon"
         self.num_views = 1
+        self.latent_channels = 0
         self._logged_input_size = False
         check_guidance_options(cfg)
 
@@ -199,10 +201,55 @@ class ScoreDistillationGuidance:
             raise RuntimeError("guidance was released; build a new one")
         check_inputs(images, azimuth_deg, elevation_deg)
         self._log_input_size(images.shape[1], images.shape[2])
-        batch = images.shape[0]
         x = images.permute(0, 3, 1, 2).to(self.device)  # [B, 3, H, W]
         z = self.encode(x, generator)  # [B, C, h, w], differentiable
+        return self.score(z, azimuth_deg, elevation_deg, step, generator, c2w)
 
+    def compute_latents(
+        self,
+        latents: torch.Tensor,
+        azimuth_deg: torch.Tensor,
+        elevation_deg: torch.Tensor,
+        step: int,
+        generator: torch.Generator,
+        *,
+        c2w: torch.Tensor | None = None,
+    ) -> GuidanceOutput:
+        """SDS loss for renders of the prior's own latent, ``latents [B, h, w, C]`` (Latent-NeRF), no encoder.
+
+        The gradient lands on ``latents``; random draws: t, then eps. Only for latent priors
+        (``latent_channels > 0``).
+        """
+        if self.unet is None:
+            raise RuntimeError("guidance was released; build a new one")
+        if not self.latent_channels:
+            raise T23dError(f"{self.kind} guidance scores pixels; it has no latent space to render into")
+        if latents.ndim != 4 or latents.shape[-1] != self.latent_channels or latents.shape[0] == 0:
+            raise T23dError(
+                f"guidance expects latents of shape [B, h, w, {self.latent_channels}] with B >= 1; got "
+                f"{tuple(latents.shape)}"
+            )
+        check_inputs(latents[..., :3], azimuth_deg, elevation_deg)
+        if not self._logged_input_size:
+            self._logged_input_size = True
+            h, w = latents.shape[1:3]
+            logger.info(
+                "%s: renders of %dx%d latents go to the UNet directly (latent mode, no VAE)", self.kind, w, h
+            )
+        z = latents.permute(0, 3, 1, 2).to(self.device)  # [B, C, h, w]
+        return self.score(z, azimuth_deg, elevation_deg, step, generator, c2w)
+
+    def score(
+        self,
+        z: torch.Tensor,
+        azimuth_deg: torch.Tensor,
+        elevation_deg: torch.Tensor,
+        step: int,
+        generator: torch.Generator,
+        c2w: torch.Tensor | None,
+    ) -> GuidanceOutput:
+        """The SDS loss of encodings ``z [B, C, h, w]`` (differentiable): draws t then eps from ``generator``."""
+        batch = z.shape[0]
         t = self.sample_t(batch, step, generator)  # [B] CPU
         noise = torch.randn(z.shape, generator=generator, dtype=torch.float32).to(self.device)  # [B, C, h, w]
         t_dev = t.to(self.device)

@@ -88,7 +88,7 @@ class StableDiffusionGuidance(ScoreDistillationGuidance):
             cfg.pretrained, self.example_id, SD_SUBFOLDERS, self.family
         )
         local_only = resolve_local_files_only(cfg.local_files_only)
-        self.dtype = select_dtype(cfg.half_precision, self.device)
+        self.dtype = select_dtype(cfg.half_precision, self.device, cfg.cpu_dtype)
         load = {"source": self.source, "is_local": self.is_local, "local_files_only": local_only}
 
         alphas_cumprod, self.num_train_timesteps, self.prediction_type = load_scheduler_constants(**load)
@@ -116,6 +116,14 @@ class StableDiffusionGuidance(ScoreDistillationGuidance):
             **load,
         )
         self.unet = freeze(unet).to(self.device)
+        self.latent_channels = int(self.unet.config.in_channels)
+        self.vae: Any = None
+        if cfg.input_space == "latent":
+            logger.info(
+                "latent mode: the field renders the %d-channel latent; the VAE is not loaded",
+                self.latent_channels,
+            )
+            return
         vae = load_component(
             AutoencoderKL.from_pretrained,
             subfolder="vae",
@@ -140,12 +148,29 @@ class StableDiffusionGuidance(ScoreDistillationGuidance):
         """``vae_resolution``: renders are resized to it before the VAE encoder."""
         return self.cfg.vae_resolution
 
+    def latent_to_rgb(self, latent: torch.Tensor) -> torch.Tensor:
+        """Approximate colour ``[..., 3]`` in [0, 1] of scaled latents ``[..., 4]`` (:mod:`t23d.guidance.latent`)."""
+        from t23d.guidance.latent import latent_to_rgb
+
+        return latent_to_rgb(latent)
+
+    def rgb_to_latent(self, rgb: torch.Tensor) -> torch.Tensor:
+        """A scaled latent ``[..., 4]`` of colour ``rgb [..., 3]`` (pseudo-inverse of :meth:`latent_to_rgb`)."""
+        from t23d.guidance.latent import rgb_to_latent
+
+        return rgb_to_latent(rgb)
+
     def encode(self, images_bchw: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """``[B, 3, H, W]`` in [0, 1] -> latents ``[B, 4, R/f, R/f]`` (R = vae_resolution, f = VAE downsampling).
 
         The latent is sampled from the VAE posterior with noise drawn from ``generator`` on CPU, then
         scaled by the VAE's ``scaling_factor``; gradients flow through the encoder to the images.
         """
+        if self.vae is None:
+            raise T23dError(
+                "this guidance was built for latent renders (guidance.input_space: latent): it has no VAE to "
+                "encode RGB images; call compute_latents"
+            )
         x = resize_images(images_bchw, self.cfg.vae_resolution)  # [B, 3, R, R]
         posterior = self.vae.encode((x * 2.0 - 1.0).to(self.dtype)).latent_dist
         mean, std = posterior.mean, posterior.std  # [B, 4, h, w]
@@ -156,6 +181,7 @@ class StableDiffusionGuidance(ScoreDistillationGuidance):
         """JSON-able summary for run.json."""
         out = super().describe()
         out["vae_resolution"] = self.cfg.vae_resolution
+        out["input_space"] = self.cfg.input_space
         return out
 
     def release(self) -> None:

@@ -82,8 +82,8 @@ class GenerateConfig:
     """Export the asset when training finishes."""
 
 
-PresetName = Literal["fast", "default", "quality"]
-PRESETS: tuple[str, ...] = ("fast", "default", "quality")
+PresetName = Literal["fast", "latent", "default", "quality"]
+PRESETS: tuple[str, ...] = ("fast", "latent", "default", "quality")
 
 
 GEOMETRIES: tuple[str, ...] = ("density", "sdf")
@@ -121,6 +121,11 @@ def density_preset(name: str) -> GenerateConfig:
       stable-dreamfusion/threestudio's ``dreamfusion-sd``. Meant for a CUDA GPU.
     - ``fast``: CPU-feasible smoke preset: smaller grid (2^16), 32x32 renders, the VAE fed at 128 px,
       fewer samples, 1,000 steps. With a real-sized SD 2.1 prior on 2 CPU cores a step takes about 2.5 s (UNet 1.6 s, VAE 0.75 s).
+    - ``latent``: the CPU-practical text-to-3D preset: ``fast`` in Latent-NeRF mode. The field renders
+      Stable Diffusion's 4-channel latent at 32x32 (a 256 px image's latent) straight into the UNet:
+      no VAE forward or backward, no shading; an RGB head learns the latent's colour for previews and
+      export. On CPU the UNet runs in bfloat16 (``guidance.cpu_dtype``; 2.5x faster than float32 here,
+      AVX512-BF16). See ``benchmarks/RESULTS.md`` (SDS step-time breakdown) for its cost beside ``fast``.
     - ``quality``: for GPUs: 128x128 renders, 20k steps, 2048 px textures at export.
     """
     from t23d.common.errors import ConfigError
@@ -143,6 +148,13 @@ def density_preset(name: str) -> GenerateConfig:
             checkpoint_every=100,
             preview=PreviewConfig(num_views=4, resolution=64, turntable_frames=12),
             export=ExportConfig(resolution=128, faces=20000, texture_size=512),
+        )
+    if name == "latent":
+        cfg = density_preset("fast")
+        return dataclasses.replace(
+            cfg,
+            camera=dataclasses.replace(cfg.camera, resolution=32),  # the latent of a 256 px image
+            guidance=StableDiffusionGuidanceConfig(input_space="latent", cpu_dtype="bfloat16"),
         )
     if name == "quality":
         return GenerateConfig(

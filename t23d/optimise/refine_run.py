@@ -41,7 +41,7 @@ def load_refine_config(run_dir: Path) -> RefineConfig:
 def refine_config_for(source: Path, base: RefineConfig, prior: str | None = None) -> RefineConfig:
     """``base`` completed from the stage-1 run ``source``: its prompt, field size, background and prior
     (``prior`` replaces the prior's ``pretrained``). For Stable Diffusion the VAE reads the renders at
-    the refine resolution."""
+    the refine resolution; a latent-mode stage 1 (Latent-NeRF) is refined in RGB."""
     from t23d.guidance.config import StableDiffusionGuidanceConfig
     from t23d.optimise.generate import load_run_config
 
@@ -57,6 +57,12 @@ def refine_config_for(source: Path, base: RefineConfig, prior: str | None = None
     guidance = cfg1.guidance
     if prior is not None:
         guidance = dataclasses.replace(guidance, pretrained=prior)
+    if getattr(guidance, "input_space", "rgb") == "latent":
+        # a Latent-NeRF stage 1: the refine stage renders the mesh's colours, which the VAE encodes
+        logger.info(
+            "stage 1 rendered the latent (input_space: latent); the refine stage feeds RGB to the VAE"
+        )
+        guidance = dataclasses.replace(guidance, input_space="rgb")
     if isinstance(guidance, StableDiffusionGuidanceConfig):
         res = base.camera.resolution
         if res % 8:

@@ -20,6 +20,10 @@ class RegularisersConfig:
     """Mean rendered opacity (discourages fog and floaters)."""
     opaque: Schedule = field(default_factory=lambda: Constant(0.0))
     """Binary entropy of the rendered opacity (pushes it to 0 or 1)."""
+    latent_rgb: Schedule = field(default_factory=lambda: Constant(1.0))
+    """Latent mode only: weight of the RGB head's squared distance to the linear colour of the latent head
+    at the same samples (``RenderOutput.latent_rgb_loss``); trains the RGB head that previews and export
+    read, and nothing else."""
 
 
 def opacity_entropy(opacity: Tensor, eps: float = 1e-5) -> Tensor:

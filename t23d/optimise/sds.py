@@ -38,11 +38,24 @@ from t23d.run.state import (
 logger = logging.getLogger(__name__)
 
 
+LATENT_CHANNELS = 4
+"""Channels of the latent head in latent mode (Stable Diffusion's and MVDream's VAE latent)."""
+
+
+def renders_latents(cfg: GenerateConfig) -> bool:
+    """Whether the run is in latent mode (``guidance.input_space: latent``, Latent-NeRF)."""
+    return getattr(cfg.guidance, "input_space", "rgb") == "latent"
+
+
 def build_state(cfg: GenerateConfig, device: torch.device) -> TrainingState:
-    """Fresh field, background, optimiser, occupancy grid and RNG from ``cfg.seed``."""
+    """Fresh field, background, optimiser, occupancy grid and RNG from ``cfg.seed``.
+
+    In latent mode the field gets a latent colour head beside its RGB head.
+    """
     generator = torch.Generator().manual_seed(cfg.seed)
     init_gen = torch.Generator().manual_seed(cfg.seed + 1)
-    field_ = NeRFField(cfg.field, device=device, generator=init_gen)
+    latent_channels = LATENT_CHANNELS if renders_latents(cfg) else 0
+    field_ = NeRFField(cfg.field, device=device, generator=init_gen, latent_channels=latent_channels)
     background = Background(cfg.background, generator=init_gen, device=device, aabb=field_.aabb()).to(device)
     o = cfg.optim
     optimizer = make_optimizer(field_, background, o.lr_grid, o.lr_mlp, o.lr_background, o.betas, o.eps)
@@ -65,7 +78,8 @@ def sds_step(cfg: GenerateConfig, state: TrainingState, guidance: Any) -> StepIn
     # a multi-view prior (MVDream) gets groups of guidance.num_views views at fixed relative azimuths
     views = sample_random_views(cfg.camera, gen, num_views=guidance.num_views)
     cameras = views.cameras.to(device)
-    shading = sample_shading(cfg.shading, step, cameras.c2w[:, :3, 3], gen)
+    latent = renders_latents(cfg)  # Latent-NeRF: render the prior's latent, no shading (albedo) there
+    shading = None if latent else sample_shading(cfg.shading, step, cameras.c2w[:, :3, 3], gen)
     w_orient = cfg.regularisers.orientation.at(step)
     rays = camera_rays(cameras)
     out = render_rays(
@@ -77,16 +91,25 @@ def sds_step(cfg: GenerateConfig, state: TrainingState, guidance: Any) -> StepIn
         shading=shading,
         compute_normals=w_orient > 0,
         generator=gen,
+        latent_rgb_fn=guidance.latent_to_rgb if latent else None,
     )
     b, res = len(cameras), cfg.camera.resolution
-    images = out.rgb.reshape(b, res, res, 3)
+    if latent:  # the latent over the background's latent (the background stays an RGB model)
+        z = out.latent + (1.0 - out.opacity[:, None]) * guidance.rgb_to_latent(out.background)  # [R, C]
+        images = z.reshape(b, res, res, -1)
+    else:
+        images = out.rgb.reshape(b, res, res, 3)
     timings["render"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    g = guidance.compute(images, views.azimuth_deg, views.elevation_deg, step, gen, c2w=cameras.c2w)
+    score = guidance.compute_latents if latent else guidance.compute
+    g = score(images, views.azimuth_deg, views.elevation_deg, step, gen, c2w=cameras.c2w)
     timings["guidance"] = time.perf_counter() - t0
 
     losses = {"sds": g.loss}
+    w_latent_rgb = cfg.regularisers.latent_rgb.at(step)
+    if latent and w_latent_rgb > 0:
+        losses["latent_rgb"] = w_latent_rgb * out.latent_rgb_loss
     if w_orient > 0 and out.orientation_loss is not None:
         losses["orientation"] = w_orient * out.orientation_loss
     w_sparsity = cfg.regularisers.sparsity.at(step)
@@ -110,7 +133,9 @@ def sds_step(cfg: GenerateConfig, state: TrainingState, guidance: Any) -> StepIn
     values = {k: float(v.detach()) for k, v in losses.items()}
     values["total"] = float(total.detach())  # type: ignore[union-attr]
     values["grad_norm"] = float(g.grad_norm)
-    values["shading"] = {"albedo": 0.0, "lambertian": 1.0, "textureless": 2.0}[shading.mode]
+    values["shading"] = {"albedo": 0.0, "lambertian": 1.0, "textureless": 2.0}[
+        shading.mode if shading else "albedo"
+    ]
     return StepInfo(step, cfg.steps, values, timings, out.num_samples_evaluated)
 
 

@@ -14,6 +14,7 @@ Max (1995) / NeRF: ``w_i = T_i (1 - exp(-sigma_i dt))``, ``T_i = exp(-sum_{j<i} 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -73,6 +74,13 @@ class RenderOutput:
     points: Tensor | None = None
     """[K, 3] detached positions of the samples that carried colour (weight above the threshold): where
     the rendered surface is, for geometry regularisers."""
+    latent: Tensor | None = None
+    """[R, C] the field's latent colour composited without background (premultiplied by the opacity),
+    when rendered with ``latent_rgb_fn`` (Latent-NeRF)."""
+    latent_rgb_loss: Tensor | None = None
+    """Scalar, with ``latent_rgb_fn``: ``sum_i w_i |rgb_i - latent_rgb_fn(latent_i)|^2`` averaged over rays,
+    the RGB head's distance to the colour of the latent head at the same samples. Its gradient reaches
+    the RGB head only (features and the latent are detached)."""
 
 
 def step_size(field_: NeRFField, cfg: RenderConfig) -> float:
@@ -97,6 +105,7 @@ def render_rays(
     compute_normals: bool = False,
     compute_distortion: bool = False,
     generator: torch.Generator | None = None,
+    latent_rgb_fn: Callable[[Tensor], Tensor] | None = None,
 ) -> RenderOutput:
     """Volume-render ``rays``; differentiable w.r.t. field and background parameters.
 
@@ -105,6 +114,9 @@ def render_rays(
     computed too. ``appearance`` (photos: learnt environment lighting, per-photo codes; see
     :mod:`t23d.field.appearance`) turns the field's colour into what a photo shows, or asks for the
     unlit albedo. ``compute_distortion`` adds mip-NeRF 360's distortion loss (:func:`distortion_loss`).
+    ``latent_rgb_fn`` (``[K, C] -> [K, 3]``, for a field with a latent head) also renders the latent head
+    into ``latent`` and measures ``latent_rgb_loss``; the RGB head then sees detached features, so only
+    the latent render trains the geometry.
     """
     if shading is not None and appearance is not None:
         raise ValueError("render_rays: pass shading (SDS) or appearance (photos), not both")
@@ -153,7 +165,12 @@ def render_rays(
     ray_k = ray_of_sample[keep]
     pts_k = sample_points[keep]
     dirs_k = rays.directions[ray_k]
-    albedo = field_.color(feats[keep], dirs_k)  # [K, 3]
+    feats_k = feats[keep]
+    latent_k = None
+    if latent_rgb_fn is not None:
+        latent_k = field_.latent(feats_k, dirs_k)  # [K, C]
+        feats_k = feats_k.detach()  # the RGB head only reads the geometry in latent mode
+    albedo = field_.color(feats_k, dirs_k)  # [K, 3]
 
     need_normals = compute_normals or (shading is not None and shading.mode != "albedo")
     need_normals = need_normals or (appearance is not None and appearance.needs_normals)
@@ -186,6 +203,15 @@ def render_rays(
     )
     if compute_distortion:
         out.distortion = distortion_loss(weights, t_flat, dt, ray_of_sample, num_rays)
+    if latent_k is not None:
+        out.latent = torch.zeros(num_rays, latent_k.shape[1], device=device).index_add(
+            0, ray_k, w_k[:, None] * latent_k
+        )
+        target = latent_rgb_fn(latent_k.detach()).detach()  # type: ignore[misc]
+        err = ((albedo - target) ** 2).sum(-1)  # [K]
+        out.latent_rgb_loss = (
+            torch.zeros(num_rays, device=device).index_add(0, ray_k, w_k.detach() * err).mean()
+        )
     if normals_k is not None:
         out.normals = torch.zeros(num_rays, 3, device=device).index_add(0, ray_k, w_k[:, None] * normals_k)
         facing = (normals_k * dirs_k).sum(-1).clamp(min=0.0) ** 2

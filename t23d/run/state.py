@@ -112,11 +112,7 @@ def make_optimizer(
     """Adam with one parameter group per component (grid, MLPs, background)."""
     groups: list[dict[str, Any]] = [
         {"params": list(field_.encoding.parameters()), "lr": lr_grid, "name": "grid"},
-        {
-            "params": list(field_.density_mlp.parameters()) + list(field_.color_mlp.parameters()),
-            "lr": lr_mlp,
-            "name": "mlp",
-        },
+        {"params": field_.mlp_parameters(), "lr": lr_mlp, "name": "mlp"},
     ]
     if getattr(field_, "is_sdf", False):
         # the SDF's sharpness, learnt with the MLPs (NeuS's variance network)

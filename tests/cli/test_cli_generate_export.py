@@ -180,7 +180,7 @@ def test_cli_ctrl_c_saves_checkpoint_and_prints_resume_command(tiny_sd_dir, tmp_
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--preset", "turbo"], "unknown preset 'turbo'; accepted: fast, default, quality"),
+        (["--preset", "turbo"], "unknown preset 'turbo'; accepted: fast, latent, default, quality"),
         (["--config", "__BAD__"], "unknown config key 'camera.colour'"),
         (["--steps", "0"], "--steps must be a positive integer"),
         (["--device", "tpu"], "not one of: auto, cpu, cuda"),

@@ -103,3 +103,21 @@ def test_generate_end_to_end_with_the_tiny_mvdream_prior(tiny_mvdream_dir: Path,
     )
     (glb,) = (run_dir / "export").glob("*.glb")
     assert glb.stat().st_size > 0
+
+
+def test_generate_end_to_end_with_the_latent_preset(tiny_sd_dir: Path, tmp_path: Path) -> None:
+    """Latent-NeRF: the field renders the latent, no VAE is loaded, previews and the asset read the RGB head."""
+    out = tmp_path / "out"
+    res = t23d(
+        "generate", "a red apple", "--preset", "latent", "--config", SMOKE, "--prior", str(tiny_sd_dir),
+        "--steps", "3", "--device", "cpu", "--out", str(out),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    (run_dir,) = out.iterdir()
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "completed" and info["prior"]["input_space"] == "latent"
+    log = (run_dir / "log.txt").read_text()
+    assert "renders of 32x32 latents go to the UNet directly" in log and "loading vae" not in log
+    assert (run_dir / "previews" / "grid.png").is_file()
+    (glb,) = (run_dir / "export").glob("*.glb")
+    assert glb.stat().st_size > 0

@@ -89,3 +89,44 @@ class OracleGuidance:
 
     def describe(self) -> dict:
         return {"kind": "oracle-sphere (test helper)"}
+
+
+class LatentOracleGuidance(OracleGuidance):
+    """The oracle in Stable Diffusion's latent space (Latent-NeRF mode): the target is the latent of the
+    sphere's colours under the linear latent <-> RGB map, so a field whose latent render converges there
+    and whose RGB head learns the latent's colour reproduces the sphere in RGB."""
+
+    latent_channels = 4
+
+    def latent_to_rgb(self, latent: Tensor) -> Tensor:
+        from t23d.guidance.latent import latent_to_rgb
+
+        return latent_to_rgb(latent)
+
+    def rgb_to_latent(self, rgb: Tensor) -> Tensor:
+        from t23d.guidance.latent import rgb_to_latent
+
+        return rgb_to_latent(rgb)
+
+    def compute_latents(
+        self,
+        latents: Tensor,
+        azimuth_deg: Tensor,
+        elevation_deg: Tensor,
+        step: int,
+        generator: torch.Generator,
+        *,
+        c2w: Tensor | None = None,
+    ) -> OracleOutput:
+        bsz, res = latents.shape[0], latents.shape[1]
+        cams = fixed_cameras(azimuth_deg, elevation_deg, self.distance, self.fov, res)
+        target, _ = sphere_target(cams, self.radius)
+        z_star = self.rgb_to_latent(target)  # [B, H, W, 4]
+        t = torch.randint(20, 980, (bsz,), generator=generator)
+        noise = torch.randn(latents.shape, generator=generator)
+        a = self.alphas_cumprod[t].view(-1, 1, 1, 1)
+        z_t = a.sqrt() * latents.detach() + (1 - a).sqrt() * noise
+        eps_hat = (z_t - a.sqrt() * z_star) / (1 - a).sqrt()
+        grad = ((1 - a) * (eps_hat - noise)).clamp(-1, 1)
+        loss = 0.5 * ((latents - (latents - grad).detach()) ** 2).sum() / bsz
+        return OracleOutput(loss, float(grad.norm()), t)
