@@ -151,6 +151,21 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
         "--config", action="append", default=[], metavar="YAML", help="YAML overrides (repeatable)"
     )
     p.add_argument("--downscale", type=int, default=None, help="divide image sizes by this factor")
+    p.add_argument(
+        "--scale",
+        default=None,
+        metavar="MARKS",
+        help="a known distance, so the asset is in metres: two points each marked in 2+ photos, e.g. "
+        "'a.jpg:812,604 b.jpg:790,580 | a.jpg:1210,612 c.jpg:1180,590 = 0.30' (pixels x,y; metres)",
+    )
+    p.add_argument(
+        "--bbox",
+        type=float,
+        nargs=6,
+        default=None,
+        metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"),
+        help="the object's box in the input's world frame (after --scale); default: found from the cameras",
+    )
     p.add_argument("--steps", type=int, default=None, help="optimisation steps")
     p.add_argument("--seed", type=int, default=None, help="random seed")
     p.add_argument("--device", default=None, help="auto | cpu | cuda")

@@ -31,6 +31,10 @@ def main(args: argparse.Namespace) -> int:
         if args.downscale < 1:
             raise T23dError(f"--downscale must be a positive integer, got {args.downscale}")
         data_changes["downscale"] = args.downscale
+    if getattr(args, "scale", None) is not None:
+        data_changes["scale"] = args.scale
+    if getattr(args, "bbox", None) is not None:
+        data_changes["bbox"] = list(args.bbox)
     if data_changes:
         from t23d.common.config import apply_overrides
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -115,6 +116,9 @@ class SceneFrames:
     """``[P, 3]`` sparse points in the input world frame, when the format has them."""
     sfm_report: dict | None = None
     """Summary of the structure-from-motion run, when one ran."""
+    sfm_model: Any = None
+    """The ``pycolmap.Reconstruction`` structure from motion posed the photos with, when it ran (saved in
+    the run directory, so a resumed run reads the same poses instead of posing the photos again)."""
 
 
 def check_model(model: str, where: str, accepted: tuple[str, ...] = SUPPORTED_MODELS) -> None:

@@ -9,30 +9,78 @@ from typing import Literal
 
 @dataclass
 class SfmConfig:
-    """Structure-from-motion (pycolmap) options, used when the input is a folder of unposed photos."""
+    """Structure-from-motion (pycolmap) options, used when the input is a folder of unposed photos.
 
-    camera_model: Literal["SIMPLE_RADIAL", "PINHOLE"] = "SIMPLE_RADIAL"
+    The defaults are tuned for what people shoot: small or low-texture photos are upsampled before
+    SIFT, matches are guided by the first geometry, walk-around captures are matched in order with
+    loop closures, EXIF focal lengths initialise the cameras, and a relaxed second attempt runs
+    before giving up (see :func:`t23d.data.sfm.run_sfm`)."""
+
+    camera_model: Literal["SIMPLE_RADIAL", "RADIAL", "OPENCV", "SIMPLE_PINHOLE", "PINHOLE"] = "SIMPLE_RADIAL"
     """COLMAP camera model estimated for the photos. SIMPLE_RADIAL (one radial coefficient, removed
     when loading) suits phone and DSLR photos; PINHOLE for already-undistorted or rendered images."""
-    matcher: Literal["exhaustive", "sequential"] = "exhaustive"
-    """Feature matching: ``exhaustive`` matches every pair (best up to a few hundred photos);
-    ``sequential`` matches neighbours in file-name order (video frames, long captures)."""
-    min_registered: int = 3
-    """Fewest images SfM must register (in its largest model) for the photos to be usable."""
-    single_camera: bool = True
-    """All photos come from one camera with a fixed zoom, so they share one set of intrinsics."""
-    max_num_features: int = 8192
-    """Most SIFT features extracted per image."""
+    focal_length_px: float | None = None
+    """Known focal length in pixels of the photos as given. ``None``: from EXIF when the photos have it
+    (``use_exif``), else COLMAP's guess (1.2 x the long side). Bundle adjustment refines it unless
+    ``refine_focal_length`` is False."""
+    use_exif: bool = True
+    """Initialise the focal length from the photos' EXIF (35 mm-equivalent focal length, or focal length
+    and sensor resolution; see :mod:`t23d.data.exif`)."""
+    refine_focal_length: bool = True
+    """Let bundle adjustment refine the focal length (False keeps a known ``focal_length_px`` fixed)."""
+    matcher: Literal["auto", "exhaustive", "sequential"] = "auto"
+    """Feature matching: ``exhaustive`` matches every pair; ``sequential`` matches each photo with the
+    next ``sequential_overlap`` in file-name order (walk-around captures, video frames), closing the loop
+    (``loop_detection``); ``auto``: exhaustive up to ``exhaustive_max_images`` photos, else sequential."""
+    exhaustive_max_images: int = 150
+    """With ``matcher="auto"``: the most photos matched exhaustively (cost grows with the square)."""
+    sequential_overlap: int = 10
+    """With sequential matching: how many following photos each photo is matched with (the last ones
+    wrap around to the first: a walk-around ends where it started)."""
+    loop_detection: bool = True
+    """With sequential matching: also match each photo with the photos that look most alike anywhere in
+    the capture (a vocabulary tree trained on the capture's own features, so nothing is downloaded),
+    which closes loops such as a second ring of photos at another height."""
+    min_feature_image_size: int = 256
+    """Photos whose long side is shorter than this are upsampled (bicubic, by a whole factor, at most
+    4) before feature extraction, so SIFT finds enough features on small photos; poses and intrinsics
+    still refer to the photos as given. 0 disables."""
     max_image_size: int = 1600
     """Photos are downsized to at most this many pixels on the long side for feature extraction
     (poses and intrinsics still refer to the full-size photos)."""
-    sequential_overlap: int = 10
-    """With ``matcher="sequential"``: how many following images each image is matched with."""
+    max_num_features: int = 8192
+    """Most SIFT features extracted per image."""
+    peak_threshold: float = 0.02 / 3
+    """SIFT's contrast threshold (COLMAP's default 0.0067); lower finds more features in low texture."""
+    features: Literal["sift", "sift_affine", "sift_dsp", "sift_affine_dsp"] = "sift"
+    """SIFT variant: ``_affine`` estimates affine-adapted regions (better across strong viewpoint
+    changes), ``_dsp`` pools descriptors over scales (DSP-SIFT); both are slower."""
+    guided_matching: bool = True
+    """Re-match each verified pair guided by its two-view geometry (more matches on repetitive or
+    low-texture surfaces)."""
+    retry: bool = True
+    """When fewer than ``retry_below`` of the photos register, run a second attempt with relaxed
+    settings (twice the upsampling, half the peak threshold, affine-adapted SIFT, exhaustive matching
+    of up to twice ``exhaustive_max_images`` photos, fewer inliers needed to start and to add a photo)
+    and keep the attempt that registered more."""
+    retry_below: float = 0.95
+    """Fraction of registered photos below which the relaxed attempt runs."""
+    min_registered: int = 3
+    """Fewest images SfM must register (in its largest model) for the photos to be usable."""
+    min_registered_fraction: float = 0.3
+    """Smallest fraction of the photos that must register; fewer is an error with advice (a model made
+    of a small part of the photos would show a small part of the object)."""
+    single_camera: bool = True
+    """All photos come from one camera with a fixed zoom, so they share one set of intrinsics (photos
+    whose EXIF focal lengths differ get one camera each regardless)."""
     work_dir: Path | None = None
-    """Folder for the SfM database and sparse model. ``None``: a temporary folder, deleted after
-    loading. A given folder is kept (the model lands in ``work_dir/sparse/best``)."""
+    """Folder for the SfM databases and sparse models. ``None``: a temporary folder, deleted after
+    loading. A given folder is kept (the chosen model lands in ``work_dir/sparse/best``)."""
     num_threads: int = -1
     """CPU threads for pycolmap; -1 uses all cores."""
+    seed: int = 0
+    """Seed of pycolmap's random choices (RANSAC, mapper), so a capture poses the same way each time
+    on one machine."""
 
 
 @dataclass
@@ -54,3 +102,12 @@ class DataConfig:
     composited onto black (premultiplied) and the trainer adds its own random colour via ``alphas``."""
     sfm: SfmConfig = field(default_factory=SfmConfig)
     """Structure-from-motion options for unposed photos."""
+    scale: str | None = None
+    """A known distance that sets the scene's scale, so the asset comes out in metres: two points each
+    marked in two or more photos and their distance, ``"a.jpg:812,604 b.jpg:790,580 | a.jpg:1210,612
+    c.jpg:1180,590 = 0.30"`` (pixels of the photos as stored; see :mod:`t23d.data.scale`). ``None``
+    keeps the input's units (arbitrary for raw photos posed by SfM)."""
+    bbox: list[float] | None = None
+    """The object's box in the input's world frame (after ``scale``), ``[xmin, ymin, zmin, xmax, ymax,
+    zmax]``: the field's box is fitted to it and everything outside is surroundings. ``None``: found from
+    the cameras (where their optical axes meet) and the sparse points near it."""

@@ -22,6 +22,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,6 +70,10 @@ class PhotoDataset:
     """Registered counts, reprojection error and timings when SfM ran, else None."""
     points: Tensor | None = None
     """``[P, 3]`` float32 sparse points in the normalised frame, when the input had them."""
+    sfm_model: Any = None
+    """The ``pycolmap.Reconstruction`` of the photos when SfM posed them (see :class:`SceneFrames`)."""
+    scale_report: dict | None = None
+    """The metric scale set from ``DataConfig.scale`` and its uncertainty (:func:`t23d.data.scale.metric_scale`)."""
 
     @property
     def num_images(self) -> int:
@@ -109,8 +114,12 @@ def detect_format(path: Path) -> tuple[str, Path]:
     )
 
 
-def read_frames(path: Path, cfg: DataConfig) -> SceneFrames:
-    """Parse the camera files (or run SfM) without loading images."""
+def read_frames(path: Path, cfg: DataConfig, sfm_model_dir: Path | None = None) -> SceneFrames:
+    """Parse the camera files (or run SfM) without loading images.
+
+    ``sfm_model_dir``: for raw photos, a COLMAP model an earlier SfM run on the same photos saved (a
+    resumed run); its poses are read instead of running SfM again.
+    """
     from t23d.data import colmap, nerfstudio, sfm
 
     detected, root = detect_format(path)
@@ -134,6 +143,8 @@ def read_frames(path: Path, cfg: DataConfig) -> SceneFrames:
         raise T23dError(
             f"format 'images' needs photos ({', '.join(IMAGE_EXTENSIONS)}) in {root} or {root / 'images'}"
         )
+    if sfm_model_dir is not None:
+        return sfm.read_saved_sfm_model(photos, sfm_model_dir)
     return sfm.read_photos_with_sfm(photos, cfg.sfm)
 
 
@@ -171,6 +182,17 @@ def _validate(cfg: DataConfig) -> None:
         )
     if cfg.holdout_every < 0:
         raise ConfigError(f"config key 'holdout_every': invalid value {cfg.holdout_every}; accepted: >= 0")
+    if cfg.bbox is not None:
+        box = np.asarray(cfg.bbox, dtype=np.float64)
+        if box.shape != (6,) or not np.isfinite(box).all() or not (box[:3] < box[3:]).all():
+            raise ConfigError(
+                f"config key 'data.bbox' (--bbox): invalid value {cfg.bbox!r}; accepted: six numbers "
+                "xmin ymin zmin xmax ymax zmax (input world frame, after --scale) with each min < max"
+            )
+    if cfg.scale is not None:
+        from t23d.data.scale import parse_scale
+
+        parse_scale(cfg.scale)
 
 
 def _check_min_size(scene: SceneFrames, cfg: DataConfig, width: int, height: int, min_size: int) -> None:
@@ -188,9 +210,12 @@ def _check_min_size(scene: SceneFrames, cfg: DataConfig, width: int, height: int
     )
 
 
-def load_dataset(path: Path, cfg: DataConfig | None = None, *, min_size: int = 1) -> PhotoDataset:
+def load_dataset(
+    path: Path, cfg: DataConfig | None = None, sfm_model_dir: Path | None = None, *, min_size: int = 1
+) -> PhotoDataset:
     """Load posed photos (nerfstudio, Blender, COLMAP) or pose raw photos with SfM; see module docstring.
 
+    ``sfm_model_dir``: raw photos are posed by this saved SfM model instead (see :func:`read_frames`).
     ``min_size``: the smallest image side (pixels, after ``downscale``) the caller can use; a smaller
     one is refused, naming ``--downscale``, before any image is decoded. Every camera is checked
     (:func:`t23d.data.cameras.check_frames`) before images are decoded too."""
@@ -198,10 +223,21 @@ def load_dataset(path: Path, cfg: DataConfig | None = None, *, min_size: int = 1
     _validate(cfg)
     path = Path(path)
     t0 = time.perf_counter()
-    scene = read_frames(path, cfg)
+    scene = read_frames(path, cfg, sfm_model_dir)
     if not scene.frames:
         raise T23dError(f"no frames found in {path}")
     check_frames(scene, path)
+    scale_report = None
+    if cfg.scale is not None:
+        from t23d.data.scale import metric_scale, parse_scale, scale_scene
+
+        factor, scale_report = metric_scale(scene, parse_scale(cfg.scale))
+        scale_scene(scene, factor)
+        log.info(
+            "scale: %.4g m between the marked points (%.4g input units): x%.6g, +-%.2g m (%.1f %%)",
+            scale_report["distance_m"], scale_report["distance_before"], factor,
+            scale_report["uncertainty_m"], 100 * scale_report["relative_uncertainty"],
+        )  # fmt: skip
     width, height = _check_sizes(scene, cfg)
     _check_min_size(scene, cfg, width, height, min_size)
 
@@ -252,7 +288,8 @@ def load_dataset(path: Path, cfg: DataConfig | None = None, *, min_size: int = 1
         min(math.atan(0.5 * f.camera.width / f.camera.fx), math.atan(0.5 * f.camera.height / f.camera.fy))  # type: ignore[union-attr]
         for f in scene.frames
     )
-    world_from_normalised, aabb = compute_normalisation(c2w_in, scene.points, half_fov)
+    bbox = None if cfg.bbox is None else np.asarray(cfg.bbox, dtype=np.float64).reshape(2, 3)
+    world_from_normalised, aabb = compute_normalisation(c2w_in, scene.points, half_fov, bbox)
     c2w_n = normalise_poses(c2w_in, world_from_normalised)
     points = None
     if scene.points is not None:
@@ -286,6 +323,8 @@ def load_dataset(path: Path, cfg: DataConfig | None = None, *, min_size: int = 1
         source_format=scene.source_format,
         sfm_report=scene.sfm_report,
         points=points,
+        sfm_model=scene.sfm_model,
+        scale_report=scale_report,
     )
     log.info(
         "loaded %d images (%dx%d, %s) from %s in %.1f s: %d train, %d test",

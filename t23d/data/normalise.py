@@ -12,6 +12,7 @@ the input's up axis and orientation are kept::
   that are closer than the median camera distance (points beyond the cameras are background); with
   no points, the object is assumed to fill the narrowest field of view:
   ``median camera distance x sin(half fov)``. Either way the object lands inside the unit sphere.
+* a user-given box (``DataConfig.bbox``) replaces all of the above: centred, longest side 0.95 x 2.
 * ``aabb``: with points, their 1st-99th percentile box padded by 10 % and clipped to ``[-1, 1]^3``;
   else ``[-1, 1]^3``.
 """
@@ -19,6 +20,9 @@ the input's up axis and orientation are kept::
 from __future__ import annotations
 
 import numpy as np
+
+#: A user-given box's longest side spans this fraction of the normalised cube's side.
+BBOX_FILL = 0.95
 
 
 def convergence_point(c2w: np.ndarray) -> tuple[np.ndarray, float]:
@@ -39,13 +43,22 @@ def convergence_point(c2w: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def compute_normalisation(
-    c2w: np.ndarray, points: np.ndarray | None, half_fov: float
+    c2w: np.ndarray, points: np.ndarray | None, half_fov: float, bbox: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Compute ``world_from_normalised`` ``[4, 4]`` and the object ``aabb`` ``[2, 3]`` (normalised).
 
     ``c2w``: ``[N, 4, 4]`` OpenGL poses in the input frame; ``points``: ``[P, 3]`` or None;
-    ``half_fov``: the smallest half field of view of the cameras, radians.
+    ``half_fov``: the smallest half field of view of the cameras, radians. ``bbox``: ``[2, 3]`` min/max
+    corners of the object given by the user (input frame): it becomes the ``aabb``, centred, its
+    longest side spanning :data:`BBOX_FILL` of ``[-1, 1]``.
     """
+    if bbox is not None:
+        centre = 0.5 * (bbox[0] + bbox[1])
+        radius = float((bbox[1] - bbox[0]).max()) / 2 / BBOX_FILL
+        world_from_normalised = np.eye(4)
+        world_from_normalised[:3, :3] *= radius
+        world_from_normalised[:3, 3] = centre
+        return world_from_normalised, (bbox - centre) / radius
     origins = c2w[:, :3, 3]
     dirs = -c2w[:, :3, 2]
     centre, cond = convergence_point(c2w)

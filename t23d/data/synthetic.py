@@ -8,8 +8,9 @@ on the true surface (Chamfer tests) and :meth:`SyntheticScene.signed_distance` i
 Its albedo is a colourful, high-frequency, non-repeating solid texture (value noise at three scales
 driving a cosine colour palette), so SfM finds features and PSNR is meaningful. Rendering is unlit
 (colour = albedo, sRGB), vectorised numpy with analytic ray intersections and optional
-``supersample x supersample`` anti-aliasing. The background is transparent (RGBA) or an opaque
-textured environment sphere of radius ``env_radius`` (for SfM).
+``supersample x supersample`` anti-aliasing. The background is transparent (RGBA), an opaque
+textured environment sphere of radius ``env_radius`` (busy surroundings, for SfM) or one plain colour;
+optionally the object stands on a ground disc (a plain mat, or a printed one like a newspaper).
 
 Cameras follow :mod:`t23d.data.cameras`: OpenGL camera-to-world, pinhole ``fx, fy, cx, cy`` with
 pixel centres at +0.5. Writers produce every input format (:mod:`t23d.data.synthetic_writers`):
@@ -61,10 +62,21 @@ class SyntheticScene:
     """Radius of the sphere."""
     texture_frequency: float = 8.0
     """Noise cells per world unit of the coarsest texture octave (finer octaves are 3x and 9x)."""
-    background: Literal["transparent", "textured"] = "transparent"
-    """``transparent``: RGBA renders with alpha 0 off the object; ``textured``: an opaque environment sphere."""
+    background: Literal["transparent", "textured", "plain"] = "transparent"
+    """``transparent``: RGBA renders with alpha 0 off the object; ``textured``: an opaque environment sphere
+    (busy surroundings); ``plain``: an opaque uniform ``background_color`` (a studio backdrop)."""
     env_radius: float = 8.0
     """Radius of the textured environment sphere, centred at the origin."""
+    background_color: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    """sRGB colour of the ``plain`` background."""
+    ground: Literal["none", "plain", "printed"] = "none"
+    """A horizontal disc the object stands on: ``plain`` (one colour, ``ground_color``) or ``printed``
+    (black-and-white small print, like a newspaper under the object). Part of the surroundings, not
+    of the object: :meth:`object_mask` and :meth:`signed_distance` ignore it."""
+    ground_radius: float = 1.6
+    """Radius of the ground disc, centred under the object."""
+    ground_color: tuple[float, float, float] = (0.8, 0.8, 0.78)
+    """sRGB colour of a ``plain`` ground."""
     seed: int = 0
     """Seed of the texture noise."""
     albedo_kind: Literal["noise", "plain"] = "noise"
@@ -116,6 +128,32 @@ class SyntheticScene:
         t_b = np.where(tmin > 1e-9, tmin, tmax)
         t_b = np.where((tmax >= np.maximum(tmin, 0.0)) & (t_b > 1e-9), t_b, np.inf)
         return np.minimum(t_s, t_b)
+
+    def ground_height(self) -> float:
+        """Height (world z) of the ground disc: the box's bottom face, where the object stands."""
+        return float(self.box_center[2] - self.box_half)
+
+    def intersect_ground(self, origins: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+        """Positive hit distance ``[M]`` of rays with the ground disc (its top side); inf on a miss or with no ground."""
+        if self.ground == "none":
+            return np.full(len(dirs), np.inf)
+        dz = np.where(np.abs(dirs[:, 2]) < 1e-12, -1e-12, dirs[:, 2])
+        t = (self.ground_height() - origins[:, 2]) / dz
+        p = origins + t[:, None] * dirs
+        r = np.linalg.norm(p[:, :2] - np.asarray(self.box_center[:2]), axis=1)
+        ok = (t > 1e-9) & (r <= self.ground_radius) & (origins[:, 2] > self.ground_height())
+        return np.where(ok, t, np.inf)
+
+    def ground_albedo(self, points: np.ndarray) -> np.ndarray:
+        """sRGB colour ``[M, 3]`` of ground ``points [M, 3]``."""
+        if self.ground == "plain":
+            return np.broadcast_to(np.asarray(self.ground_color, dtype=np.float64), points.shape).copy()
+        # "printed": dark glyph-sized blobs on off-white paper (two noise scales, thresholded)
+        n1 = _value_noise(self._tables[3], points * 14.0 + 5.0)
+        n2 = _value_noise(self._tables[4], points * 40.0 + 9.0)
+        ink = ((0.6 * n1 + 0.4 * n2) > 0.55).astype(np.float64)
+        grey = 0.92 - 0.8 * ink
+        return np.stack([grey, grey, 0.97 * grey], axis=-1)
 
     def signed_distance(self, points: np.ndarray) -> np.ndarray:
         """Signed distance ``[M]`` to the surface (negative inside) of ``points [M, 3]``.
@@ -218,6 +256,13 @@ class SyntheticScene:
         ``c2w``: ``[4, 4]`` OpenGL camera-to-world. ``camera`` may be distorted; rays then go through the
         distorted pixel positions, so the image is what that real lens would record.
         """
+        return self.render_with_object_mask(c2w, camera, supersample, chunk)[0]
+
+    def render_with_object_mask(
+        self, c2w: np.ndarray, camera: Camera, supersample: int = 1, chunk: int = 1 << 18
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`render` plus the object's coverage ``[H, W]`` float32 in [0, 1] (the ground and the
+        background excluded): the ground-truth object mask of a photo with opaque surroundings."""
         s = supersample
         w, h = camera.width, camera.height
         offs = (np.arange(s) + 0.5) / s
@@ -231,22 +276,36 @@ class SyntheticScene:
         dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
         rgba = np.zeros((dirs.shape[0], 4))
         origin = np.asarray(c2w[:3, 3], dtype=np.float64)
+        coverage = np.zeros(dirs.shape[0])
         for a in range(0, dirs.shape[0], chunk):
             d = dirs[a : a + chunk]
             o = np.broadcast_to(origin, d.shape)
             t = self.intersect(o, d)
-            hit = np.isfinite(t)
+            t_ground = self.intersect_ground(o, d)
+            hit = np.isfinite(t) & (t <= t_ground)
+            on_ground = np.isfinite(t_ground) & ~hit
+            coverage[a : a + chunk] = hit
             out = rgba[a : a + chunk]
             if hit.any():
                 out[hit, :3] = self.shade(o[hit] + t[hit, None] * d[hit])
                 out[hit, 3] = 1.0
-            if self.background == "textured" and (~hit).any():
-                out[~hit, :3] = self.environment(d[~hit], o[~hit])
-                out[~hit, 3] = 1.0
+            if on_ground.any():
+                out[on_ground, :3] = self.ground_albedo(
+                    o[on_ground] + t_ground[on_ground, None] * d[on_ground]
+                )
+                out[on_ground, 3] = 1.0
+            rest = ~hit & ~on_ground
+            if self.background == "textured" and rest.any():
+                out[rest, :3] = self.environment(d[rest], o[rest])
+                out[rest, 3] = 1.0
+            elif self.background == "plain" and rest.any():
+                out[rest, :3] = np.asarray(self.background_color)
+                out[rest, 3] = 1.0
         rgba = rgba.reshape(h, s, w, s, 4).mean(axis=(1, 3))  # premultiplied average
         alpha = rgba[..., 3:]
         rgb = np.where(alpha > 0, rgba[..., :3] / np.maximum(alpha, 1e-12), 0.0)
-        return np.concatenate([rgb, alpha], axis=-1).astype(np.float32)
+        mask = coverage.reshape(h, s, w, s).mean(axis=(1, 3)).astype(np.float32)
+        return np.concatenate([rgb, alpha], axis=-1).astype(np.float32), mask
 
 
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:
@@ -315,6 +374,38 @@ def orbit_poses(
     return np.stack(poses)
 
 
+def walkaround_poses(
+    num: int,
+    radius: float = 3.0,
+    elevation_deg: float = 25.0,
+    target: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    seed: int = 0,
+    jitter: float = 1.0,
+) -> np.ndarray:
+    """``[num, 4, 4]`` OpenGL poses of a person walking once around the object taking hand-held photos.
+
+    One turn at roughly eye level (``elevation_deg`` above ``target``), in capture order, with what a
+    hand-held capture has (all scaled by ``jitter``, 0 gives a clean circle): uneven steps (azimuth
+    spacing varies by up to +-35 %), distance varying +-10 %, height bobbing +-6 degrees, aim off the
+    centre by up to 0.12 units, and camera roll up to +-4 degrees.
+    """
+    rng = np.random.default_rng(seed)
+    steps = 1.0 + jitter * rng.uniform(-0.35, 0.35, num)
+    az = 2 * math.pi * np.concatenate([[0.0], np.cumsum(steps)[:-1]]) / steps.sum()
+    poses = []
+    for i in range(num):
+        el = math.radians(elevation_deg + jitter * rng.uniform(-6.0, 6.0))
+        r = radius * (1.0 + jitter * rng.uniform(-0.1, 0.1))
+        pos = r * np.array([math.cos(el) * math.cos(az[i]), math.cos(el) * math.sin(az[i]), math.sin(el)])
+        aim = np.asarray(target) + jitter * rng.uniform(-0.12, 0.12, 3)
+        c2w = look_at(pos + np.asarray(target), aim)
+        roll = math.radians(jitter * rng.uniform(-4.0, 4.0))
+        c, sn = math.cos(roll), math.sin(roll)
+        c2w[:3, :2] = c2w[:3, :2] @ np.array([[c, sn], [-sn, c]])  # rotate the camera about its view axis
+        poses.append(c2w)
+    return np.stack(poses)
+
+
 def pinhole_camera(resolution: int | tuple[int, int], fov_deg: float = 45.0) -> Camera:
     """Pinhole camera of ``resolution`` (square int or ``(width, height)``) with horizontal FOV ``fov_deg``."""
     w, h = (resolution, resolution) if isinstance(resolution, int) else resolution
@@ -322,4 +413,4 @@ def pinhole_camera(resolution: int | tuple[int, int], fov_deg: float = 45.0) -> 
     return Camera(w, h, f, f, w / 2.0, h / 2.0)
 
 
-__all__ = ["SyntheticScene", "orbit_poses", "pinhole_camera", "varied_views"]
+__all__ = ["SyntheticScene", "orbit_poses", "pinhole_camera", "varied_views", "walkaround_poses"]

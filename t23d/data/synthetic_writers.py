@@ -11,12 +11,13 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from t23d.common.atomic import write_json_atomic
-from t23d.data.cameras import Camera, colmap_from_c2w
-from t23d.data.synthetic import SyntheticScene, orbit_poses, pinhole_camera
+from t23d.data.cameras import Camera
+from t23d.data.synthetic import SyntheticScene, orbit_poses, pinhole_camera, walkaround_poses
 
 
 @dataclass
@@ -35,20 +36,35 @@ class SyntheticCapture:
     """Views meant for training (all views when the format has no split)."""
     test_indices: list[int]
     """Held-out views (empty when the format has no split)."""
+    object_masks: np.ndarray | None = None
+    """``[N, H, W]`` float32 coverage of the object alone (ground and background excluded), for photos
+    with opaque surroundings; None otherwise."""
 
 
 def _render_all(scene: SyntheticScene, poses: np.ndarray, camera: Camera, supersample: int) -> np.ndarray:
     return np.stack([scene.render(p, camera, supersample=supersample) for p in poses])  # [N, H, W, 4]
 
 
-def _save(path: Path, rgba: np.ndarray, keep_alpha: bool) -> None:
-    from PIL import Image
+def _save(path: Path, rgba: np.ndarray, keep_alpha: bool, focal_35mm: float | None = None) -> None:
+    from PIL import ExifTags, Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
     img = rgba if keep_alpha else rgba[..., :3] * rgba[..., 3:]
     arr = np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
-    kwargs = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg") else {}
+    kwargs: dict = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg") else {}
+    if focal_35mm is not None:
+        exif = Image.Exif()
+        exif[ExifTags.Base.Make] = "t23d"
+        exif[ExifTags.Base.Model] = "synthetic camera"
+        exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.FocalLengthIn35mmFilm] = int(round(focal_35mm))
+        kwargs["exif"] = exif
     Image.fromarray(arr).save(path, **kwargs)
+
+
+def focal_35mm_of(camera: Camera) -> float:
+    """The 35 mm-equivalent focal length (mm) of a camera: ``fx`` relative to the image diagonal, scaled
+    to the 43.27 mm diagonal of a 36 x 24 mm frame (the crop-factor definition phones write to EXIF)."""
+    return camera.fx * math.hypot(36.0, 24.0) / math.hypot(camera.width, camera.height)
 
 
 def write_blender(
@@ -163,9 +179,10 @@ def write_colmap(
 ) -> SyntheticCapture:
     """COLMAP layout: ``images/view_XXX.png`` (opaque) and ``sparse/0/{cameras,images,points3D}.{bin,txt}``.
 
-    ``points3D`` holds ``num_points`` samples of the true surface (no tracks); images carry no 2D points.
+    Written with pycolmap's writer; ``points3D`` holds ``num_points`` samples of the true surface (no
+    tracks); images carry no 2D points.
     """
-    from t23d.data.colmap import ColmapCamera, ColmapImage, ColmapModel, camera_to_colmap_params, write_model
+    from t23d.data.colmap import build_reconstruction, write_reconstruction
 
     scene = dataclasses.replace(scene, background="textured")
     cam = dataclasses.replace(
@@ -173,21 +190,17 @@ def write_colmap(
     )
     poses = orbit_poses(n_views, radius)
     images = _render_all(scene, poses, cam, supersample)
-    paths, col_images = [], {}
-    for i, (pose, img) in enumerate(zip(poses, images)):
+    paths = []
+    for i, img in enumerate(images):
         path = out_dir / "images" / f"view_{i:03d}.png"
         _save(path, img, keep_alpha=False)
         paths.append(path)
-        q, t = colmap_from_c2w(pose)
-        col_images[i + 1] = ColmapImage(i + 1, q, t, 1, path.name)
-    model_name, params = camera_to_colmap_params(cam)
-    cams = {1: ColmapCamera(1, model_name, cam.width, cam.height, np.array(params, dtype=np.float64))}
     pts = scene.sample_surface(num_points, seed=1)
     colors = np.round(scene.albedo(pts) * 255).astype(np.uint8)
-    model = ColmapModel(cams, col_images, pts, colors, np.zeros(num_points))
-    for ext, on in ((".bin", binary), (".txt", text)):
+    rec = build_reconstruction(cam, poses, [p.name for p in paths], pts, colors)
+    for as_text, on in ((False, binary), (True, text)):
         if on:
-            write_model(model, out_dir / "sparse" / "0", ext)
+            write_reconstruction(rec, out_dir / "sparse" / "0", text=as_text)
     return SyntheticCapture(poses, cam, images, paths, list(range(n_views)), [])
 
 
@@ -202,16 +215,33 @@ def write_raw_photos(
     turns: float = 1.0,
     ext: str = ".png",
     supersample: int = 1,
+    path: Literal["orbit", "walkaround"] = "orbit",
+    seed: int = 0,
+    exif_focal: bool = False,
 ) -> SyntheticCapture:
-    """Unposed photos ``photo_XXX<ext>`` on an opaque textured background, for SfM (poses only in the return)."""
+    """Unposed photos ``photo_XXX<ext>`` with opaque surroundings, for SfM (poses only in the return).
 
-    scene = dataclasses.replace(scene, background="textured")
+    The scene's background is used as is when opaque (``textured`` or ``plain``); a ``transparent`` one
+    becomes ``textured``. ``path``: ``orbit`` (a spiral over ``elevation_deg``, ``turns`` turns) or
+    ``walkaround`` (one hand-held turn at the mean of ``elevation_deg``, see
+    :func:`~t23d.data.synthetic.walkaround_poses`, seeded by ``seed``). ``exif_focal`` writes the 35 mm
+    equivalent focal length into each JPEG's EXIF (:func:`focal_35mm_of`), as cameras do. The capture's
+    ``object_masks`` hold the object's coverage in each photo.
+    """
+    if scene.background == "transparent":
+        scene = dataclasses.replace(scene, background="textured")
     cam = pinhole_camera(resolution, fov_deg)
-    poses = orbit_poses(n_views, radius, elevation_deg, turns)
-    images = _render_all(scene, poses, cam, supersample)
+    if path == "walkaround":
+        poses = walkaround_poses(n_views, radius, 0.5 * (elevation_deg[0] + elevation_deg[1]), seed=seed)
+    else:
+        poses = orbit_poses(n_views, radius, elevation_deg, turns)
+    renders = [scene.render_with_object_mask(p, cam, supersample=supersample) for p in poses]
+    images = np.stack([r[0] for r in renders])
+    masks = np.stack([r[1] for r in renders])
+    focal = focal_35mm_of(cam) if exif_focal else None
     paths = []
     for i, img in enumerate(images):
-        path = out_dir / f"photo_{i:03d}{ext}"
-        _save(path, img, keep_alpha=False)
-        paths.append(path)
-    return SyntheticCapture(poses, cam, images, paths, list(range(n_views)), [])
+        out = out_dir / f"photo_{i:03d}{ext}"
+        _save(out, img, keep_alpha=False, focal_35mm=focal)
+        paths.append(out)
+    return SyntheticCapture(poses, cam, images, paths, list(range(n_views)), [], object_masks=masks)

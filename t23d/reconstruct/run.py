@@ -50,6 +50,19 @@ from t23d.run.state import (
 
 logger = logging.getLogger(__name__)
 SCENE_JSON = "scene.json"
+#: Folder of the run directory holding the COLMAP model SfM posed raw photos with (reused on resume).
+SFM_MODEL_DIR = "sfm"
+#: Entries of the SfM report copied into ``metrics.json`` (the registration's accuracy report).
+REGISTRATION_KEYS = (
+    "num_images",
+    "num_registered",
+    "registered_fraction",
+    "mean_reprojection_error_px",
+    "num_points",
+    "focal_length_px",
+    "unregistered",
+    "photo_issues",
+)
 
 
 def scene_record(dataset: Any) -> dict[str, Any]:
@@ -104,6 +117,25 @@ def _train_images(
 
 
 _DATA_BACKGROUND = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "random": (0.0, 0.0, 0.0)}
+
+
+def _saved_sfm_model(run_dir: Path) -> Path | None:
+    """The SfM model a run on raw photos saved, to pose the photos identically on resume (None for
+    other inputs; a run saved before models were kept is posed again, with a warning)."""
+    from t23d.data.colmap import model_extension
+
+    if read_scene(run_dir).get("source_format") != "images":
+        return None
+    model_dir = run_dir / SFM_MODEL_DIR
+    if model_extension(model_dir) is None:
+        logger.warning(
+            "%s has no saved SfM model (%s/); the photos are posed again, so the cameras may differ slightly "
+            "from the checkpoint's",
+            run_dir,
+            SFM_MODEL_DIR,
+        )
+        return None
+    return model_dir
 
 
 def load_reconstruct_config(run_dir: Path) -> ReconstructConfig:
@@ -230,7 +262,8 @@ def _run_reconstruct(
     device = resolve_device(cfg.device)
     t_load = time.perf_counter()
     # held-out SSIM needs images of at least its window's size
-    dataset = load_dataset(Path(cfg.input), cfg.data, min_size=SSIM_WINDOW)
+    saved_sfm = _saved_sfm_model(run_dir) if resume is not None else None
+    dataset = load_dataset(Path(cfg.input), cfg.data, saved_sfm, min_size=SSIM_WINDOW)
     t_load = time.perf_counter() - t_load
     if not dataset.train_indices:
         raise T23dError(f"{cfg.input}: no training images after the hold-out split")
@@ -250,6 +283,10 @@ def _run_reconstruct(
         held.enter_context(locked_run(run_dir, "train"))
         write_config(run_dir, cfg)
         write_json_atomic(run_dir / SCENE_JSON, scene_record(dataset))
+        if dataset.sfm_model is not None:
+            from t23d.data.colmap import write_reconstruction
+
+            write_reconstruction(dataset.sfm_model, run_dir / SFM_MODEL_DIR)
         update_run(
             run_dir,
             t23d_run="reconstruct",
@@ -262,6 +299,7 @@ def _run_reconstruct(
             image_size=[dataset.width, dataset.height],
             sfm=dataset.sfm_report,
             capture=capture,
+            scale=dataset.scale_report,
             steps=cfg.steps,
             seed=cfg.seed,
             device=str(device),
@@ -299,6 +337,11 @@ def _run_reconstruct(
         metrics["train_s"] = timings["train_s"]
         metrics.update(capture)
         metrics.update(learnt_capture_report(state, dataset))
+        recorded = read_run(run_dir)
+        if recorded.get("sfm"):
+            metrics["registration"] = {k: recorded["sfm"].get(k) for k in REGISTRATION_KEYS}
+        if recorded.get("scale"):
+            metrics["scale"] = recorded["scale"]
         write_json_atomic(run_dir / "metrics.json", metrics)
         timings["eval_s"] = time.perf_counter() - t0
         logger.info(

@@ -120,3 +120,19 @@ def test_reconstruct_bad_input(setup, message, tmp_path):
 def test_render_rejects_a_folder_that_is_not_a_run(tmp_path):
     res = t23d("render", str(tmp_path))
     assert res.returncode == 2 and "not a t23d run directory" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--scale", "a.png:1,2 b.png:3,4 = 0.3"], "config key 'data.scale' (--scale): invalid value"),
+        (["--bbox", "0", "0", "0", "1", "-1", "1"], "config key 'data.bbox' (--bbox): invalid value"),
+    ],
+)
+def test_reconstruct_bad_scale_or_bbox(flags, message, tmp_path):
+    data = tmp_path / "data"
+    write_blender(SyntheticScene(), data, n_train=2, n_test=1, resolution=16)
+    res = t23d("reconstruct", str(data), *flags, "--device", "cpu", "--out", str(tmp_path / "out"))
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert message in res.stderr
+    assert _no_run_dirs(tmp_path / "out")

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from t23d.common.errors import ConfigError, T23dError
-from t23d.data import DataConfig, SfmConfig, load_dataset
+from t23d.data import DataConfig, SfmConfig, detect_format, load_dataset
 from t23d.data.synthetic import SyntheticScene
 from t23d.data.synthetic_writers import write_blender, write_colmap, write_nerfstudio
 
@@ -77,7 +77,8 @@ def test_unsupported_camera_model_in_colmap(tmp_path, scene) -> None:
     write_colmap(scene, tmp_path, n_views=2, resolution=16, num_points=20, binary=False)
     cams = tmp_path / "sparse" / "0" / "cameras.txt"
     lines = cams.read_text().splitlines()
-    lines[1] = "1 FOV 16 16 19.3 19.3 8.0 8.0 0.1"
+    assert lines[-1].startswith("1 PINHOLE 16 16 ")
+    lines[-1] = "1 FOV 16 16 19.3 19.3 8.0 8.0 0.1"
     cams.write_text("\n".join(lines) + "\n")
     with pytest.raises(
         T23dError,
@@ -138,3 +139,48 @@ def test_input_file_that_is_not_a_transforms_file(tmp_path: Path) -> None:
     f.write_text("")
     with pytest.raises(T23dError, match=r"^input .*model\.obj is a file; give a folder"):
         load_dataset(f, DataConfig())
+
+
+@pytest.mark.parametrize(
+    ("remove", "missing"),
+    [
+        (["images.bin"], r"images\.bin/\.txt"),
+        (["images.bin", "points3D.bin"], r"images\.bin/\.txt, points3D\.bin/\.txt"),
+    ],
+)
+def test_incomplete_colmap_model_is_an_error_not_raw_photos(
+    tmp_path, scene, monkeypatch, remove, missing
+) -> None:
+    """Issue 9 item 2: a COLMAP folder missing images.bin was taken for raw photos and posed by SfM,
+    losing the user's frame and scale without a word. It must fail, naming the missing files."""
+    import t23d.data.sfm
+
+    write_colmap(scene, tmp_path, n_views=4, resolution=32, num_points=50, text=False)
+    for name in remove:
+        (tmp_path / "sparse" / "0" / name).unlink()
+    monkeypatch.setattr(t23d.data.sfm, "run_sfm", lambda *a, **k: pytest.fail("SfM must not run"))
+    assert detect_format(tmp_path)[0] == "colmap"
+    with pytest.raises(
+        T23dError, match=rf"^COLMAP model in .*sparse/0 is incomplete: {missing} missing \(found: "
+    ):
+        load_dataset(tmp_path, DataConfig())
+    # asking for SfM explicitly still works from the same folder's photos
+    assert detect_format(tmp_path / "images")[0] == "images"
+
+
+def test_incomplete_text_model_names_the_text_files(tmp_path, scene) -> None:
+    write_colmap(scene, tmp_path, n_views=2, resolution=16, num_points=20, binary=False)
+    (tmp_path / "sparse" / "0" / "images.txt").unlink()
+    with pytest.raises(
+        T23dError, match=r"incomplete: images\.bin/\.txt missing \(found: cameras\.txt, points3D\.txt\)"
+    ):
+        load_dataset(tmp_path, DataConfig())
+
+
+def test_corrupt_colmap_model_is_named(tmp_path, scene) -> None:
+    write_colmap(scene, tmp_path, n_views=2, resolution=16, num_points=20, text=False)
+    (tmp_path / "sparse" / "0" / "images.bin").write_bytes(b"\x05\x00")
+    with pytest.raises(
+        T23dError, match=r"^COLMAP model .*sparse/0 \(\.bin\) cannot be read, it is truncated or corrupt"
+    ):
+        load_dataset(tmp_path, DataConfig())

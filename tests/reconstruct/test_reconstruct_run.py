@@ -136,3 +136,34 @@ def test_colmap_format_without_masks(scene, tmp_path):
     # measured 0.061 (a short run: the object is still semi-transparent, its mesh spongy near the top);
     # the object is 0.2 off-centre, so a frame mix-up gives > 0.15
     assert cd < 0.09, cd
+
+
+def test_resume_on_raw_photos_reuses_the_saved_sfm_poses(tmp_path, monkeypatch):
+    """Issue 9 item 3: resuming a run on raw photos ran SfM again, whose poses can differ from the
+    checkpoint's. The run keeps its SfM model; a resume poses the photos by it, bit for bit."""
+    pytest.importorskip("pycolmap")
+    import t23d.data.sfm
+    from t23d.data import load_dataset
+    from t23d.data.synthetic_writers import write_raw_photos
+
+    photos = tmp_path / "photos"
+    write_raw_photos(SyntheticScene(), photos, n_views=16, resolution=96)
+    kw = {"export_at_end": False, "checkpoint_every": 2}
+    run_dir = run_reconstruct(fast_config(photos, steps=2, **kw), tmp_path / "out")
+    assert (run_dir / "sfm" / "images.bin").is_file()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["registration"]["num_registered"] >= 15 and metrics["registration"]["num_images"] == 16
+    assert metrics["registration"]["mean_reprojection_error_px"] < 1.0
+
+    def no_sfm(*args, **kwargs):
+        raise AssertionError("SfM ran again on resume")
+
+    monkeypatch.setattr(t23d.data.sfm, "run_sfm", no_sfm)
+    run_reconstruct(fast_config(photos, steps=4, **kw), resume=run_dir)
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "completed" and info["completed_steps"] == 4
+    scene = json.loads((run_dir / "scene.json").read_text())
+    again = load_dataset(photos, fast_config(photos).data, run_dir / "sfm")
+    assert again.c2w.tolist() == scene["c2w"] and again.intrinsics.tolist() == scene["intrinsics"]
+    assert [str(p) for p in again.image_paths] == scene["image_paths"]
+    assert np.asarray(again.world_from_normalised).tolist() == scene["world_from_normalised"]
