@@ -21,6 +21,7 @@ angles) outside the repository, by default ``/work/bench-data/priors/data/toy-32
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -140,7 +141,10 @@ def main() -> None:
         "captions": captions,
         "objects": [o.prompt for o in objects],
         "resolution": args.resolution,
-        "camera": {k: getattr(cam_cfg, k) for k in ("distance_range", "fov_range", "elevation_range")},
+        "camera": {
+            "distance": {"type": type(cam_cfg.distance).__name__, **dataclasses.asdict(cam_cfg.distance)},
+            **{k: getattr(cam_cfg, k) for k in ("fov_range", "elevation_range")},
+        },
         "overhead_fraction": args.overhead_fraction,
         "shading": {"albedo": args.albedo, "lambertian": args.lambertian, "textureless": args.textureless},
         "supersample": args.supersample,

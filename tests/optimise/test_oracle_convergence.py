@@ -74,7 +74,9 @@ def test_sds_on_sdf_geometry_recovers_the_target_and_exports_what_it_learned(tmp
         field=dataclasses.replace(cfg.field, geometry="sdf", sdf=SDFConfig(init_radius=0.5)),
         sdf_training=SDFTrainingConfig(sharpness_floor=Constant(60.0)),
         background=ConstantBackground((1.0, 1.0, 1.0)),
-        camera=RandomCameraConfig(resolution=32, distance_range=(DISTANCE, DISTANCE), fov_range=(FOV, FOV)),
+        camera=RandomCameraConfig(
+            resolution=32, distance=WorldDistance((DISTANCE, DISTANCE)), fov_range=(FOV, FOV)
+        ),
         shading=ShadingConfig(albedo_only_steps=10**9),
         regularisers=RegularisersConfig(orientation=Constant(0.0), sparsity=Constant(0.0)),
         export=ExportConfig(
