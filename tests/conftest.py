@@ -84,3 +84,11 @@ def tiny_if_spiece_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = build_tiny_if(tmp_path_factory.mktemp("tiny_if_spiece"))
     save_sentencepiece_t5_tokenizer(folder / "tokenizer")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_zero123_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Zero123 pipeline folder (ashawkey/zero123-xl-diffusers layout), built once per session."""
+    from fixtures.tiny_zero123 import build_tiny_zero123
+
+    return build_tiny_zero123(tmp_path_factory.mktemp("tiny_zero123"))

@@ -15,11 +15,20 @@ def main(args: argparse.Namespace) -> int:
     from t23d.optimise.generate import run_generate
 
     resume = Path(args.resume) if args.resume else None
-    if resume is None and args.prompt is None:
-        raise T23dError('a prompt is required, e.g. t23d generate "stone grotto" (or --resume RUN_DIR)')
-    base = preset(args.preset, getattr(args, "geometry", None))
-    base = schedules_for_steps(base, args.steps if resume is None else None)
-    cfg = apply_yaml_files(base, args.config)
+    image = getattr(args, "image", None)
+    if resume is None and args.prompt is None and image is None:
+        raise T23dError(
+            'a prompt is required, e.g. t23d generate "stone grotto" (or --image PHOTO, or --resume RUN_DIR)'
+        )
+    if image is not None:
+        cfg = _image_config(args)
+    else:
+        for flag in ("mask", "elevation"):
+            if getattr(args, flag, None) is not None:
+                raise T23dError(f"--{flag} goes with --image PHOTO (image -> 3D); this run has no --image")
+        base = preset(args.preset, getattr(args, "geometry", None))
+        base = schedules_for_steps(base, args.steps if resume is None else None)
+        cfg = apply_yaml_files(base, args.config)
     changes: dict = {}
     if args.prompt is not None:
         changes["prompt"] = args.prompt
@@ -71,3 +80,35 @@ def main(args: argparse.Namespace) -> int:
         no_export=args.no_export,
     )
     return refine_main(refine_args)
+
+
+def _image_config(args: argparse.Namespace):
+    """The config of ``t23d generate --image``: the image preset, YAML overrides, then the image flags."""
+    from t23d.common.errors import T23dError
+    from t23d.optimise.config import image_preset
+
+    if args.resume:
+        raise T23dError(
+            "--image starts a new run; --resume RUN_DIR continues one with the image it was started with "
+            "(kept in RUN_DIR/input/): drop --image"
+        )
+    if args.prompt is not None:
+        raise T23dError(
+            f"--image cannot be combined with a text prompt ({args.prompt!r}): the Zero123 prior is conditioned "
+            "on the image only"
+        )
+    if getattr(args, "refine", False):
+        raise T23dError("--refine is not available for --image runs yet; run 't23d generate --image' alone")
+    if args.negative_prompt is not None:
+        raise T23dError("--negative-prompt has no effect on an --image run (the Zero123 prior takes no text)")
+    cfg = apply_yaml_files(
+        image_preset(args.preset, getattr(args, "geometry", None), args.steps), args.config
+    )
+    if cfg.reference is None:
+        raise T23dError("--config set 'reference: null'; an --image run needs its reference view")
+    ref = dataclasses.replace(cfg.reference, image=str(Path(args.image)))
+    if args.mask is not None:
+        ref = dataclasses.replace(ref, mask=str(Path(args.mask)))
+    if args.elevation is not None:
+        ref = dataclasses.replace(ref, elevation_deg=float(args.elevation))
+    return dataclasses.replace(cfg, reference=ref)

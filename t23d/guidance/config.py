@@ -174,5 +174,61 @@ class MVDreamGuidanceConfig:
     """Never contact the hub when True; None honours the HF_HUB_OFFLINE environment variable."""
 
 
-GuidanceConfig = Union[StableDiffusionGuidanceConfig, DeepFloydGuidanceConfig, MVDreamGuidanceConfig]
+Zero123PoseEncoding = Literal["auto", "zero123", "stable-zero123"]
+"""The 4 numbers of the relative camera that Zero123 appends to its CLIP image embedding, with
+polar = 90 deg - elevation: ``zero123`` = (delta polar [rad], sin delta azimuth, cos delta azimuth,
+delta distance) (Zero-1-to-3, Liu et al. 2023); ``stable-zero123`` = (delta polar [rad], sin, cos, polar of
+the input view [rad]) (Stability AI's Stable Zero123); ``auto`` picks ``stable-zero123`` when the prior's id or
+folder name contains "stable" and ``zero123`` otherwise, and logs which."""
+
+
+@dataclass
+class Zero123GuidanceConfig:
+    """Image-conditioned SDS with a Zero123 / Stable Zero123 prior (image -> 3D; threestudio's zero123 recipe).
+
+    The UNet predicts the noise of a novel view of the object in the input image: its cross-attention
+    context is one token, a linear projection of the input image's CLIP image embedding concatenated
+    with the relative camera (``pose_encoding``); its input is the noisy latent of the render
+    concatenated with the input image's VAE latent (4 + 4 = 8 channels). The unconditional branch of
+    classifier-free guidance zeroes both. The input view is the reference camera of the run.
+
+    Loads the diffusers conversions in the layout of ``ashawkey/zero123-xl-diffusers`` and
+    ``ashawkey/stable-zero123-diffusers`` (model_index.json ``Zero123Pipeline``: ``unet/`` (8 input
+    channels), ``vae/``, ``image_encoder/`` (``CLIPVisionModelWithProjection``), ``feature_extractor/``
+    (``CLIPImageProcessor`` config), ``clip_camera_projection/`` (a linear layer ``proj``,
+    768 + 4 -> 768), ``scheduler/``), and the layout of ``kxic/zero123-xl`` / ``bennyguo/zero123-xl-diffusers``
+    (``Zero1to3StableDiffusionPipeline``: the same with ``cc_projection/`` holding the linear layer
+    ``projection``).
+    """
+
+    pretrained: str = "ashawkey/zero123-xl-diffusers"
+    """Hugging Face hub id, or a local folder in one of the layouts above. Both load through the same code
+    path. ``ashawkey/stable-zero123-diffusers`` is Stable Zero123 (non-commercial licence)."""
+    pose_encoding: Zero123PoseEncoding = "auto"
+    """Relative-camera layout of the conditioning: ``zero123``, ``stable-zero123`` or ``auto`` (by name)."""
+    guidance_scale: float = 3.0
+    """Classifier-free guidance scale s (threestudio's zero123 recipe uses 3)."""
+    min_step_percent: Schedule = field(default_factory=lambda: Linear(0.7, 0.3, 50, 200))
+    """Smallest sampled timestep as a fraction of the training timesteps (0-1), per optimisation step
+    (threestudio's zero123 recipe anneals 0.7 -> 0.3 over steps 50-200)."""
+    max_step_percent: Schedule = field(default_factory=lambda: Linear(0.98, 0.8, 50, 200))
+    """Largest sampled timestep as a fraction of the training timesteps (0-1), per optimisation step."""
+    weighting: Weighting = "sds"
+    """Timestep weighting w(t): ``sds`` (1 - alpha_bar), ``uniform`` (1) or ``fantasia3d``
+    (alpha_bar**0.5 * (1 - alpha_bar))."""
+    grad_clip: Optional[float] = None
+    """Per-element clamp of the SDS gradient to [-grad_clip, grad_clip], applied after the weighting;
+    None disables clipping. ``GuidanceOutput.grad_norm`` is measured before it."""
+    vae_resolution: int = 256
+    """Side in pixels that renders (and the input image, for its latent) are resized to before the VAE
+    encoder; a multiple of 8. Zero123 is trained at 256 (a 32x32 latent); a CPU preset may use 64-128."""
+    half_precision: bool = True
+    """Load the weights in float16 on CUDA. Ignored on CPU, which always uses float32."""
+    local_files_only: Optional[bool] = None
+    """Never contact the hub when True; None honours the HF_HUB_OFFLINE environment variable."""
+
+
+GuidanceConfig = Union[
+    StableDiffusionGuidanceConfig, DeepFloydGuidanceConfig, MVDreamGuidanceConfig, Zero123GuidanceConfig
+]
 """Any guidance config; :func:`t23d.guidance.build_guidance` dispatches on its type."""

@@ -5,15 +5,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from dataclasses import field as _field
-from typing import Literal
+from typing import Literal, Optional
 
-from t23d.common.schedule import Constant
+from t23d.common.schedule import Constant, Linear
 from t23d.export.config import ExportConfig
-from t23d.field.background import BackgroundConfig, MLPBackground
+from t23d.field.background import BackgroundConfig, ConstantBackground, MLPBackground
 from t23d.field.hashgrid import HashGridConfig
 from t23d.field.nerf import FieldConfig
-from t23d.field.sdf import SDFTrainingConfig, sdf_training_for
-from t23d.guidance.config import GuidanceConfig, StableDiffusionGuidanceConfig
+from t23d.field.sdf import SDFTrainingConfig, rescale_sdf_training, sdf_training_for
+from t23d.guidance.config import GuidanceConfig, StableDiffusionGuidanceConfig, Zero123GuidanceConfig
+from t23d.optimise.reference import ReferenceLossConfig, ReferenceViewConfig
 from t23d.optimise.regularisers import RegularisersConfig
 from t23d.render.cameras import RandomCameraConfig
 from t23d.render.occupancy import OccupancyGridConfig
@@ -80,6 +81,8 @@ class GenerateConfig:
     """Asset export at the end of the run."""
     export_at_end: bool = True
     """Export the asset when training finishes."""
+    reference: Optional[ReferenceViewConfig] = None
+    """Image -> 3D (``--image``): the input photo and its camera, whose losses join SDS; None for text runs."""
 
 
 PresetName = Literal["fast", "latent", "default", "quality"]
@@ -228,3 +231,72 @@ def validate_generate_config(cfg: GenerateConfig) -> None:
     validate_training_config(cfg, rules)
     if cfg.export_at_end:
         validate_export_config(cfg.export)
+
+
+IMAGE_STEPS: dict[str, int] = {"fast": 400, "default": 1000, "quality": 2000}
+"""Optimisation steps of the image presets (threestudio's zero123 recipe: 600 steps at batch 12 -> 4)."""
+IMAGE_CAMERA_DISTANCE = 2.5
+"""Distance of the SDS and reference cameras of image runs (world units; the field's cube is [-1, 1]^3)."""
+IMAGE_CAMERA_FOV = 40.0
+"""Vertical field of view (degrees) of image runs: the recentred object (80 % of the frame) is then about
+1.46 world units across, inside the field's cube from every side."""
+
+
+def image_preset(name: str, geometry: str | None = None, steps: int | None = None) -> GenerateConfig:
+    """The image -> 3D variant of a preset: threestudio's zero123 recipe on t23d's field.
+
+    Differences from the text preset of the same name (and ``geometry``, see :func:`preset`): the Zero123
+    prior (``Zero123GuidanceConfig``, its timestep range annealed over the first third of the run); every
+    camera at one distance and field of view (:data:`IMAGE_CAMERA_DISTANCE`, :data:`IMAGE_CAMERA_FOV`, as
+    Zero123 assumes) at elevations -10 to 80 degrees; albedo-only shading (the photo's lighting is baked
+    into its colours); a white background (Zero123's training renders are on white); and the reference
+    view of the input photo (``reference``, rendered at twice the SDS resolution). ``reference.image`` is
+    filled in by ``--image``. Step-based schedules follow ``steps`` (None: the preset's).
+
+    - ``fast``: 400 steps, 32 px SDS renders (one view), the VAE fed at 128 px, 64 px reference; CPU runs
+      with small priors.
+    - ``default``: 1,000 steps, 64 px renders in batches of 4, the VAE at 256 px (Zero123's size), 128 px reference.
+    - ``quality``: 2,000 steps, 128 px renders in batches of 4, 256 px reference.
+    """
+    from t23d.common.errors import ConfigError
+
+    if name not in IMAGE_STEPS:
+        raise ConfigError(f"unknown preset {name!r}; accepted: {', '.join(PRESETS)}")
+    base = preset(name, geometry)
+    steps = IMAGE_STEPS[name] if steps is None or steps < 1 else steps
+    base = dataclasses.replace(
+        base, steps=steps, sdf_training=rescale_sdf_training(base.sdf_training, base.steps, steps)
+    )
+    batch = 1 if name == "fast" else 4
+    res = base.camera.resolution
+    d, fov = IMAGE_CAMERA_DISTANCE, IMAGE_CAMERA_FOV
+    camera = dataclasses.replace(
+        base.camera,
+        batch_size=batch,
+        elevation_range=(-10.0, 80.0),
+        distance_range=(d, d),
+        fov_range=(fov, fov),
+        eval_distance=d,
+        eval_fov=fov,
+    )
+    ramp = (steps // 12, steps // 3)  # threestudio: steps 50 -> 200 of 600
+    guidance = Zero123GuidanceConfig(
+        vae_resolution=128 if name == "fast" else 256,
+        min_step_percent=Linear(0.7, 0.3, *ramp),
+        max_step_percent=Linear(0.98, 0.8, *ramp),
+    )
+    losses = ReferenceLossConfig(rgb=Linear(5000.0, 10000.0, steps // 6, (2 * steps) // 3))
+    return dataclasses.replace(
+        base,
+        steps=steps,
+        camera=camera,
+        background=ConstantBackground((1.0, 1.0, 1.0)),
+        shading=ShadingConfig(
+            albedo_probability=1.0,
+            lambertian_probability=0.0,
+            textureless_probability=0.0,
+            albedo_only_steps=0,
+        ),
+        guidance=guidance,
+        reference=ReferenceViewConfig(resolution=2 * res, losses=losses),
+    )

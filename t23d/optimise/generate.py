@@ -18,6 +18,14 @@ import torch
 
 from t23d.common.config import from_dict, load_yaml
 from t23d.optimise.config import GenerateConfig, validate_generate_config
+from t23d.optimise.reference import (
+    ReferenceView,
+    describe_reference,
+    load_reference_prompt,
+    read_reference_prompt,
+    run_name,
+    write_reference_inputs,
+)
 from t23d.optimise.sds import build_state, train_sds
 from t23d.prompt.view import validate_prompt
 from t23d.run.checkpoint import check_resumable
@@ -75,6 +83,7 @@ def run_generate(
         callback: called after every step with a :class:`StepInfo`.
         should_stop: polled before every step; True saves a checkpoint and raises ``TrainingInterrupted``.
     """
+    image_prompt = None
     with contextlib.ExitStack() as held:
         if resume is not None:
             run_dir = Path(resume)
@@ -85,21 +94,35 @@ def run_generate(
             validate_generate_config(cfg)
             check_resumable(run_dir / "checkpoints", run_dir)
             check_writable(run_dir, "--resume")
+            if cfg.reference is not None:
+                # the run's own copy of the input: the original is not needed
+                image_prompt = read_reference_prompt(run_dir)
         else:
-            cfg = dataclasses.replace(cfg, prompt=validate_prompt(cfg.prompt))
+            if cfg.reference is None:
+                cfg = dataclasses.replace(cfg, prompt=validate_prompt(cfg.prompt))
             validate_generate_config(cfg)
+            if cfg.reference is not None:
+                image_prompt = load_reference_prompt(cfg.reference)  # validated before anything is created
             check_writable(Path(out_parent))
             info = {}
         device = resolve_device(cfg.device)
+        reference = None
+        if image_prompt is not None:
+            reference = ReferenceView(cfg.reference, image_prompt, cfg.camera, device)  # type: ignore[arg-type]
         if guidance is None:
-            from t23d.guidance import build_guidance
+            from t23d.guidance import build_guidance, build_image_guidance
 
-            guidance = build_guidance(cfg.guidance, cfg.prompt, cfg.negative_prompt, device)
+            if reference is not None:
+                guidance = build_image_guidance(cfg.guidance, reference.condition(), device)
+            else:
+                guidance = build_guidance(cfg.guidance, cfg.prompt, cfg.negative_prompt, device)
         held.callback(getattr(guidance, "release", lambda: None))
         state = build_state(cfg, device)
         if resume is None:
-            run_dir = create_run_dir(Path(out_parent), cfg.prompt)
+            run_dir = create_run_dir(Path(out_parent), run_name(cfg.prompt, cfg.reference))
             held.enter_context(locked_run(run_dir, "train"))
+            if reference is not None:
+                write_reference_inputs(run_dir, cfg.reference, image_prompt)  # type: ignore[arg-type]
             write_config(run_dir, cfg)
             update_run(
                 run_dir,
@@ -107,6 +130,7 @@ def run_generate(
                 status="running",
                 prompt=cfg.prompt,
                 negative_prompt=cfg.negative_prompt,
+                image=None if reference is None else describe_reference(cfg.reference, reference),  # type: ignore[arg-type]
                 prior=guidance.describe(),
                 steps=cfg.steps,
                 seed=cfg.seed,
@@ -125,7 +149,7 @@ def run_generate(
                 logger.info("resumed from step %d", state.step)
             logger.info(
                 "training '%s' for %d steps on %s (%s hash grid)",
-                cfg.prompt,
+                run_name(cfg.prompt, cfg.reference),
                 cfg.steps,
                 device,
                 state.field.implementation,
@@ -142,10 +166,14 @@ def run_generate(
                     callback,
                     should_stop,
                     preview_fn=lambda step: write_live_preview(run_dir, cfg, state, step),
+                    reference=reference,
                 ),  # fmt: skip
             )
             t0 = time.perf_counter()
             write_previews(run_dir, cfg, state)
+            if reference is not None:
+                reference.preview(state, cfg.render, run_dir / "previews" / "reference.png")
+                update_run(run_dir, reference_metrics=reference.metrics(state, cfg.render))
             timings["preview_s"] = time.perf_counter() - t0
             export_info = None
             if cfg.export_at_end:
@@ -219,7 +247,7 @@ def export_generate_run(
         bake_color_fn_of(state.field, state.field.aabb(), export_cfg.resolution),
         state.field.aabb(),
         out_dir or run_dir / "export",
-        slug(cfg.prompt),
+        slug(run_name(cfg.prompt, cfg.reference)),
         export_cfg,
         render_field_fn=render_field_fn_of(state.field, cfg.render, state.occupancy),
         render_step=step_size(state.field, cfg.render),

@@ -21,6 +21,7 @@ from t23d.field.background import Background
 from t23d.field.nerf import NeRFField
 from t23d.field.sdf import apply_sharpness_floor, sdf_regulariser_losses
 from t23d.optimise.config import GenerateConfig
+from t23d.optimise.reference import ReferenceView
 from t23d.optimise.regularisers import opacity_entropy
 from t23d.render.cameras import sample_random_views
 from t23d.render.rays import camera_rays
@@ -63,8 +64,13 @@ def build_state(cfg: GenerateConfig, device: torch.device) -> TrainingState:
     return TrainingState(field_, background, optimizer, occupancy, generator)
 
 
-def sds_step(cfg: GenerateConfig, state: TrainingState, guidance: Any) -> StepInfo:
-    """One optimisation step; returns losses and per-phase timings."""
+def sds_step(
+    cfg: GenerateConfig, state: TrainingState, guidance: Any, reference: ReferenceView | None = None
+) -> StepInfo:
+    """One optimisation step; returns losses and per-phase timings.
+
+    ``reference`` (image -> 3D runs) adds the losses at the input photo's camera.
+    """
     step, gen = state.step, state.generator
     device = next(state.field.parameters()).device
     timings: dict[str, float] = {}
@@ -119,6 +125,10 @@ def sds_step(cfg: GenerateConfig, state: TrainingState, guidance: Any) -> StepIn
     if w_opaque > 0:
         losses["opaque"] = w_opaque * opacity_entropy(out.opacity)
     losses.update(sdf_regulariser_losses(state.field, out.points, cfg.sdf_training, step, gen))
+    if reference is not None:
+        t0 = time.perf_counter()
+        losses.update(reference.losses(state, cfg.render, step))
+        timings["reference"] = time.perf_counter() - t0
     check_finite(losses)
     total = sum(losses.values())
 
@@ -147,12 +157,13 @@ def train_sds(
     callback: StepCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     preview_fn: Callable[[int], None] | None = None,
+    reference: ReferenceView | None = None,
 ) -> None:
     """Train to ``cfg.steps`` with checkpoints, Ctrl-C and NaN handling (see ``run_training_loop``);
-    ``preview_fn(step)`` runs every ``cfg.preview.live_every_s`` seconds."""
+    ``preview_fn(step)`` runs every ``cfg.preview.live_every_s`` seconds; ``reference`` for image runs."""
     run_training_loop(
         state,
-        lambda: sds_step(cfg, state, guidance),
+        lambda: sds_step(cfg, state, guidance, reference),
         cfg.steps,
         run_dir,
         cfg.checkpoint_every,
