@@ -110,7 +110,7 @@ def test_normal_smoothness_term_has_gradients():
     state.occupancy.update(state.field.occupancy_fn(state.occupancy.cell_size), 0, state.generator)
     view = ReferenceView(ref_cfg, _prompt(), cfg.camera, CPU)
     losses = view.losses(state, cfg.render, 0)
-    assert torch.isfinite(losses["ref_normal_smooth"]) and float(losses["ref_normal_smooth"]) > 0
+    assert torch.isfinite(losses["ref_normal_smooth"]) and float(losses["ref_normal_smooth"].detach()) > 0
     losses["ref_normal_smooth"].backward()
     grads = [p.grad for p in state.field.encoding.parameters() if p.grad is not None]
     assert grads and any(float(g.abs().sum()) > 0 for g in grads)
