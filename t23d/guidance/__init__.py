@@ -66,8 +66,8 @@ def build_image_guidance(cfg: GuidanceConfig, condition: ImageCondition, device:
     """
     if not isinstance(cfg, Zero123GuidanceConfig):
         raise ConfigError(
-            f"config key 'guidance.type': {type(cfg).__name__} is a text prior; an image run (--image) needs "
-            "Zero123GuidanceConfig (a Zero123 / Stable Zero123 prior)"
+            f"the prior {cfg.pretrained!r} ({type(cfg).__name__}) is a text prior; an image run (--image) "
+            "needs a Zero123 / Stable Zero123 prior (--prior, 'guidance.type: Zero123GuidanceConfig')"
         )
     from t23d.guidance.zero123 import Zero123Guidance
 

@@ -20,6 +20,7 @@ from t23d.guidance.config import (
     GuidanceConfig,
     MVDreamGuidanceConfig,
     StableDiffusionGuidanceConfig,
+    Zero123GuidanceConfig,
 )
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ PIPELINE_CONFIGS: dict[str, type] = {
     "StableDiffusionPipeline": StableDiffusionGuidanceConfig,
     "IFPipeline": DeepFloydGuidanceConfig,
     "MVDreamPipeline": MVDreamGuidanceConfig,
+    "Zero123Pipeline": Zero123GuidanceConfig,  # ashawkey/zero123-xl-diffusers, stable-zero123-diffusers
+    "Zero1to3StableDiffusionPipeline": Zero123GuidanceConfig,  # kxic/zero123-xl, bennyguo/...
 }
 """Pipeline class named by ``model_index.json`` -> the guidance config class that loads it."""
 

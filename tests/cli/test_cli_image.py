@@ -70,6 +70,7 @@ def image_run(tiny_zero123_dir, photos, tmp_path_factory) -> Path:
         "cpu",
         "--out",
         str(out),
+        timeout=1800,  # about a minute alone; far longer on a shared, loaded machine
     )
     assert res.returncode == 0, res.stderr
     (run_dir,) = out.iterdir()

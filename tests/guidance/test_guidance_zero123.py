@@ -163,8 +163,20 @@ def test_a_stable_diffusion_folder_is_refused(tiny_sd_dir):
 
 
 def test_a_text_prior_config_is_refused_for_an_image_run(tiny_sd_dir):
-    with pytest.raises(ConfigError, match=r"StableDiffusionGuidanceConfig is a text prior; an image run"):
+    with pytest.raises(ConfigError, match=r"\(StableDiffusionGuidanceConfig\) is a text prior; an image run"):
         build_image_guidance(StableDiffusionGuidanceConfig(pretrained=str(tiny_sd_dir)), _condition(), CPU)
+
+
+def test_zero123_folders_are_detected_by_their_pipeline_class(tiny_zero123_dir, tmp_path):
+    """``--prior`` with a Zero123 folder (either layout) switches any preset's guidance to Zero123."""
+    from fixtures.tiny_zero123 import build_tiny_zero123
+
+    from t23d.guidance.detect import guidance_config_for_prior
+
+    other = build_tiny_zero123(tmp_path / "z1to3", layout="zero1to3")
+    for folder in (tiny_zero123_dir, other):
+        cfg = guidance_config_for_prior(StableDiffusionGuidanceConfig(), str(folder))
+        assert isinstance(cfg, Zero123GuidanceConfig) and cfg.pretrained == str(folder)
 
 
 def test_a_text_run_with_zero123_is_refused(tiny_zero123_dir):
