@@ -16,7 +16,7 @@ from t23d.field.sdf import SDFTrainingConfig, rescale_sdf_training, sdf_training
 from t23d.guidance.config import GuidanceConfig, StableDiffusionGuidanceConfig, Zero123GuidanceConfig
 from t23d.optimise.reference import ReferenceLossConfig, ReferenceViewConfig
 from t23d.optimise.regularisers import RegularisersConfig
-from t23d.render.cameras import RandomCameraConfig
+from t23d.render.cameras import RandomCameraConfig, WorldDistance
 from t23d.render.occupancy import OccupancyGridConfig
 from t23d.render.shading import ShadingConfig
 from t23d.render.volume import RenderConfig
@@ -274,7 +274,7 @@ def image_preset(name: str, geometry: str | None = None, steps: int | None = Non
         base.camera,
         batch_size=batch,
         elevation_range=(-10.0, 80.0),
-        distance_range=(d, d),
+        distance=WorldDistance((d, d)),
         fov_range=(fov, fov),
         eval_distance=d,
         eval_fov=fov,

@@ -41,7 +41,13 @@ from t23d.prompt.image import (
     read_image_prompt,
     save_image_prompt,
 )
-from t23d.render.cameras import Cameras, RandomCameraConfig, orbit_cameras
+from t23d.render.cameras import (
+    Cameras,
+    RandomCameraConfig,
+    WorldDistance,
+    fit_sphere_distance,
+    orbit_cameras,
+)
 from t23d.render.rays import camera_rays
 from t23d.render.volume import RenderConfig, render_rays
 
@@ -93,7 +99,8 @@ class ReferenceViewConfig:
     """Azimuth of the input view in degrees; 0 makes the photo the asset's front."""
     distance: Optional[float] = None
     """Camera distance of the input view (world units); None = the SDS cameras' distance
-    (``camera.distance_range``, which must then be a single value)."""
+    (``camera.distance``: a ``WorldDistance`` with one ``distance_range`` value, or a
+    ``SphereFitDistance`` with one ``scale_range`` value, fitted at the reference field of view)."""
     fov_deg: Optional[float] = None
     """Vertical field of view of the input view in degrees; None = the SDS cameras'
     (``camera.fov_range``, which must then be a single value)."""
@@ -123,8 +130,14 @@ def _single(value: Optional[float], rng: tuple[float, float], key: str, range_ke
 
 def reference_distance_fov(cfg: ReferenceViewConfig, camera: RandomCameraConfig) -> tuple[float, float]:
     """``(distance, fov_deg)`` of the reference camera (see :class:`ReferenceViewConfig`)."""
-    distance = _single(cfg.distance, camera.distance_range, "distance", "camera.distance_range")
     fov = _single(cfg.fov_deg, camera.fov_range, "fov_deg", "camera.fov_range")
+    if cfg.distance is not None:
+        distance = _single(cfg.distance, (0.0, 0.0), "distance", "")
+    elif isinstance(camera.distance, WorldDistance):
+        distance = _single(None, camera.distance.distance_range, "distance", "camera.distance.distance_range")
+    else:  # SphereFitDistance: the distance that frames its sphere at the reference field of view
+        scale = _single(None, camera.distance.scale_range, "distance", "camera.distance.scale_range")
+        distance = float(fit_sphere_distance(camera.distance.radius, torch.tensor(fov))) * scale
     if not fov < 180.0:
         raise ConfigError(
             f"config key 'reference.fov_deg': invalid value {fov!r}; accepted: 0 to 180 (exclusive)"

@@ -21,7 +21,7 @@ from t23d.optimise.generate import load_generate_state, run_generate
 from t23d.optimise.reference import ReferenceView, ReferenceViewConfig
 from t23d.optimise.sds import build_state, sds_step
 from t23d.prompt.image import ImagePrompt, ImagePromptConfig, frame_object
-from t23d.render.cameras import RandomCameraConfig
+from t23d.render.cameras import RandomCameraConfig, SphereFitDistance, WorldDistance
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_SMOKE = REPO / "configs" / "image-cpu-smoke.yaml"
@@ -53,7 +53,7 @@ def _prompt(size: int = 64) -> ImagePrompt:
 
 
 def test_reference_camera_looks_at_the_origin_from_the_input_view():
-    cam = RandomCameraConfig(distance_range=(3.0, 3.0), fov_range=(30.0, 30.0))
+    cam = RandomCameraConfig(distance=WorldDistance((3.0, 3.0)), fov_range=(30.0, 30.0))
     view = ReferenceView(ReferenceViewConfig(elevation_deg=30.0, resolution=16), _prompt(), cam, CPU)
     c2w = view.cameras.c2w[0]
     expected = torch.tensor([0.0, -3.0 * math.cos(math.radians(30)), 3.0 * math.sin(math.radians(30))])
@@ -68,13 +68,17 @@ def test_reference_camera_looks_at_the_origin_from_the_input_view():
 
 
 def test_distance_and_fov_must_be_one_value():
-    cam = RandomCameraConfig(distance_range=(1.5, 2.0), fov_range=(40.0, 40.0))
+    cam = RandomCameraConfig(distance=WorldDistance((1.5, 2.0)), fov_range=(40.0, 40.0))
     with pytest.raises(
-        ConfigError, match=r"'reference.distance' is unset and 'camera.distance_range' is \[1.5, 2.0\]"
+        ConfigError,
+        match=r"'reference.distance' is unset and 'camera.distance.distance_range' is \[1.5, 2.0\]",
     ):
         ReferenceView(ReferenceViewConfig(), _prompt(), cam, CPU)
     view = ReferenceView(ReferenceViewConfig(distance=2.2, resolution=8), _prompt(), cam, CPU)
     assert view.distance == 2.2 and view.fov_deg == 40.0
+    fit = RandomCameraConfig(distance=SphereFitDistance(1.0, (1.2, 1.2)), fov_range=(40.0, 40.0))
+    view = ReferenceView(ReferenceViewConfig(resolution=8), _prompt(), fit, CPU)
+    assert view.distance == pytest.approx(1.2 / math.sin(math.radians(20.0)), rel=1e-5)
     with pytest.raises(T23dError, match=r"--elevation 95.0 is out of range"):
         ReferenceView(ReferenceViewConfig(elevation_deg=95.0, distance=2.0), _prompt(), cam, CPU)
 
