@@ -18,6 +18,7 @@ def export_overrides(base: Any, args: argparse.Namespace) -> Any:
         "faces": args.faces,
         "texture_size": args.texture_size,
         "threshold": args.threshold,
+        "extraction": getattr(args, "extraction", None),
         "height": args.height,
         "origin": args.origin,
         "texture": getattr(args, "texture", None),

@@ -129,6 +129,12 @@ def _add_export_options(p: argparse.ArgumentParser, format_flag: str = "--format
     )
     p.add_argument("--threshold", type=float, default=None, help="iso-surface density (default: automatic)")
     p.add_argument(
+        "--extraction",
+        default=None,
+        choices=("level_set", "tsdf"),
+        help="level_set: the field's own surface (default); tsdf: fuse the field's depth renders",
+    )
+    p.add_argument(
         "--height", type=float, default=None, metavar="METRES", help="scale the asset to this height"
     )
     p.add_argument("--origin", default=None, help="center | bottom | world")

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from t23d.common.config import from_dict, load_yaml
+from t23d.common.config import from_dict
 from t23d.optimise.config import GenerateConfig, validate_generate_config
 from t23d.optimise.reference import (
     ReferenceView,
@@ -31,9 +31,9 @@ from t23d.prompt.view import validate_prompt
 from t23d.run.checkpoint import check_resumable
 from t23d.run.lifecycle import locked_run, recorded_run, timed_export, timed_training
 from t23d.run.rundir import (
-    CONFIG_YAML,
     check_writable,
     create_run_dir,
+    read_config,
     read_run,
     update_run,
     write_config,
@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 def load_run_config(run_dir: Path) -> GenerateConfig:
     """The resolved config saved in a generate run directory."""
     read_run(run_dir, "generate")
-    return from_dict(GenerateConfig, load_yaml(run_dir / CONFIG_YAML))
+    return from_dict(GenerateConfig, read_config(run_dir))
 
 
 def load_generate_state(

@@ -20,13 +20,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from t23d.common.config import from_dict, load_yaml
+from t23d.common.config import from_dict
 from t23d.common.errors import ConfigError, T23dError
 from t23d.optimise.refine import RefineState, init_refine_state, load_refine_state, render_views, train_refine
 from t23d.optimise.refine_config import RefineConfig, validate_refine_config
 from t23d.run.checkpoint import check_resumable
 from t23d.run.lifecycle import locked_run, recorded_run, timed_export, timed_training
-from t23d.run.rundir import CONFIG_YAML, check_writable, create_run_dir, read_run, update_run, write_config
+from t23d.run.rundir import (
+    check_writable,
+    create_run_dir,
+    read_config,
+    read_run,
+    update_run,
+    write_config,
+)
 from t23d.run.state import StepCallback, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -35,7 +42,7 @@ logger = logging.getLogger(__name__)
 def load_refine_config(run_dir: Path) -> RefineConfig:
     """The resolved config saved in a refine run directory."""
     read_run(run_dir, "refine")
-    return from_dict(RefineConfig, load_yaml(run_dir / CONFIG_YAML))
+    return from_dict(RefineConfig, read_config(run_dir))
 
 
 def refine_config_for(source: Path, base: RefineConfig, prior: str | None = None) -> RefineConfig:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from t23d.common.atomic import write_json_atomic
-from t23d.common.config import from_dict, load_yaml
+from t23d.common.config import from_dict
 from t23d.common.errors import T23dError
 from t23d.reconstruct.capture import learnt_capture_report, resolve_for_capture
 from t23d.reconstruct.config import ReconstructConfig, validate_reconstruct_config
@@ -35,9 +35,9 @@ from t23d.render.cameras import Cameras
 from t23d.run.checkpoint import check_resumable
 from t23d.run.lifecycle import locked_run, recorded_run, timed_export, timed_training
 from t23d.run.rundir import (
-    CONFIG_YAML,
     check_writable,
     create_run_dir,
+    read_config,
     read_run,
     update_run,
     write_config,
@@ -141,7 +141,7 @@ def _saved_sfm_model(run_dir: Path) -> Path | None:
 def load_reconstruct_config(run_dir: Path) -> ReconstructConfig:
     """The resolved config saved in a reconstruct run directory."""
     read_run(run_dir, "reconstruct")
-    return from_dict(ReconstructConfig, load_yaml(run_dir / CONFIG_YAML))
+    return from_dict(ReconstructConfig, read_config(run_dir))
 
 
 def load_reconstruct_state(

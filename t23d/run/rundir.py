@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from t23d.common.atomic import write_json_atomic, write_text_atomic
-from t23d.common.config import to_dict
+from t23d.common.config import load_yaml, to_dict
 from t23d.common.errors import T23dError
 
 RUN_JSON = "run.json"
@@ -62,6 +62,21 @@ def write_config(run_dir: Path, cfg: Any) -> None:
     import yaml
 
     write_text_atomic(run_dir / CONFIG_YAML, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+LEGACY_KEYS: dict[str, str] = {"sdf_regularisers": "sdf_training"}
+"""Top-level config keys renamed since runs were first saved (old name -> new name)."""
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """The resolved config saved in a run directory, as a dict, with :data:`LEGACY_KEYS` renamed so
+    runs saved by earlier versions still resume and export."""
+    data = load_yaml(run_dir / CONFIG_YAML)
+    for old, new in LEGACY_KEYS.items():
+        if isinstance(data, dict) and old in data and new not in data:
+            logging.getLogger(__name__).info("%s: config key %r is now %r", run_dir, old, new)
+            data[new] = data.pop(old)
+    return data
 
 
 def read_run(run_dir: Path, kind: str | None = None) -> dict[str, Any]:

@@ -97,8 +97,17 @@ def test_sdf_presets_switch_geometry_and_its_companion_settings():
         preset("fast", "voxels")
     with pytest.raises(ConfigError, match="unknown geometry"):
         reconstruct_preset("fast", "voxels")
-    # --steps rescales the preset's ramps before YAML overrides
+    # photo runs default to SDF geometry; its default preset is shortened, with every schedule
+    # following, to fit the 13-CPU-minute budget
+    from t23d.reconstruct.config import SDF_DEFAULT_STEPS
+
+    assert reconstruct_preset("default").field.geometry == "sdf"
     r = reconstruct_preset("default", "sdf")
+    d = reconstruct_preset("default", "density")
+    assert r.steps == SDF_DEFAULT_STEPS < d.steps
+    assert r.lr_decay_start == d.lr_decay_start * r.steps // d.steps
+    assert reconstruct_preset("fast", "sdf").steps == reconstruct_preset("fast", "density").steps
+    # --steps rescales the preset's ramps before YAML overrides
     half = schedules_for_steps(r, r.steps // 2)
     floor = half.sdf_training.sharpness_floor
     assert isinstance(floor, Linear) and floor.end_step == r.sdf_training.sharpness_floor.end_step // 2
