@@ -105,6 +105,8 @@ def generate_command(
     cmd += ["--prior", str(prior), "--device", "cpu", "--seed", str(args.seed), "--out", str(out)]
     if args.steps is not None:
         cmd += ["--steps", str(args.steps)]
+    if args.geometry is not None:
+        cmd += ["--geometry", args.geometry]
     return cmd
 
 
@@ -318,6 +320,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--config", type=Path, action="append", default=[], help="extra YAML overrides")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument(
+        "--geometry", choices=("density", "sdf"), default=None, help="pass --geometry to t23d generate"
+    )
     ap.add_argument("--tag", default=None, help="sub-folder of OUT for this batch (default: a timestamp)")
     ap.add_argument("--eval-resolution", type=int, default=64)
     ap.add_argument("--eval-azimuths", type=int, default=16)
@@ -388,6 +393,7 @@ def main() -> None:
                 "date": time.strftime("%Y-%m-%d %H:%M"),
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
                 "threads": args.threads,
+                "geometry": args.geometry or "preset default",
                 "omp_wait_policy": "PASSIVE" if args.passive_wait else os.environ.get("OMP_WAIT_POLICY"),
                 "metrics": metrics,
             }

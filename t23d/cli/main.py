@@ -44,7 +44,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--geometry",
         default=None,
-        help="density | sdf: the field's geometry (default: the preset's; sdf gives opaque surfaces)",
+        help="density | sdf: the field's geometry (default: density; sdf gives opaque surfaces)",
     )
     p.add_argument(
         "--config",
@@ -172,7 +172,7 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--geometry",
         default=None,
-        help="density | sdf: the field's geometry (default: the preset's; sdf: clean surfaces)",
+        help="sdf | density: the field's geometry (default: sdf, a clean surface; density: a NeRF)",
     )
     p.add_argument(
         "--config", action="append", default=[], metavar="YAML", help="YAML overrides (repeatable)"

@@ -64,18 +64,23 @@ def write_config(run_dir: Path, cfg: Any) -> None:
     write_text_atomic(run_dir / CONFIG_YAML, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-LEGACY_KEYS: dict[str, str] = {"sdf_regularisers": "sdf_training"}
-"""Top-level config keys renamed since runs were first saved (old name -> new name)."""
+LEGACY_KEYS: dict[str, tuple[str, str]] = {
+    "sdf_regularisers": ("sdf_training", "SDFTrainingConfig"),
+}
+"""Top-level config sections renamed since runs were first saved: old key -> (new key, new type)."""
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
     """The resolved config saved in a run directory, as a dict, with :data:`LEGACY_KEYS` renamed so
     runs saved by earlier versions still resume and export."""
     data = load_yaml(run_dir / CONFIG_YAML)
-    for old, new in LEGACY_KEYS.items():
+    for old, (new, new_type) in LEGACY_KEYS.items():
         if isinstance(data, dict) and old in data and new not in data:
             logging.getLogger(__name__).info("%s: config key %r is now %r", run_dir, old, new)
-            data[new] = data.pop(old)
+            section = data.pop(old)
+            if isinstance(section, dict) and "type" in section:
+                section["type"] = new_type
+            data[new] = section
     return data
 
 
