@@ -261,7 +261,7 @@ def image_preset(name: str, geometry: str | None = None, steps: int | None = Non
     from t23d.common.errors import ConfigError
 
     if name not in IMAGE_STEPS:
-        raise ConfigError(f"unknown preset {name!r}; accepted: {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r} for --image runs; accepted: {', '.join(IMAGE_STEPS)}")
     base = preset(name, geometry)
     steps = IMAGE_STEPS[name] if steps is None or steps < 1 else steps
     base = dataclasses.replace(

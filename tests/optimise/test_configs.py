@@ -74,6 +74,13 @@ def test_bad_overrides_name_the_key_and_what_is_accepted(overrides, message):
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="unknown preset 'huge'; accepted: fast, latent, default, quality"):
         preset("huge")
+    # image runs have no latent preset: the message lists what they accept
+    from t23d.optimise.config import image_preset
+
+    with pytest.raises(
+        ConfigError, match="unknown preset 'latent' for --image runs; accepted: fast, default, quality"
+    ):
+        image_preset("latent")
 
 
 def test_sdf_presets_switch_geometry_and_its_companion_settings():
