@@ -2,7 +2,6 @@
 
 The default run is CPU-only and offline: HF_HUB_OFFLINE=1 is set here, before anything imports
 huggingface_hub (which reads it once at import), and re-asserted for the session by an autouse fixture.
-OMP_WAIT_POLICY=PASSIVE likewise before torch loads.
 """
 
 from __future__ import annotations
@@ -16,9 +15,6 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-# as the CLI does for users: OpenMP threads sleep while they wait instead of spinning, which on a
-# shared, loaded machine made every torch step several times slower (must be set before torch loads)
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _TESTS_DIR = str(Path(__file__).resolve().parent)
 if _TESTS_DIR not in sys.path:

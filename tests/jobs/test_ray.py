@@ -25,6 +25,7 @@ def ray_service(tiny_sd_dir, tmp_path_factory):
     service.stop(timeout_s=60)
 
 
+@pytest.mark.slow  # ~50 s with the local Ray cluster's start; run with --run-slow (the job logic is tested on local workers)
 def test_two_jobs_run_as_ray_tasks_and_a_killed_worker_is_retried(ray_service):
     service = ray_service
     assert service.backend.description.startswith("ray (local")

@@ -127,6 +127,7 @@ def test_reconstruct_resume_is_bit_exact(scene, tmp_path):
         assert torch.equal(a, b), k
 
 
+@pytest.mark.slow  # ~32 s; the format itself is covered by tests/data, quality by the Blender-format run
 def test_nerfstudio_format_with_masks(scene, tmp_path):
     data = tmp_path / "ns"
     write_nerfstudio(scene, data, n_views=36, resolution=64, with_masks=True)
@@ -141,6 +142,7 @@ def test_nerfstudio_format_with_masks(scene, tmp_path):
     assert cd < 0.08, cd
 
 
+@pytest.mark.slow  # ~105 s: the outer field of unmasked photos; the raw-photo CLI test covers that path by default
 def test_colmap_format_without_masks(scene, tmp_path):
     """COLMAP photos have no alpha: the object sits in a textured room (an environment sphere of radius 8
     around it). The default background for unmasked photos, the contracted outer field, must hold the
