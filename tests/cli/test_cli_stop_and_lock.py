@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from t23d.run.lock import is_locked
 
 REPO = Path(__file__).resolve().parents[2]
@@ -121,6 +123,7 @@ def test_export_of_a_training_run_refuses_its_own_folder_and_warns_elsewhere(
     assert not (trained_run / "export").exists()
 
 
+@pytest.mark.slow  # ~30 s of CLI subprocess; tests/run/test_lifecycle.py covers the same rule in-process
 def test_ctrl_c_during_the_export_keeps_the_trained_run(tiny_sd_dir, tmp_path):
     heavy_export = tmp_path / "heavy-export.yaml"  # an export of several seconds, so the signal lands in it
     heavy_export.write_text(
