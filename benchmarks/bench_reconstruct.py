@@ -364,7 +364,7 @@ def run_milestones(args: argparse.Namespace) -> None:
     if args.data is None:
         args.data = Path("/tmp/t23d-bench/object256" + ("_full" if args.full_sphere else ""))
     scene = make_scene(args.data, 100, 20, 256, args.full_sphere)
-    cfg = apply_yaml_files(reconstruct_preset(args.preset), args.config)
+    cfg = apply_yaml_files(reconstruct_preset(args.preset, args.geometry), args.config)
     cfg = dataclasses.replace(cfg, input=str(args.data), device="cpu")
     ds = load_dataset(args.data, cfg.data)
     cfg = dataclasses.replace(cfg, background=default_background(cfg, ds.alphas is not None))
@@ -467,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--geometry",
         choices=("density", "sdf"),
         default=None,
-        help="pass --geometry to t23d reconstruct (default: the product's default geometry)",
+        help="pass --geometry to t23d reconstruct; milestones mode: the preset's geometry (default: the product's)",
     )
     s.add_argument(
         "--export-reserve", type=float, default=120.0, help="seconds of the budget kept for the export"
