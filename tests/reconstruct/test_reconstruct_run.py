@@ -15,9 +15,9 @@ import pytest
 import torch
 import yaml
 
+from t23d.cli.common import schedules_for_steps
 from t23d.data.synthetic import SyntheticScene
 from t23d.data.synthetic_writers import write_blender, write_colmap, write_nerfstudio
-from t23d.field.sdf import sdf_training_for
 from t23d.reconstruct.config import reconstruct_preset
 from t23d.reconstruct.fewview import FewViewConfig
 from t23d.reconstruct.run import load_reconstruct_state, run_reconstruct
@@ -45,9 +45,7 @@ def asset_points_in_input_frame(glb: Path, n: int = 20000) -> np.ndarray:
 
 
 def fast_config(input_path: Path, steps: int = 300, geometry: str = "density", **changes):
-    cfg = reconstruct_preset("fast", geometry)
-    if steps != cfg.steps and geometry == "sdf":
-        cfg = dataclasses.replace(cfg, sdf_training=sdf_training_for(steps))
+    cfg = schedules_for_steps(reconstruct_preset("fast", geometry), steps)  # as --steps does
     export = dataclasses.replace(
         cfg.export, resolution=96, faces=5000, texture_size=256, fidelity_resolution=64
     )
