@@ -78,19 +78,35 @@ def slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
-def prior_resolution_yaml(prior: Path, out_dir: Path) -> Path:
+def prior_resolution_yaml(prior: Path, out_dir: Path, framing: str = "prior") -> Path:
     """A config override feeding the prior at the resolution its UNet was trained at (and rendering at it).
 
-    ``configs/deepfloyd-if.yaml`` targets the real IF (64 px); the toy prior is trained at 32 px.
+    ``configs/deepfloyd-if.yaml`` targets the real IF (64 px); the toy prior is trained at 32 px. With
+    ``framing="prior"`` the training cameras also stand at the distances the prior's training images were
+    rendered from (``toy_prior.json``'s ``data_meta.camera``; the product's default ``SphereFitDistance``
+    frames the unit sphere from further away, so the object looks smaller than anything the prior saw);
+    ``framing="product"`` keeps the preset's cameras.
     """
     sample_size = json.loads((prior / "unet" / "config.json").read_text())["sample_size"]
-    path = out_dir / f"prior-resolution-{sample_size}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
+    text = (
         f"# the learned toy prior was trained at {sample_size} px: render and feed the UNet at that size\n"
         f"camera:\n  resolution: {sample_size}\n"
-        f"guidance:\n  type: DeepFloydGuidanceConfig\n  resolution: {sample_size}\n"
     )
+    name = f"prior-resolution-{sample_size}"
+    info_path = prior / "toy_prior.json"
+    if framing == "prior" and info_path.is_file():
+        cam = json.loads(info_path.read_text()).get("data_meta", {}).get("camera", {})
+        if "distance_range" in cam:
+            lo, hi = cam["distance_range"]
+            text += (
+                "  # the camera distances of the prior's training images (world units)\n"
+                f"  distance:\n    type: WorldDistance\n    distance_range: [{lo}, {hi}]\n"
+            )
+            name += "-prior-framing"
+    text += f"guidance:\n  type: DeepFloydGuidanceConfig\n  resolution: {sample_size}\n"
+    path = out_dir / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
     return path
 
 
@@ -289,9 +305,9 @@ def save_comparison(path: Path, gt, field_rgb, field_opacity, elevation) -> None
 def markdown_table(records: list[dict]) -> str:
     """One row per run."""
     head = (
-        "| prompt | prior | stage | steps | IoU vs object | best other (IoU) | object PSNR | nearest object "
+        "| prompt | prior | geometry | stage | steps | IoU vs object | best other (IoU) | object PSNR | nearest object "
         "| export PSNR obj / img | export IoU | Janus (back/front marking) | wall | train / export |\n"
-        "|---|---|---|---:|---:|---|---:|---|---:|---:|---|---:|---:|"
+        "|---|---|---|---|---:|---:|---|---:|---|---:|---:|---|---:|---:|"
     )
     rows = [head]
     for r in records:
@@ -302,7 +318,8 @@ def markdown_table(records: list[dict]) -> str:
             ratio = "no front" if j["janus"] is None else f"{j['janus']:.2f}"
             jtxt = f"{ratio} ({j['marking_share_back']:.2f}/{j['marking_share_front']:.2f})"
         rows.append(
-            f"| {r['prompt']} | {r['variant']['prior_kind']} | {r['variant']['stage']} | {m['steps']} "
+            f"| {r['prompt']} | {r['variant']['prior_kind']} | {r.get('geometry', '—')} | {r['variant']['stage']} "
+            f"| {m['steps']} "
             f"| {m['iou']:.2f} | {m['best_other']} ({m['best_other_iou']:.2f}) | {m['object_psnr']:.1f} dB "
             f"| {m['nearest_object']} | {m['export_psnr_object']:.1f} / {m['export_psnr_image']:.1f} dB "
             f"| {m['export_iou']:.2f} | {jtxt} | {r['wall_s'] / 60:.1f} min | {m['train_s']:.0f} / {m['export_s']:.0f} s |"
@@ -322,6 +339,12 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument(
         "--geometry", choices=("density", "sdf"), default=None, help="pass --geometry to t23d generate"
+    )
+    ap.add_argument(
+        "--framing",
+        choices=("prior", "product"),
+        default="prior",
+        help="training cameras at the distances the prior was trained at (prior) or the preset's (product)",
     )
     ap.add_argument("--tag", default=None, help="sub-folder of OUT for this batch (default: a timestamp)")
     ap.add_argument("--eval-resolution", type=int, default=64)
@@ -360,7 +383,7 @@ def main() -> None:
         raise SystemExit(f"--prompts {unknown}: no procedural object for them; known: {sorted(objects)}")
     variant = Variant(prior_kind=args.prior_kind)
     batch = args.out / (args.tag or time.strftime("%Y%m%d-%H%M%S"))
-    configs = [prior_resolution_yaml(args.prior, batch), *args.config]
+    configs = [prior_resolution_yaml(args.prior, batch, args.framing), *args.config]
     records = []
     results_path = batch / "results.json"
     if args.evaluate_only is not None:
@@ -394,6 +417,8 @@ def main() -> None:
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
                 "threads": args.threads,
                 "geometry": args.geometry or "preset default",
+                "framing": args.framing,
+                "prior_steps": info.get("steps"),
                 "omp_wait_policy": "PASSIVE" if args.passive_wait else os.environ.get("OMP_WAIT_POLICY"),
                 "metrics": metrics,
             }

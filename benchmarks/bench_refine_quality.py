@@ -102,6 +102,7 @@ def main() -> None:
     ap.add_argument("--stage1", type=Path, default=None, help="an existing stage-1 run (else --generate)")
     ap.add_argument("--generate", action="store_true", help="make the stage-1 run first (fast preset)")
     ap.add_argument("--steps", type=int, default=None, help="stage-1 steps (default: the fast preset's)")
+    ap.add_argument("--geometry", choices=("density", "sdf"), default=None, help="stage-1 --geometry")
     ap.add_argument(
         "--refine-steps", type=int, default=None, help="refine steps (default: the fast preset's)"
     )
@@ -126,6 +127,8 @@ def main() -> None:
                "--out", str(out / "stage1")]  # fmt: skip
         if args.steps:
             cmd += ["--steps", str(args.steps)]
+        if args.geometry:
+            cmd += ["--geometry", args.geometry]
         walls["generate_s"] = round(run_cli(cmd, out / "generate.log", args.threads), 1)
         (stage1,) = [d for d in (out / "stage1").iterdir() if d.is_dir()]
     cmd = ["refine", str(stage1), "--preset", "fast", "--device", "cpu", "--seed", str(args.seed), "--out",
