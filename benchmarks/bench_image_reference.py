@@ -71,16 +71,16 @@ checkpoint_every: 100000
 """
 
 
-def run_once(steps: int, prior: Path, photo: Path, work: Path, ref_res: int) -> dict:
-    """One CLI run of ``steps`` steps; returns its measured numbers."""
-    overrides = work / f"overrides_{steps}.yaml"
+def run_once(steps: int, prior: Path, photo: Path, work: Path, ref_res: int, geometry: str) -> dict:
+    """One CLI run of ``steps`` steps with ``geometry`` (density | sdf); returns its measured numbers."""
+    overrides = work / f"overrides_{geometry}_{steps}.yaml"
     overrides.write_text(OVERRIDES.format(ref_res=ref_res))
-    out = work / f"out_{steps}"
+    out = work / f"out_{geometry}_{steps}"
     cmd = [
         sys.executable, "-m", "t23d.cli.main", "generate",
         "--image", str(photo), "--preset", "fast",
         "--config", str(SMOKE), "--config", str(overrides),
-        "--steps", str(steps), "--prior", str(prior), "--device", "cpu", "--out", str(out),
+        "--steps", str(steps), "--geometry", geometry, "--prior", str(prior), "--device", "cpu", "--out", str(out),
     ]  # fmt: skip
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
     t0 = time.perf_counter()
@@ -94,6 +94,7 @@ def run_once(steps: int, prior: Path, photo: Path, work: Path, ref_res: int) -> 
     m = info["reference_metrics"]
     return {
         "steps": steps,
+        "geometry": geometry,
         "ref_psnr": round(m["psnr"], 2),
         "ref_psnr_object": round(m["psnr_object"], 2),
         "ref_iou": round(m["iou"], 3),
@@ -114,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, nargs="+", default=[100, 200], help="run lengths to measure")
     p.add_argument("--reference-resolution", type=int, default=64, help="reference render side (px)")
     p.add_argument("--keep", type=Path, default=None, help="keep the runs under this folder")
+    p.add_argument(
+        "--geometry",
+        nargs="+",
+        choices=["density", "sdf"],
+        default=["density"],
+        help="field geometries to compare",
+    )
     return p
 
 
@@ -130,7 +138,9 @@ def main(argv: list[str] | None = None) -> None:
         photo = toy_photo(work / "toy.png")
         print(json.dumps({"loadavg_before": loadavg()}), flush=True)
         for steps in args.steps:
-            print(json.dumps(run_once(steps, prior, photo, work, args.reference_resolution)), flush=True)
+            for geometry in args.geometry:
+                row = run_once(steps, prior, photo, work, args.reference_resolution, geometry)
+                print(json.dumps(row), flush=True)
         print(json.dumps({"loadavg_after": loadavg()}), flush=True)
 
 

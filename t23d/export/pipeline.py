@@ -236,7 +236,9 @@ def export_asset(
         from t23d.extract.fusion import fuse_tsdf, sphere_cameras
 
         cams = tsdf_cameras or sphere_cameras(box, cfg.tsdf_views, cfg.tsdf_view_size)
-        fused = fuse_tsdf(render_depth_fn, cams, box, cfg.resolution, cfg.tsdf_truncation_voxels)
+        fused = fuse_tsdf(
+            render_depth_fn, cams, box, cfg.resolution, cfg.tsdf_truncation_voxels, backend=cfg.tsdf_backend
+        )
         sdf_fn = fused.sdf_fn()
         timings["tsdf"] = round(time.perf_counter() - t0, 4)
         t0 = time.perf_counter()

@@ -17,6 +17,13 @@ with rendered opacity ``a`` and expected termination distance ``d``:
 Points no view observes stay at ``+trunc`` (outside). Conventions: world frame +Z up; cameras are
 ``(c2w [4, 4] OpenGL, intrinsics [fx, fy, cx, cy], H, W)`` with pixel centres at +0.5; positive
 distances are outside.
+
+Two implementations of that rule (``backend``): open3d's ``UniformTSDFVolume`` (C++, multi-threaded,
+~10x faster; used when open3d imports) and a numpy one (no extra dependency). open3d integrates
+z-depth maps and skips pixels without depth, so background pixels are given a depth behind the whole
+box: every lattice point in front of it then receives ``+trunc``, the carving rule above. open3d's
+signed distance is along the optical axis, numpy's along the ray; the two agree within the projective
+error both share (``tests/extract/test_fusion.py``).
 """
 
 from __future__ import annotations
@@ -97,11 +104,13 @@ def fuse_tsdf(
     resolution: int,
     truncation_voxels: float = 4.0,
     min_opacity: float = 0.5,
+    backend: str = "auto",
 ) -> FusedTSDF:
     """Fuse the depth maps ``depth_fn`` renders at ``cameras`` into a TSDF over ``aabb``.
 
     ``resolution`` cells along the longest axis (as the density grid of extraction); the truncation is
-    ``truncation_voxels`` voxels. See the module docstring for the update rule.
+    ``truncation_voxels`` voxels. See the module docstring for the update rule and the backends
+    ("auto": open3d when it imports, else numpy; "open3d"; "numpy").
     """
     if not cameras:
         raise ConfigError("tsdf fusion needs at least one camera")
@@ -110,6 +119,8 @@ def fuse_tsdf(
             f"tsdf: truncation_voxels must be > 0 and min_opacity in (0, 1); got {truncation_voxels}, {min_opacity}"
         )
     box = check_aabb(aabb)
+    if resolve_tsdf_backend(backend) == "open3d":
+        return _fuse_open3d(depth_fn, cameras, box, resolution, truncation_voxels, min_opacity)
     nx, ny, nz = grid_shape(box, resolution)
     spacing = (box[1] - box[0]) / (np.array([nx, ny, nz]) - 1)
     trunc = float(truncation_voxels * spacing.mean())
@@ -160,3 +171,83 @@ def fuse_tsdf(
         100 * observed,
     )
     return FusedTSDF(values, weights, box[0].copy(), spacing, trunc)
+
+
+def resolve_tsdf_backend(backend: str) -> str:
+    """Map "auto" to "open3d" or "numpy"; check that an explicit "open3d" imports."""
+    if backend not in ("auto", "open3d", "numpy"):
+        raise ConfigError(f"tsdf_backend: invalid value {backend!r}; accepted: 'auto', 'open3d', 'numpy'")
+    if backend == "numpy":
+        return backend
+    try:
+        import open3d  # noqa: F401
+    except (ImportError, OSError) as e:
+        if backend == "open3d":
+            raise ConfigError(
+                f"tsdf_backend='open3d' but open3d does not import ({e}); pip install open3d-cpu (and "
+                "apt-get install libusb-1.0-0), or use tsdf_backend='numpy'"
+            ) from e
+        log.info("open3d unavailable (%s); fusing depth with numpy", e)
+        return "numpy"
+    return "open3d"
+
+
+#: OpenGL camera axes (+Y up, looking down -Z) to OpenCV's (+Y down, looking down +Z).
+_GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+def _fuse_open3d(
+    depth_fn: DepthFn,
+    cameras: Sequence[Camera],
+    box: np.ndarray,
+    resolution: int,
+    truncation_voxels: float,
+    min_opacity: float,
+) -> FusedTSDF:
+    """:func:`fuse_tsdf` with open3d's ``UniformTSDFVolume``: a cube of ``resolution + 1`` voxels per side
+    whose voxel centres are the lattice points of extraction's grid (``box[0] + i * spacing``), so
+    extraction reads the fused values where they were computed rather than interpolated between them."""
+    import open3d as o3d
+
+    voxel = float((box[1] - box[0]).max()) / resolution
+    trunc = float(truncation_voxels * voxel)
+    side = resolution + 1
+    volume = o3d.pipelines.integration.UniformTSDFVolume(
+        length=side * voxel,
+        resolution=side,
+        sdf_trunc=trunc,
+        color_type=o3d.pipelines.integration.TSDFVolumeColorType.NoColor,
+        origin=(box[0] - 0.5 * voxel).reshape(3, 1).astype(np.float64),
+    )
+    corners = np.array([[box[i, 0], box[j, 1], box[k, 2]] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+    for c2w, intr, height, width in cameras:
+        depth, opacity = depth_fn(c2w, intr, height, width)
+        c2w = np.asarray(c2w, dtype=np.float64)
+        fx, fy, cx, cy = (float(v) for v in np.asarray(intr).reshape(-1)[:4])
+        # ray distance -> z-depth; background pixels: a depth behind every point of the box
+        u = (np.arange(width) + 0.5 - cx) / fx
+        v = (np.arange(height) + 0.5 - cy) / fy
+        z = np.asarray(depth, dtype=np.float64) / np.sqrt(1.0 + u[None, :] ** 2 + v[:, None] ** 2)
+        behind = float(np.linalg.norm(corners - c2w[:3, 3], axis=1).max()) + 2.0 * trunc
+        z = np.where(np.asarray(opacity) >= min_opacity, z, behind).astype(np.float32)
+        rgbd = o3d.geometry.RGBDImage.create_from_color_and_depth(
+            o3d.geometry.Image(np.zeros((height, width, 3), np.uint8)),
+            o3d.geometry.Image(np.ascontiguousarray(z)),
+            depth_scale=1.0,
+            depth_trunc=2.0 * behind,
+            convert_rgb_to_intensity=False,
+        )
+        # open3d puts pixel centres at integer coordinates, t23d at +0.5
+        intrinsic = o3d.camera.PinholeCameraIntrinsic(int(width), int(height), fx, fy, cx - 0.5, cy - 0.5)
+        volume.integrate(rgbd, intrinsic, np.linalg.inv(c2w @ _GL_TO_CV))
+    tsdf = np.asarray(volume.extract_volume_tsdf(), dtype=np.float32)  # [res^3, (tsdf / trunc, weight)]
+    shape = (side,) * 3
+    weights = tsdf[:, 1].reshape(shape)
+    values = np.where(weights > 0, tsdf[:, 0].reshape(shape) * trunc, trunc).astype(np.float32)
+    log.info(
+        "fused %d depth maps into a %d^3 TSDF with open3d (%.0f%% of voxels observed)",
+        len(cameras),
+        side,
+        100 * float((weights > 0).mean()),
+    )
+    return FusedTSDF(values, weights, box[0].copy(), np.full(3, voxel), trunc)
