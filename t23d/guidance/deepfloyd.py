@@ -9,16 +9,8 @@ import torch
 
 from t23d.common.errors import ConfigError, T23dError
 from t23d.guidance.config import DeepFloydGuidanceConfig
-from t23d.guidance.loading import (
-    free_device_memory,
-    freeze,
-    load_component,
-    resolve_local_files_only,
-    resolve_pretrained,
-    select_dtype,
-)
+from t23d.guidance.loading import PriorSource, free_device_memory, open_prior
 from t23d.guidance.sds import ScoreDistillationGuidance, resize_images
-from t23d.guidance.stable_diffusion import load_scheduler_constants
 from t23d.prompt.view import view_prompts
 
 logger = logging.getLogger(__name__)
@@ -30,11 +22,11 @@ IF_MAX_LENGTH = 77
 """T5 token length used by the IF pipeline (diffusers ``IFPipeline.encode_prompt``)."""
 
 
-def _load_t5_tokenizer(load: dict[str, Any]) -> Any:
+def _load_t5_tokenizer(prior: PriorSource) -> Any:
     from transformers import T5Tokenizer
 
     try:
-        return load_component(T5Tokenizer.from_pretrained, subfolder="tokenizer", **load)
+        return prior.load(T5Tokenizer.from_pretrained, "tokenizer")
     except T23dError as e:
         if "sentencepiece" in str(e) or "protobuf" in str(e) or "tiktoken" in str(e):
             raise T23dError(
@@ -87,21 +79,15 @@ class DeepFloydGuidance(ScoreDistillationGuidance):
                 f"config key 'guidance.resolution': invalid value {cfg.resolution!r}; accepted: a positive size (64)"
             )
         self.view_prompt_list = view_prompts(prompt, cfg.view_prompts)
-        self.source, self.is_local = resolve_pretrained(
-            cfg.pretrained, "DeepFloyd/IF-I-XL-v1.0", IF_SUBFOLDERS, "DeepFloyd IF"
-        )
-        local_only = resolve_local_files_only(cfg.local_files_only)
-        self.dtype = select_dtype(cfg.half_precision, self.device)
-        load = {"source": self.source, "is_local": self.is_local, "local_files_only": local_only}
+        prior = open_prior(
+            cfg.pretrained, cfg.local_files_only, cfg.half_precision, self.device,
+            example_id="DeepFloyd/IF-I-XL-v1.0", required=IF_SUBFOLDERS, family="DeepFloyd IF",
+        )  # fmt: skip
+        self.source, self.is_local, self.dtype = prior.source, prior.is_local, prior.dtype
+        self.alphas_cumprod, self.num_train_timesteps, self.prediction_type = prior.scheduler_constants()
 
-        alphas_cumprod, self.num_train_timesteps, self.prediction_type = load_scheduler_constants(**load)
-        self.alphas_cumprod = alphas_cumprod.to(self.device)  # [T]
-
-        tokenizer = _load_t5_tokenizer(load)
-        text_encoder = load_component(
-            T5EncoderModel.from_pretrained, subfolder="text_encoder", torch_dtype=self.dtype, **load
-        )
-        text_encoder = freeze(text_encoder).to(self.device)
+        tokenizer = _load_t5_tokenizer(prior)
+        text_encoder = prior.load_frozen(T5EncoderModel.from_pretrained, "text_encoder")
         embeddings = encode_prompts_t5(
             tokenizer, text_encoder, [*self.view_prompt_list, negative_prompt], self.device
         )
@@ -110,14 +96,7 @@ class DeepFloydGuidance(ScoreDistillationGuidance):
         del text_encoder, tokenizer
         free_device_memory(self.device)
 
-        unet = load_component(
-            UNet2DConditionModel.from_pretrained,
-            subfolder="unet",
-            torch_dtype=self.dtype,
-            low_cpu_mem_usage=False,
-            **load,
-        )
-        self.unet = freeze(unet).to(self.device)
+        self.unet = prior.load_frozen(UNet2DConditionModel.from_pretrained, "unet", low_cpu_mem_usage=False)
         if self.unet.config.in_channels != 3:
             raise T23dError(
                 f"prior {self.source!r}: the UNet takes {self.unet.config.in_channels} channels; a DeepFloyd IF "

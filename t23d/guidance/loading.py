@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, TypeVar
 
@@ -272,3 +273,79 @@ def free_device_memory(device: Any) -> None:
     gc.collect()
     if torch.device(device).type == "cuda" and torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+@dataclass(frozen=True)
+class PriorSource:
+    """A prior resolved for loading (:func:`open_prior`): where its components come from, the dtype of
+    their weights and the device they go to."""
+
+    source: str
+    """The local pipeline folder (expanded path) or the hub id."""
+    is_local: bool
+    """Whether ``source`` is a local folder."""
+    local_files_only: bool
+    """Never contact the hub (resolved from the config and HF_HUB_OFFLINE)."""
+    dtype: Any
+    """``torch.dtype`` of the weights (:func:`select_dtype`)."""
+    device: Any
+    """``torch.device`` the frozen modules are moved to."""
+
+    @property
+    def location(self) -> dict[str, Any]:
+        """``source``, ``is_local`` and ``local_files_only`` as keyword arguments of :func:`load_component`."""
+        return {"source": self.source, "is_local": self.is_local, "local_files_only": self.local_files_only}
+
+    def load(self, load_fn: Callable[..., T], subfolder: str, **kwargs: Any) -> T:
+        """The component in ``subfolder`` as ``load_fn`` (a ``from_pretrained``) returns it (:func:`load_component`)."""
+        return load_component(load_fn, subfolder=subfolder, **self.location, **kwargs)
+
+    def load_frozen(self, load_fn: Callable[..., Any], subfolder: str, **kwargs: Any) -> Any:
+        """A torch module component loaded in :attr:`dtype`, frozen (:func:`freeze`) and moved to :attr:`device`."""
+        return freeze(self.load(load_fn, subfolder, torch_dtype=self.dtype, **kwargs)).to(self.device)
+
+    def scheduler_constants(self) -> tuple[Any, int, str]:
+        """``(alphas_cumprod [T] float32 on the device, T, prediction_type)`` (:func:`load_scheduler_constants`)."""
+        alphas_cumprod, num_train_timesteps, prediction_type = load_scheduler_constants(**self.location)
+        return alphas_cumprod.to(self.device), num_train_timesteps, prediction_type
+
+
+def open_prior(
+    pretrained: str,
+    local_files_only: Optional[bool],
+    half_precision: bool,
+    device: Any,
+    *,
+    example_id: str,
+    required: Sequence[str],
+    family: str,
+    cpu_dtype: str = "float32",
+) -> PriorSource:
+    """Resolve a prior before any component is loaded: the start-up every prior's loader shares.
+
+    ``pretrained`` is checked as a local pipeline folder holding the ``required`` subfolders or taken as a
+    hub id (:func:`resolve_pretrained`; ``example_id`` and ``family`` name the expected kind in errors),
+    ``local_files_only`` None follows HF_HUB_OFFLINE, and the dtype follows ``half_precision`` on CUDA and
+    ``cpu_dtype`` on CPU (:func:`select_dtype`).
+    """
+    import torch
+
+    source, is_local = resolve_pretrained(pretrained, example_id, required, family)
+    local_only = resolve_local_files_only(local_files_only)
+    dtype = select_dtype(half_precision, device, cpu_dtype)
+    return PriorSource(source, is_local, local_only, dtype, torch.device(device))
+
+
+def load_scheduler_constants(source: str, is_local: bool, local_files_only: bool) -> tuple[Any, int, str]:
+    """``(alphas_cumprod [T] float32 CPU, T, prediction_type)`` from the pipeline's scheduler config."""
+    from diffusers import DDPMScheduler
+
+    scheduler = load_component(DDPMScheduler.from_pretrained, source, is_local, "scheduler", local_files_only)
+    prediction_type = scheduler.config.prediction_type
+    if prediction_type not in ("epsilon", "v_prediction"):
+        raise T23dError(
+            f"prior {source!r}: scheduler prediction_type {prediction_type!r} is not supported; "
+            "accepted: 'epsilon', 'v_prediction'"
+        )
+    alphas_cumprod = scheduler.alphas_cumprod.detach().clone().float()  # [T]
+    return alphas_cumprod, int(scheduler.config.num_train_timesteps), prediction_type

@@ -9,14 +9,7 @@ import torch
 
 from t23d.common.errors import ConfigError, T23dError
 from t23d.guidance.config import StableDiffusionGuidanceConfig
-from t23d.guidance.loading import (
-    free_device_memory,
-    freeze,
-    load_component,
-    resolve_local_files_only,
-    resolve_pretrained,
-    select_dtype,
-)
+from t23d.guidance.loading import free_device_memory, open_prior
 from t23d.guidance.sds import ScoreDistillationGuidance, resize_images
 from t23d.prompt.view import view_prompts
 
@@ -24,23 +17,6 @@ logger = logging.getLogger(__name__)
 
 SD_SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 """Subfolders a Stable Diffusion pipeline folder must hold (beside model_index.json)."""
-
-
-def load_scheduler_constants(
-    source: str, is_local: bool, local_files_only: bool
-) -> tuple[torch.Tensor, int, str]:
-    """``(alphas_cumprod [T] float32 CPU, T, prediction_type)`` from the pipeline's scheduler config."""
-    from diffusers import DDPMScheduler
-
-    scheduler = load_component(DDPMScheduler.from_pretrained, source, is_local, "scheduler", local_files_only)
-    prediction_type = scheduler.config.prediction_type
-    if prediction_type not in ("epsilon", "v_prediction"):
-        raise T23dError(
-            f"prior {source!r}: scheduler prediction_type {prediction_type!r} is not supported; "
-            "accepted: 'epsilon', 'v_prediction'"
-        )
-    alphas_cumprod = scheduler.alphas_cumprod.detach().clone().float()  # [T]
-    return alphas_cumprod, int(scheduler.config.num_train_timesteps), prediction_type
 
 
 def encode_prompts_clip(
@@ -84,22 +60,16 @@ class StableDiffusionGuidance(ScoreDistillationGuidance):
                 "accepted: a positive multiple of 8 (512 for SD 2.1-base, 256 for MVDream, 64-256 on CPU)"
             )
         self.view_prompt_list = self.prompts(prompt)  # validates the prompt first
-        self.source, self.is_local = resolve_pretrained(
-            cfg.pretrained, self.example_id, SD_SUBFOLDERS, self.family
-        )
-        local_only = resolve_local_files_only(cfg.local_files_only)
-        self.dtype = select_dtype(cfg.half_precision, self.device, cfg.cpu_dtype)
-        load = {"source": self.source, "is_local": self.is_local, "local_files_only": local_only}
-
-        alphas_cumprod, self.num_train_timesteps, self.prediction_type = load_scheduler_constants(**load)
-        self.alphas_cumprod = alphas_cumprod.to(self.device)  # [T]
+        prior = open_prior(
+            cfg.pretrained, cfg.local_files_only, cfg.half_precision, self.device,
+            example_id=self.example_id, required=SD_SUBFOLDERS, family=self.family, cpu_dtype=cfg.cpu_dtype,
+        )  # fmt: skip
+        self.source, self.is_local, self.dtype = prior.source, prior.is_local, prior.dtype
+        self.alphas_cumprod, self.num_train_timesteps, self.prediction_type = prior.scheduler_constants()
 
         # Text first, then free the encoder before the UNet and VAE are loaded (lower peak memory).
-        tokenizer = load_component(CLIPTokenizer.from_pretrained, subfolder="tokenizer", **load)
-        text_encoder = load_component(
-            CLIPTextModel.from_pretrained, subfolder="text_encoder", torch_dtype=self.dtype, **load
-        )
-        text_encoder = freeze(text_encoder).to(self.device)
+        tokenizer = prior.load(CLIPTokenizer.from_pretrained, "tokenizer")
+        text_encoder = prior.load_frozen(CLIPTextModel.from_pretrained, "text_encoder")
         embeddings = encode_prompts_clip(
             tokenizer, text_encoder, [*self.view_prompt_list, negative_prompt], self.device
         )
@@ -108,14 +78,7 @@ class StableDiffusionGuidance(ScoreDistillationGuidance):
         del text_encoder, tokenizer
         free_device_memory(self.device)
 
-        unet = load_component(
-            self.unet_class().from_pretrained,
-            subfolder="unet",
-            torch_dtype=self.dtype,
-            low_cpu_mem_usage=False,
-            **load,
-        )
-        self.unet = freeze(unet).to(self.device)
+        self.unet = prior.load_frozen(self.unet_class().from_pretrained, "unet", low_cpu_mem_usage=False)
         self.latent_channels = int(self.unet.config.in_channels)
         self.vae: Any = None
         if cfg.input_space == "latent":
@@ -124,14 +87,7 @@ class StableDiffusionGuidance(ScoreDistillationGuidance):
                 self.latent_channels,
             )
             return
-        vae = load_component(
-            AutoencoderKL.from_pretrained,
-            subfolder="vae",
-            torch_dtype=self.dtype,
-            low_cpu_mem_usage=False,
-            **load,
-        )
-        self.vae = freeze(vae).to(self.device)
+        self.vae = prior.load_frozen(AutoencoderKL.from_pretrained, "vae", low_cpu_mem_usage=False)
         self.scaling_factor = float(self.vae.config.scaling_factor)
 
     def prompts(self, prompt: str) -> list[str]:

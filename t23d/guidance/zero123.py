@@ -40,15 +40,7 @@ from t23d.guidance.base import (
     timestep_weight,
 )
 from t23d.guidance.config import Zero123GuidanceConfig
-from t23d.guidance.loading import (
-    free_device_memory,
-    freeze,
-    load_component,
-    resolve_local_files_only,
-    resolve_pretrained,
-    select_dtype,
-)
-from t23d.guidance.stable_diffusion import load_scheduler_constants
+from t23d.guidance.loading import free_device_memory, freeze, load_component, open_prior
 
 logger = logging.getLogger(__name__)
 
@@ -254,49 +246,25 @@ class Zero123Guidance:
             )
         _check_condition(condition)
         self.condition = condition
-        self.source, self.is_local = resolve_pretrained(
-            cfg.pretrained, "ashawkey/zero123-xl-diffusers", ZERO123_SUBFOLDERS, "Zero123"
-        )
-        local_only = resolve_local_files_only(cfg.local_files_only)
-        load = {"source": self.source, "is_local": self.is_local, "local_files_only": local_only}
+        prior = open_prior(
+            cfg.pretrained, cfg.local_files_only, cfg.half_precision, self.device,
+            example_id="ashawkey/zero123-xl-diffusers", required=ZERO123_SUBFOLDERS, family="Zero123",
+        )  # fmt: skip
+        self.source, self.is_local, self.dtype = prior.source, prior.is_local, prior.dtype
         self.pose_encoding = resolve_pose_encoding(cfg.pose_encoding, self.source)
-        self.projection_subfolder = _projection_subfolder(**load)
-        self.dtype = select_dtype(cfg.half_precision, self.device)
+        self.projection_subfolder = _projection_subfolder(**prior.location)
 
-        alphas_cumprod, self.num_train_timesteps, self.prediction_type = load_scheduler_constants(**load)
-        self.alphas_cumprod = alphas_cumprod.to(self.device)  # [T]
+        self.alphas_cumprod, self.num_train_timesteps, self.prediction_type = prior.scheduler_constants()
         preprocess = ClipPreprocess(
-            _read_json(
-                self.source, self.is_local, "feature_extractor", "preprocessor_config.json", local_only
-            ),
+            _read_json(subfolder="feature_extractor", filename="preprocessor_config.json", **prior.location),
             self.source,
         )
-        image_encoder = load_component(
-            CLIPVisionModelWithProjection.from_pretrained,
-            subfolder="image_encoder",
-            torch_dtype=self.dtype,
-            **load,
-        )
-        image_encoder = freeze(image_encoder).to(self.device)
-        projection = freeze(load_camera_projection(subfolder=self.projection_subfolder, **load)).to(
+        image_encoder = prior.load_frozen(CLIPVisionModelWithProjection.from_pretrained, "image_encoder")
+        projection = freeze(load_camera_projection(subfolder=self.projection_subfolder, **prior.location)).to(
             self.device
         )
-        unet = load_component(
-            UNet2DConditionModel.from_pretrained,
-            subfolder="unet",
-            torch_dtype=self.dtype,
-            low_cpu_mem_usage=False,
-            **load,
-        )
-        self.unet = freeze(unet).to(self.device)
-        vae = load_component(
-            AutoencoderKL.from_pretrained,
-            subfolder="vae",
-            torch_dtype=self.dtype,
-            low_cpu_mem_usage=False,
-            **load,
-        )
-        self.vae = freeze(vae).to(self.device)
+        self.unet = prior.load_frozen(UNet2DConditionModel.from_pretrained, "unet", low_cpu_mem_usage=False)
+        self.vae = prior.load_frozen(AutoencoderKL.from_pretrained, "vae", low_cpu_mem_usage=False)
         self.scaling_factor = float(self.vae.config.scaling_factor)
         self._check_shapes(image_encoder, projection)
         self.projection = projection
