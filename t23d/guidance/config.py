@@ -21,7 +21,64 @@ Weighting = Literal["sds", "uniform", "fantasia3d"]
 
 
 @dataclass
-class StableDiffusionGuidanceConfig:
+class _PriorConfig:
+    """The settings every score-distillation prior has: where it loads from, the guidance scale, the range
+    and weighting of the sampled timesteps, gradient clipping, precision and hub access. The base of the
+    guidance configs below, which give ``pretrained`` and ``guidance_scale`` their defaults."""
+
+    pretrained: str
+    """Hugging Face hub id, or a local folder in the diffusers pipeline layout (model_index.json and the
+    prior's subfolders). Both load through the same code path."""
+    guidance_scale: float
+    """Classifier-free guidance scale s: eps = eps_uncond + s * (eps_cond - eps_uncond)."""
+    min_step_percent: Schedule = field(default_factory=lambda: Constant(0.02))
+    """Smallest sampled timestep as a fraction of the training timesteps (0-1), per optimisation step."""
+    max_step_percent: Schedule = field(default_factory=lambda: Constant(0.98))
+    """Largest sampled timestep as a fraction of the training timesteps (0-1), per optimisation step."""
+    weighting: Weighting = "sds"
+    """Timestep weighting w(t): ``sds`` (1 - alpha_bar), ``uniform`` (1) or ``fantasia3d``
+    (alpha_bar**0.5 * (1 - alpha_bar))."""
+    grad_clip: Optional[float] = None
+    """Per-element clamp of the SDS gradient to [-grad_clip, grad_clip] (threestudio's convention), applied
+    after the weighting; None disables clipping. ``GuidanceOutput.grad_norm`` is measured before it."""
+    half_precision: bool = True
+    """Load the weights in float16 on CUDA. Ignored on CPU, which uses float32 (or ``cpu_dtype`` where the
+    prior has that key)."""
+    local_files_only: Optional[bool] = None
+    """Never contact the hub when True; None honours the HF_HUB_OFFLINE environment variable."""
+
+
+@dataclass
+class _TextPromptConfig(_PriorConfig):
+    """A text prior's prompt handling: view-dependent prompts, Perp-Neg and CFG rescale."""
+
+    view_prompts: ViewPromptConfig = field(default_factory=ViewPromptConfig)
+    """View-dependent prompt suffixes selected per camera from its azimuth/elevation."""
+    perp_neg: Optional[PerpNegConfig] = None
+    """Perp-Neg view prompts (Armandpour et al. 2023; threestudio's ``use_perp_neg``): the positive prompt
+    interpolates the view prompts by azimuth and the other views' prompts are negatives applied through
+    their components perpendicular to the positive direction, against Janus (multi-face) objects.
+    ``{}`` in YAML enables the defaults, ``null`` disables. Needs ``view_prompts.enabled``; costs 4 UNet
+    evaluations per view instead of 2."""
+    guidance_rescale: float = 0.0
+    """CFG rescale phi in [0, 1] (Lin et al. 2023): the guided noise prediction is rescaled per view to
+    the conditional prediction's standard deviation and mixed back, ``phi * rescaled + (1 - phi) * cfg``.
+    0 = plain classifier-free guidance; 0.5-0.7 tame the over-saturation of large guidance scales."""
+
+
+@dataclass
+class _CpuDtypeConfig:
+    """The CPU precision of a latent prior whose UNet may run in bfloat16 (Stable Diffusion, MVDream)."""
+
+    cpu_dtype: CpuDtype = "float32"
+    """Precision of the prior's weights and activations on CPU. ``bfloat16`` halves the memory and, on CPUs
+    with native bfloat16 dot products (AVX512-BF16 or AMX: AMD Zen 4+, Intel Sapphire Rapids+), runs the
+    UNet up to twice as fast; elsewhere it is emulated and slower (logged). SDS only needs the noise
+    prediction to a few digits; the SDS gradient itself is computed in float32."""
+
+
+@dataclass
+class StableDiffusionGuidanceConfig(_CpuDtypeConfig, _TextPromptConfig):
     """Latent-space SDS with a Stable Diffusion prior (UNet + VAE + CLIP text encoder).
 
     Renders are resized to ``vae_resolution``, encoded by the VAE (with gradients), noised, and the
@@ -34,16 +91,6 @@ class StableDiffusionGuidanceConfig:
     unet/, vae/, text_encoder/, tokenizer/, scheduler/). Both load through the same code path."""
     guidance_scale: float = 100.0
     """Classifier-free guidance scale s: eps = eps_uncond + s * (eps_cond - eps_uncond). DreamFusion uses 100."""
-    min_step_percent: Schedule = field(default_factory=lambda: Constant(0.02))
-    """Smallest sampled timestep as a fraction of the training timesteps (0-1), per optimisation step."""
-    max_step_percent: Schedule = field(default_factory=lambda: Constant(0.98))
-    """Largest sampled timestep as a fraction of the training timesteps (0-1), per optimisation step."""
-    weighting: Weighting = "sds"
-    """Timestep weighting w(t): ``sds`` (1 - alpha_bar), ``uniform`` (1) or ``fantasia3d``
-    (alpha_bar**0.5 * (1 - alpha_bar))."""
-    grad_clip: Optional[float] = None
-    """Per-element clamp of the SDS gradient to [-grad_clip, grad_clip] (threestudio's convention), applied
-    after the weighting; None disables clipping. ``GuidanceOutput.grad_norm`` is measured before it."""
     vae_resolution: int = 512
     """Side in pixels that renders are resized to (bilinear) before the VAE encoder, inside the guidance
     (logged once per run); a multiple of 8. 512 for SD 2.1-base; a CPU preset may use 64-256 (the VAE
@@ -55,31 +102,10 @@ class StableDiffusionGuidanceConfig:
     previews and export read, learns the latent's colour through the linear latent -> RGB approximation
     (:mod:`t23d.guidance.latent`, weight ``regularisers.latent_rgb``). The VAE is not even loaded, so a step
     costs the UNet and the render only (the CPU-practical route, preset ``latent``)."""
-    half_precision: bool = True
-    """Load the weights in float16 on CUDA. Ignored on CPU (see ``cpu_dtype``)."""
-    cpu_dtype: CpuDtype = "float32"
-    """Precision of the prior's weights and activations on CPU. ``bfloat16`` halves the memory and, on CPUs
-    with native bfloat16 dot products (AVX512-BF16 or AMX: AMD Zen 4+, Intel Sapphire Rapids+), runs the
-    UNet up to twice as fast; elsewhere it is emulated and slower (logged). SDS only needs the noise
-    prediction to a few digits; the SDS gradient itself is computed in float32."""
-    view_prompts: ViewPromptConfig = field(default_factory=ViewPromptConfig)
-    """View-dependent prompt suffixes selected per camera from its azimuth/elevation."""
-    perp_neg: Optional[PerpNegConfig] = None
-    """Perp-Neg view prompts (Armandpour et al. 2023; threestudio's ``use_perp_neg``): the positive prompt
-    interpolates the view prompts by azimuth and the other views' prompts are negatives applied through
-    their components perpendicular to the positive direction, against Janus (multi-face) objects.
-    ``{}`` in YAML enables the defaults, ``null`` disables. Needs ``view_prompts.enabled``; costs 4 UNet
-    evaluations per view instead of 2."""
-    guidance_rescale: float = 0.0
-    """CFG rescale phi in [0, 1] (Lin et al. 2023): the guided noise prediction is rescaled per view to
-    the conditional prediction's standard deviation and mixed back, ``phi * rescaled + (1 - phi) * cfg``.
-    0 = plain classifier-free guidance; 0.5-0.7 tame the over-saturation of large guidance scales."""
-    local_files_only: Optional[bool] = None
-    """Never contact the hub when True; None honours the HF_HUB_OFFLINE environment variable."""
 
 
 @dataclass
-class DeepFloydGuidanceConfig:
+class DeepFloydGuidanceConfig(_TextPromptConfig):
     """Pixel-space SDS with the DeepFloyd IF stage-I prior (64x64 pixel UNet + T5 text encoder).
 
     Renders are resized to ``resolution`` and scaled to [-1, 1]; no VAE. IF's UNet predicts 6 channels
@@ -92,41 +118,15 @@ class DeepFloydGuidanceConfig:
     unet/, text_encoder/, tokenizer/, scheduler/). Both load through the same code path."""
     guidance_scale: float = 20.0
     """Classifier-free guidance scale s: eps = eps_uncond + s * (eps_cond - eps_uncond)."""
-    min_step_percent: Schedule = field(default_factory=lambda: Constant(0.02))
-    """Smallest sampled timestep as a fraction of the training timesteps (0-1), per optimisation step."""
-    max_step_percent: Schedule = field(default_factory=lambda: Constant(0.98))
-    """Largest sampled timestep as a fraction of the training timesteps (0-1), per optimisation step."""
-    weighting: Weighting = "sds"
-    """Timestep weighting w(t): ``sds`` (1 - alpha_bar), ``uniform`` (1) or ``fantasia3d``
-    (alpha_bar**0.5 * (1 - alpha_bar))."""
-    grad_clip: Optional[float] = None
-    """Per-element clamp of the SDS gradient to [-grad_clip, grad_clip], applied after the weighting;
-    None disables clipping. ``GuidanceOutput.grad_norm`` is measured before it."""
     resolution: int = 64
     """IF's pixel size: every render is resized (bilinear) to ``resolution`` x ``resolution`` inside the
     guidance before noising, whatever ``camera.resolution`` renders (logged once per run). IF stage I
     is trained at 64. Choosing IF never changes the render resolution of a preset: a 32 px preset
     renders 32 px and IF sees them upsampled to 64."""
-    half_precision: bool = True
-    """Load the weights in float16 on CUDA. Ignored on CPU, which always uses float32."""
-    view_prompts: ViewPromptConfig = field(default_factory=ViewPromptConfig)
-    """View-dependent prompt suffixes selected per camera from its azimuth/elevation."""
-    perp_neg: Optional[PerpNegConfig] = None
-    """Perp-Neg view prompts (Armandpour et al. 2023; threestudio's ``use_perp_neg``): the positive prompt
-    interpolates the view prompts by azimuth and the other views' prompts are negatives applied through
-    their components perpendicular to the positive direction, against Janus (multi-face) objects.
-    ``{}`` in YAML enables the defaults, ``null`` disables. Needs ``view_prompts.enabled``; costs 4 UNet
-    evaluations per view instead of 2."""
-    guidance_rescale: float = 0.0
-    """CFG rescale phi in [0, 1] (Lin et al. 2023): the guided noise prediction is rescaled per view to
-    the conditional prediction's standard deviation and mixed back, ``phi * rescaled + (1 - phi) * cfg``.
-    0 = plain classifier-free guidance; 0.5-0.7 tame the over-saturation of large guidance scales."""
-    local_files_only: Optional[bool] = None
-    """Never contact the hub when True; None honours the HF_HUB_OFFLINE environment variable."""
 
 
 @dataclass
-class MVDreamGuidanceConfig:
+class MVDreamGuidanceConfig(_CpuDtypeConfig, _PriorConfig):
     """Multi-view SDS with an MVDream prior (Shi et al. 2023): 4 views of the object denoised together.
 
     The UNet is camera-conditioned and its self-attention spans the views of a sample, so the views
@@ -147,13 +147,11 @@ class MVDreamGuidanceConfig:
     guidance_scale: float = 50.0
     """Classifier-free guidance scale s (threestudio's MVDream recipe uses 50)."""
     min_step_percent: Schedule = field(default_factory=lambda: Linear(0.98, 0.02, 0, 8000))
-    """Smallest sampled timestep as a fraction of the training timesteps (0-1), per optimisation step."""
+    """Smallest sampled timestep as a fraction of the training timesteps (0-1), per optimisation step
+    (threestudio's MVDream recipe anneals 0.98 -> 0.02 over steps 0-8000)."""
     max_step_percent: Schedule = field(default_factory=lambda: Linear(0.98, 0.50, 0, 8000))
-    """Largest sampled timestep as a fraction of the training timesteps (0-1), per optimisation step."""
-    weighting: Weighting = "sds"
-    """Timestep weighting w(t): ``sds`` (1 - alpha_bar), ``uniform`` (1) or ``fantasia3d``."""
-    grad_clip: Optional[float] = None
-    """Per-element clamp of the SDS gradient to [-grad_clip, grad_clip], applied after the weighting."""
+    """Largest sampled timestep as a fraction of the training timesteps (0-1), per optimisation step
+    (0.98 -> 0.50 over steps 0-8000)."""
     vae_resolution: int = 256
     """Side in pixels renders are resized to before the VAE encoder (MVDream is trained at 256, a 32x32
     latent); a multiple of 8."""
@@ -163,15 +161,6 @@ class MVDreamGuidanceConfig:
     """CFG rescale phi in [0, 1] (Lin et al. 2023), as for Stable Diffusion."""
     num_views: int = 4
     """Views per sample that attend to each other; the released MVDream checkpoints are 4-view."""
-    half_precision: bool = True
-    """Load the weights in float16 on CUDA. Ignored on CPU (see ``cpu_dtype``)."""
-    cpu_dtype: CpuDtype = "float32"
-    """Precision of the prior's weights and activations on CPU. ``bfloat16`` halves the memory and, on CPUs
-    with native bfloat16 dot products (AVX512-BF16 or AMX: AMD Zen 4+, Intel Sapphire Rapids+), runs the
-    UNet up to twice as fast; elsewhere it is emulated and slower (logged). SDS only needs the noise
-    prediction to a few digits; the SDS gradient itself is computed in float32."""
-    local_files_only: Optional[bool] = None
-    """Never contact the hub when True; None honours the HF_HUB_OFFLINE environment variable."""
 
 
 Zero123PoseEncoding = Literal["auto", "zero123", "stable-zero123"]
@@ -183,7 +172,7 @@ folder name contains "stable" and ``zero123`` otherwise, and logs which."""
 
 
 @dataclass
-class Zero123GuidanceConfig:
+class Zero123GuidanceConfig(_PriorConfig):
     """Image-conditioned SDS with a Zero123 / Stable Zero123 prior (image -> 3D; threestudio's zero123 recipe).
 
     The UNet predicts the noise of a novel view of the object in the input image: its cross-attention
@@ -212,20 +201,11 @@ class Zero123GuidanceConfig:
     """Smallest sampled timestep as a fraction of the training timesteps (0-1), per optimisation step
     (threestudio's zero123 recipe anneals 0.7 -> 0.3 over steps 50-200)."""
     max_step_percent: Schedule = field(default_factory=lambda: Linear(0.98, 0.8, 50, 200))
-    """Largest sampled timestep as a fraction of the training timesteps (0-1), per optimisation step."""
-    weighting: Weighting = "sds"
-    """Timestep weighting w(t): ``sds`` (1 - alpha_bar), ``uniform`` (1) or ``fantasia3d``
-    (alpha_bar**0.5 * (1 - alpha_bar))."""
-    grad_clip: Optional[float] = None
-    """Per-element clamp of the SDS gradient to [-grad_clip, grad_clip], applied after the weighting;
-    None disables clipping. ``GuidanceOutput.grad_norm`` is measured before it."""
+    """Largest sampled timestep as a fraction of the training timesteps (0-1), per optimisation step
+    (0.98 -> 0.8 over steps 50-200)."""
     vae_resolution: int = 256
     """Side in pixels that renders (and the input image, for its latent) are resized to before the VAE
     encoder; a multiple of 8. Zero123 is trained at 256 (a 32x32 latent); a CPU preset may use 64-128."""
-    half_precision: bool = True
-    """Load the weights in float16 on CUDA. Ignored on CPU, which always uses float32."""
-    local_files_only: Optional[bool] = None
-    """Never contact the hub when True; None honours the HF_HUB_OFFLINE environment variable."""
 
 
 GuidanceConfig = Union[
