@@ -28,16 +28,16 @@ from t23d.optimise.reference import (
 )
 from t23d.optimise.sds import build_state, train_sds
 from t23d.prompt.view import validate_prompt
-from t23d.run.checkpoint import check_resumable
-from t23d.run.lifecycle import locked_run, recorded_run, timed_export, timed_training
-from t23d.run.rundir import (
-    check_writable,
-    create_run_dir,
-    read_config,
-    read_run,
-    update_run,
-    write_config,
+from t23d.run.lifecycle import (
+    create_locked_run,
+    open_resumed_run,
+    record_new_run,
+    record_resumed_run,
+    recorded_run,
+    timed_export,
+    timed_training,
 )
+from t23d.run.rundir import check_writable, read_config, read_run, update_run
 from t23d.run.state import (
     StepCallback,
     TrainingState,
@@ -86,14 +86,9 @@ def run_generate(
     image_prompt = None
     with contextlib.ExitStack() as held:
         if resume is not None:
-            run_dir = Path(resume)
-            info = read_run(run_dir, "generate")
-            held.enter_context(locked_run(run_dir, "resume"))
-            saved = load_run_config(run_dir)
-            cfg = dataclasses.replace(saved, steps=max(cfg.steps, saved.steps) if cfg.steps else saved.steps)
-            validate_generate_config(cfg)
-            check_resumable(run_dir / "checkpoints", run_dir)
-            check_writable(run_dir, "--resume")
+            run_dir, info, cfg = open_resumed_run(
+                held, resume, "generate", cfg, load_run_config, validate_generate_config
+            )
             if cfg.reference is not None:
                 # the run's own copy of the input: the original is not needed
                 image_prompt = read_reference_prompt(run_dir)
@@ -119,15 +114,13 @@ def run_generate(
         held.callback(getattr(guidance, "release", lambda: None))
         state = build_state(cfg, device)
         if resume is None:
-            run_dir = create_run_dir(Path(out_parent), run_name(cfg.prompt, cfg.reference))
-            held.enter_context(locked_run(run_dir, "train"))
+            run_dir = create_locked_run(held, Path(out_parent), run_name(cfg.prompt, cfg.reference))
             if reference is not None:
                 write_reference_inputs(run_dir, cfg.reference, image_prompt)  # type: ignore[arg-type]
-            write_config(run_dir, cfg)
-            update_run(
+            record_new_run(
                 run_dir,
-                t23d_run="generate",
-                status="running",
+                cfg,
+                "generate",
                 prompt=cfg.prompt,
                 negative_prompt=cfg.negative_prompt,
                 image=None if reference is None else describe_reference(cfg.reference, reference),  # type: ignore[arg-type]
@@ -141,8 +134,7 @@ def run_generate(
             )
         else:
             state.load(run_dir / "checkpoints")
-            write_config(run_dir, cfg)
-            update_run(run_dir, status="running", steps=cfg.steps, resumed_from_step=state.step)
+            record_resumed_run(run_dir, cfg, state.step)
         timings: dict[str, float] = dict(info.get("timings", {}))
         with recorded_run(run_dir, state):
             if resume is not None:

@@ -24,16 +24,16 @@ from t23d.common.config import from_dict
 from t23d.common.errors import ConfigError, T23dError
 from t23d.optimise.refine import RefineState, init_refine_state, load_refine_state, render_views, train_refine
 from t23d.optimise.refine_config import RefineConfig, validate_refine_config
-from t23d.run.checkpoint import check_resumable
-from t23d.run.lifecycle import locked_run, recorded_run, timed_export, timed_training
-from t23d.run.rundir import (
-    check_writable,
-    create_run_dir,
-    read_config,
-    read_run,
-    update_run,
-    write_config,
+from t23d.run.lifecycle import (
+    create_locked_run,
+    open_resumed_run,
+    record_new_run,
+    record_resumed_run,
+    recorded_run,
+    timed_export,
+    timed_training,
 )
+from t23d.run.rundir import check_writable, read_config, read_run, update_run
 from t23d.run.state import StepCallback, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -124,14 +124,9 @@ def _run_refine(
     should_stop: Callable[[], bool] | None,
 ) -> Path:
     if resume is not None:
-        run_dir = Path(resume)
-        info = read_run(run_dir, "refine")
-        held.enter_context(locked_run(run_dir, "resume"))
-        saved = load_refine_config(run_dir)
-        cfg = dataclasses.replace(saved, steps=max(cfg.steps, saved.steps) if cfg.steps else saved.steps)
-        validate_refine_config(cfg)
-        check_resumable(run_dir / "checkpoints", run_dir)
-        check_writable(run_dir, "--resume")
+        run_dir, info, cfg = open_resumed_run(
+            held, resume, "refine", cfg, load_refine_config, validate_refine_config
+        )
     else:
         if not cfg.source:
             raise ConfigError("source: a stage-1 run directory is required (t23d refine RUN_DIR)")
@@ -147,13 +142,11 @@ def _run_refine(
         guidance = build_guidance(cfg.guidance, cfg.prompt, cfg.negative_prompt, device)
     if resume is None:
         state, facts = init_refine_state(cfg, device)
-        run_dir = create_run_dir(Path(out_parent), f"{cfg.prompt}-refine")  # type: ignore[arg-type]
-        held.enter_context(locked_run(run_dir, "train"))
-        write_config(run_dir, cfg)
-        update_run(
+        run_dir = create_locked_run(held, Path(out_parent), f"{cfg.prompt}-refine")  # type: ignore[arg-type]
+        record_new_run(
             run_dir,
-            t23d_run="refine",
-            status="running",
+            cfg,
+            "refine",
             source=cfg.source,
             prompt=cfg.prompt,
             prior=guidance.describe(),
@@ -168,8 +161,7 @@ def _run_refine(
         state.save(run_dir / "checkpoints", cfg.keep_checkpoints)
     else:
         state = load_refine_state(cfg, run_dir / "checkpoints", device)
-        write_config(run_dir, cfg)
-        update_run(run_dir, status="running", steps=cfg.steps, resumed_from_step=state.step)
+        record_resumed_run(run_dir, cfg, state.step)
     timings: dict[str, float] = dict(info.get("timings", {}))
     try:
         with recorded_run(run_dir, state):

@@ -32,16 +32,16 @@ from t23d.reconstruct.train import (
     train_photometric,
 )
 from t23d.render.cameras import Cameras
-from t23d.run.checkpoint import check_resumable
-from t23d.run.lifecycle import locked_run, recorded_run, timed_export, timed_training
-from t23d.run.rundir import (
-    check_writable,
-    create_run_dir,
-    read_config,
-    read_run,
-    update_run,
-    write_config,
+from t23d.run.lifecycle import (
+    create_locked_run,
+    open_resumed_run,
+    record_new_run,
+    record_resumed_run,
+    recorded_run,
+    timed_export,
+    timed_training,
 )
+from t23d.run.rundir import check_writable, read_config, read_run, update_run
 from t23d.run.state import (
     StepCallback,
     TrainingState,
@@ -246,14 +246,9 @@ def _run_reconstruct(
     from t23d.data import load_dataset
 
     if resume is not None:
-        run_dir = Path(resume)
-        read_run(run_dir, "reconstruct")
-        held.enter_context(locked_run(run_dir, "resume"))
-        saved = load_reconstruct_config(run_dir)
-        cfg = dataclasses.replace(saved, steps=max(cfg.steps, saved.steps) if cfg.steps else saved.steps)
-        validate_reconstruct_config(cfg)
-        check_resumable(run_dir / "checkpoints", run_dir)
-        check_writable(run_dir, "--resume")
+        run_dir, _, cfg = open_resumed_run(
+            held, resume, "reconstruct", cfg, load_reconstruct_config, validate_reconstruct_config
+        )
     else:
         if not cfg.input:
             raise T23dError("no input given; pass photos or a camera file, e.g. t23d reconstruct photos/")
@@ -279,18 +274,16 @@ def _run_reconstruct(
         cfg, cfg.background, device, dataset.num_images, list(dataset.train_indices)
     )
     if resume is None:
-        run_dir = create_run_dir(Path(out_parent), Path(cfg.input).resolve().name or "scene")
-        held.enter_context(locked_run(run_dir, "train"))
-        write_config(run_dir, cfg)
+        run_dir = create_locked_run(held, Path(out_parent), Path(cfg.input).resolve().name or "scene")
         write_json_atomic(run_dir / SCENE_JSON, scene_record(dataset))
         if dataset.sfm_model is not None:
             from t23d.data.colmap import write_reconstruction
 
             write_reconstruction(dataset.sfm_model, run_dir / SFM_MODEL_DIR)
-        update_run(
+        record_new_run(
             run_dir,
-            t23d_run="reconstruct",
-            status="running",
+            cfg,
+            "reconstruct",
             input=str(cfg.input),
             source_format=dataset.source_format,
             num_images=dataset.num_images,
@@ -309,8 +302,7 @@ def _run_reconstruct(
         )
     else:
         state.load(run_dir / "checkpoints")
-        write_config(run_dir, cfg)
-        update_run(run_dir, status="running", steps=cfg.steps, resumed_from_step=state.step)
+        record_resumed_run(run_dir, cfg, state.step)
     timings = dict(read_run(run_dir).get("timings", {}))
     with recorded_run(run_dir, state):
         if resume is not None:

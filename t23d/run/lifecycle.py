@@ -1,4 +1,8 @@
-"""The life of a run directory around training, shared by ``generate`` and ``reconstruct``.
+"""The life of a run directory around training, shared by ``generate``, ``refine`` and ``reconstruct``.
+
+A run starts with :func:`open_resumed_run` (``--resume``: checks, lock, the saved config) or
+:func:`create_locked_run`, then records its start with :func:`record_new_run` or
+:func:`record_resumed_run` once its state is built.
 
 ``run.json``'s ``status`` moves ``running -> completed`` on success; ``interrupted`` on Ctrl-C or
 SIGTERM (the checkpoint of the step reached is saved; after a second signal, the last periodic one is
@@ -13,22 +17,33 @@ temporary files that killed writes left in the run directory are removed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from t23d.common.atomic import remove_stale_temp_files
 from t23d.common.errors import T23dError
 from t23d.common.interrupts import StopSignal, raise_if_stop_requested
-from t23d.run.checkpoint import latest_step
+from t23d.run.checkpoint import check_resumable, latest_step
 from t23d.run.lock import RunLock
-from t23d.run.rundir import attach_log_file, detach_log_file, read_run, update_run
+from t23d.run.rundir import (
+    attach_log_file,
+    check_writable,
+    create_run_dir,
+    detach_log_file,
+    read_run,
+    update_run,
+    write_config,
+)
 from t23d.run.state import LoopState, TrainingInterrupted
 
 logger = logging.getLogger(__name__)
+
+C = TypeVar("C")
 
 
 @contextmanager
@@ -42,6 +57,50 @@ def locked_run(run_dir: Path, purpose: str) -> Iterator[RunLock]:
                 "removed %d temporary file(s) left in %s by interrupted writes", len(removed), run_dir
             )
         yield lock
+
+
+def open_resumed_run(
+    held: ExitStack,
+    resume: Path,
+    kind: str,
+    cfg: C,
+    load_config: Callable[[Path], C],
+    validate: Callable[[C], Any],
+) -> tuple[Path, dict[str, Any], C]:
+    """The start of ``--resume``, before anything is loaded: ``resume`` must be a ``kind`` run; its lock is
+    taken for as long as ``held`` is open; its saved config (``load_config``) gets ``cfg.steps`` when that
+    is larger (0 keeps the saved count) and is validated; its latest checkpoint must be readable and the
+    folder writable. Returns ``(run_dir, run.json's record, the config to resume with)``."""
+    run_dir = Path(resume)
+    info = read_run(run_dir, kind)
+    held.enter_context(locked_run(run_dir, "resume"))
+    saved = load_config(run_dir)
+    cfg = dataclasses.replace(saved, steps=max(cfg.steps, saved.steps) if cfg.steps else saved.steps)  # type: ignore[attr-defined,type-var]
+    validate(cfg)
+    check_resumable(run_dir / "checkpoints", run_dir)
+    check_writable(run_dir, "--resume")
+    return run_dir, info, cfg
+
+
+def create_locked_run(held: ExitStack, out_parent: Path, name: str) -> Path:
+    """A new run directory ``out_parent/<name>-<time>`` (:func:`create_run_dir`), locked for training for as
+    long as ``held`` is open."""
+    run_dir = create_run_dir(Path(out_parent), name)
+    held.enter_context(locked_run(run_dir, "train"))
+    return run_dir
+
+
+def record_new_run(run_dir: Path, cfg: Any, kind: str, **fields: Any) -> None:
+    """Write a new run's resolved config and start its ``run.json``: ``t23d_run`` = ``kind``, ``status``
+    running, then ``fields`` (in order)."""
+    write_config(run_dir, cfg)
+    update_run(run_dir, t23d_run=kind, status="running", **fields)
+
+
+def record_resumed_run(run_dir: Path, cfg: Any, step: int) -> None:
+    """Rewrite a resumed run's config (its step count may have grown) and mark it running again from ``step``."""
+    write_config(run_dir, cfg)
+    update_run(run_dir, status="running", steps=cfg.steps, resumed_from_step=step)
 
 
 def _training_finished(run_dir: Path) -> tuple[bool, int]:
