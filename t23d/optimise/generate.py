@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 
-from t23d.common.config import from_dict
 from t23d.optimise.config import GenerateConfig, validate_generate_config
 from t23d.optimise.reference import (
     ReferenceView,
@@ -37,7 +36,7 @@ from t23d.run.lifecycle import (
     timed_export,
     timed_training,
 )
-from t23d.run.rundir import check_writable, read_config, read_run, update_run
+from t23d.run.rundir import check_writable, read_run_config, update_run
 from t23d.run.state import (
     StepCallback,
     TrainingState,
@@ -49,8 +48,7 @@ logger = logging.getLogger(__name__)
 
 def load_run_config(run_dir: Path) -> GenerateConfig:
     """The resolved config saved in a generate run directory."""
-    read_run(run_dir, "generate")
-    return from_dict(GenerateConfig, read_config(run_dir))
+    return read_run_config(run_dir, "generate", GenerateConfig)
 
 
 def load_generate_state(

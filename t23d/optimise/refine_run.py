@@ -20,7 +20,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from t23d.common.config import from_dict
 from t23d.common.errors import ConfigError, T23dError
 from t23d.optimise.refine import RefineState, init_refine_state, load_refine_state, render_views, train_refine
 from t23d.optimise.refine_config import RefineConfig, validate_refine_config
@@ -33,7 +32,7 @@ from t23d.run.lifecycle import (
     timed_export,
     timed_training,
 )
-from t23d.run.rundir import check_writable, read_config, read_run, update_run
+from t23d.run.rundir import check_writable, read_run, read_run_config, update_run
 from t23d.run.state import StepCallback, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -41,8 +40,7 @@ logger = logging.getLogger(__name__)
 
 def load_refine_config(run_dir: Path) -> RefineConfig:
     """The resolved config saved in a refine run directory."""
-    read_run(run_dir, "refine")
-    return from_dict(RefineConfig, read_config(run_dir))
+    return read_run_config(run_dir, "refine", RefineConfig)
 
 
 def refine_config_for(source: Path, base: RefineConfig, prior: str | None = None) -> RefineConfig:

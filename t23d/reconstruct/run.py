@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from t23d.common.atomic import write_json_atomic
-from t23d.common.config import from_dict
 from t23d.common.errors import T23dError
 from t23d.reconstruct.capture import learnt_capture_report, resolve_for_capture
 from t23d.reconstruct.config import ReconstructConfig, validate_reconstruct_config
@@ -41,7 +40,7 @@ from t23d.run.lifecycle import (
     timed_export,
     timed_training,
 )
-from t23d.run.rundir import check_writable, read_config, read_run, update_run
+from t23d.run.rundir import check_writable, read_run, read_run_config, update_run
 from t23d.run.state import (
     StepCallback,
     TrainingState,
@@ -140,8 +139,7 @@ def _saved_sfm_model(run_dir: Path) -> Path | None:
 
 def load_reconstruct_config(run_dir: Path) -> ReconstructConfig:
     """The resolved config saved in a reconstruct run directory."""
-    read_run(run_dir, "reconstruct")
-    return from_dict(ReconstructConfig, read_config(run_dir))
+    return read_run_config(run_dir, "reconstruct", ReconstructConfig)
 
 
 def load_reconstruct_state(

@@ -14,14 +14,16 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from t23d.common.atomic import write_json_atomic, write_text_atomic
-from t23d.common.config import load_yaml, to_dict
+from t23d.common.config import from_dict, load_yaml, to_dict
 from t23d.common.errors import T23dError
 
 RUN_JSON = "run.json"
 CONFIG_YAML = "config.yaml"
+
+C = TypeVar("C")
 
 
 def slug(text: str, max_len: int = 48) -> str:
@@ -102,6 +104,12 @@ def read_run(run_dir: Path, kind: str | None = None) -> dict[str, Any]:
     if kind is not None and data["t23d_run"] != kind:
         raise T23dError(f"{run_dir} is a '{data['t23d_run']}' run, not a '{kind}' run")
     return data
+
+
+def read_run_config(run_dir: Path, kind: str, cls: type[C]) -> C:
+    """The resolved config saved in a ``kind`` run directory, as a ``cls`` (strict, see :func:`read_config`)."""
+    read_run(run_dir, kind)
+    return from_dict(cls, read_config(run_dir))
 
 
 def update_run(run_dir: Path, **fields: Any) -> dict[str, Any]:
