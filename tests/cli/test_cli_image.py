@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.cli import CONFIGS, run_t23d
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
-SMOKE = str(REPO / "configs" / "image-cpu-smoke.yaml")
-
-
-def t23d(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run(
-        [sys.executable, "-m", "t23d.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=REPO,
-    )
+SMOKE = str(CONFIGS / "image-cpu-smoke.yaml")
 
 
 def _toy(size: int = 96) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +37,7 @@ def photos(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def image_run(tiny_zero123_dir, photos, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cli_image")
-    res = t23d(
+    res = run_t23d(
         "generate",
         "--image",
         str(photos["toy_rgb"]),

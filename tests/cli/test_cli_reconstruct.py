@@ -4,28 +4,13 @@ bad input that must fail with a clear message and leave no run directory behind.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.cli import run_t23d
 
 from t23d.data.synthetic import SyntheticScene
 from t23d.data.synthetic_writers import write_blender, write_raw_photos
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def t23d(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "t23d.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=dict(os.environ),
-        cwd=REPO,
-    )
 
 
 def _no_run_dirs(out: Path) -> bool:
@@ -40,7 +25,7 @@ def test_raw_photos_two_command_path(tmp_path):
     """
     photos = tmp_path / "photos"
     write_raw_photos(SyntheticScene(background="textured"), photos, n_views=24, resolution=128)
-    res = t23d(
+    res = run_t23d(
         "reconstruct",
         str(photos),
         "--preset",
@@ -65,10 +50,12 @@ def test_raw_photos_two_command_path(tmp_path):
     assert metrics["num_test_views"] == info["num_test"] >= 2
 
     # novel views: the held-out split, and a turntable
-    res = t23d("render", str(run_dir), "--cameras", "test", "--out", str(tmp_path / "views"))
+    res = run_t23d("render", str(run_dir), "--cameras", "test", "--out", str(tmp_path / "views"))
     assert res.returncode == 0, res.stderr[-2000:]
     assert len(list((tmp_path / "views").glob("view_*.png"))) == info["num_test"]
-    res = t23d("render", str(run_dir), "--resolution", "32", "--frames", "4", "--out", str(tmp_path / "tt"))
+    res = run_t23d(
+        "render", str(run_dir), "--resolution", "32", "--frames", "4", "--out", str(tmp_path / "tt")
+    )
     assert res.returncode == 0 and (tmp_path / "tt" / "turntable.gif").is_file()
 
 
@@ -111,14 +98,14 @@ def test_reconstruct_bad_input(setup, message, tmp_path):
 
             (data / "images").mkdir()
             Image.new("RGB", (32, 32)).save(data / "images" / "nope.png")
-    res = t23d("reconstruct", str(data), "--device", "cpu", "--out", str(tmp_path / "out"))
+    res = run_t23d("reconstruct", str(data), "--device", "cpu", "--out", str(tmp_path / "out"))
     assert res.returncode == 2, res.stderr[-2000:]
     assert message in res.stderr
     assert _no_run_dirs(tmp_path / "out")
 
 
 def test_render_rejects_a_folder_that_is_not_a_run(tmp_path):
-    res = t23d("render", str(tmp_path))
+    res = run_t23d("render", str(tmp_path))
     assert res.returncode == 2 and "not a t23d run directory" in res.stderr
 
 
@@ -132,7 +119,7 @@ def test_render_rejects_a_folder_that_is_not_a_run(tmp_path):
 def test_reconstruct_bad_scale_or_bbox(flags, message, tmp_path):
     data = tmp_path / "data"
     write_blender(SyntheticScene(), data, n_train=2, n_test=1, resolution=16)
-    res = t23d("reconstruct", str(data), *flags, "--device", "cpu", "--out", str(tmp_path / "out"))
+    res = run_t23d("reconstruct", str(data), *flags, "--device", "cpu", "--out", str(tmp_path / "out"))
     assert res.returncode == 2, res.stderr[-2000:]
     assert message in res.stderr
     assert _no_run_dirs(tmp_path / "out")

@@ -3,33 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from helpers.cli import CONFIGS, run_t23d, start_t23d
 
-REPO = Path(__file__).resolve().parents[2]
-SMOKE = str(REPO / "configs" / "cpu-smoke.yaml")
-REFINE_SMOKE = str(REPO / "configs" / "refine-cpu-smoke.yaml")
-
-
-def t23d(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run(
-        [sys.executable, "-m", "t23d.cli.main", *args], capture_output=True, text=True, timeout=timeout, env=env,
-        cwd=REPO,
-    )  # fmt: skip
+SMOKE = str(CONFIGS / "cpu-smoke.yaml")
+REFINE_SMOKE = str(CONFIGS / "refine-cpu-smoke.yaml")
 
 
 @pytest.fixture(scope="module")
 def chained_runs(tiny_sd_dir, tmp_path_factory) -> tuple[Path, Path]:
     """``t23d generate ... --refine``: a stage-1 run and the refine run made from it, side by side."""
     out = tmp_path_factory.mktemp("cli_refine")
-    res = t23d(
+    res = run_t23d(
         "generate", "a red ball", "--preset", "fast", "--config", SMOKE, "--prior", str(tiny_sd_dir),
         "--device", "cpu", "--out", str(out), "--refine", "--refine-config", REFINE_SMOKE, timeout=900,
     )  # fmt: skip
@@ -65,7 +54,7 @@ def test_generate_refine_chains_into_a_refine_run_with_a_valid_asset(chained_run
 
 def test_cli_export_reexports_a_refine_run(chained_runs, tmp_path):
     _, refined = chained_runs
-    res = t23d("export", str(refined), "--out", str(tmp_path), "--format", "obj", "--texture-size", "32")
+    res = run_t23d("export", str(refined), "--out", str(tmp_path), "--format", "obj", "--texture-size", "32")
     assert res.returncode == 0, res.stderr[-2000:]
     assert {"a_red_ball.obj", "a_red_ball.mtl", "a_red_ball.png", "export.json"} <= {
         p.name for p in tmp_path.iterdir()
@@ -88,11 +77,9 @@ def test_cli_render_turntable_of_a_refine_run(chained_runs, capsys):
 
 def test_cli_refine_ctrl_c_saves_checkpoint_and_prints_resume_command(chained_runs, tmp_path):
     stage1, _ = chained_runs
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "t23d.cli.main", "refine", str(stage1), "--preset", "fast", "--config", REFINE_SMOKE,
-         "--steps", "100000", "--device", "cpu", "--out", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+    proc = start_t23d(
+        "refine", str(stage1), "--preset", "fast", "--config", REFINE_SMOKE, "--steps", "100000",
+        "--device", "cpu", "--out", str(tmp_path),
     )  # fmt: skip
     deadline = time.time() + 180
     while time.time() < deadline:  # the first periodic checkpoint (step 2) proves steps are running

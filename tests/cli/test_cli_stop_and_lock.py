@@ -7,67 +7,27 @@ cost seconds each); the export cases run in this process, which holds the run lo
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from helpers.cli import CONFIGS, run_t23d, start_t23d, wait_for_log
 
 from t23d.run.lock import is_locked
 
-REPO = Path(__file__).resolve().parents[2]
-SMOKE = str(REPO / "configs" / "cpu-smoke.yaml")
+SMOKE = str(CONFIGS / "cpu-smoke.yaml")
 
 
 # generous: these machines are shared, and a loaded 2-core machine slows a step 10-30x
 TIMEOUT = 900
 
 
-def t23d(*args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "t23d.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=dict(os.environ, HF_HUB_OFFLINE="1"),
-        cwd=REPO,
-    )
-
-
 def start_generate(prior: Path, out: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "t23d.cli.main",
-            "generate",
-            "a red ball",
-            "--preset",
-            "fast",
-            "--config",
-            SMOKE,
-        ]
-        + ["--prior", str(prior), "--device", "cpu", "--out", str(out), *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ, HF_HUB_OFFLINE="1"),
-        cwd=REPO,
-    )
-
-
-def wait_for_log(out: Path, text: str, proc: subprocess.Popen, timeout: float = TIMEOUT) -> Path:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        logs = list(out.glob("*/log.txt"))
-        if logs and text in logs[0].read_text():
-            return logs[0].parent
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} never appeared in the run's log")
+    return start_t23d(
+        "generate", "a red ball", "--preset", "fast", "--config", SMOKE,
+        "--prior", str(prior), "--device", "cpu", "--out", str(out), *extra,
+    )  # fmt: skip
 
 
 def no_temporary_files(run_dir: Path) -> bool:
@@ -78,8 +38,10 @@ def test_sigterm_is_ctrl_c_and_a_training_run_is_locked(tiny_sd_dir, tmp_path):
     out = tmp_path / "out"
     proc = start_generate(tiny_sd_dir, out, "--steps", "100000", "--no-export")
     try:
-        run_dir = wait_for_log(out, "training 'a red ball'", proc)
-        resume = t23d("generate", "--resume", str(run_dir))  # refused at the lock, before loading anything
+        run_dir = wait_for_log(out, "training 'a red ball'", proc, TIMEOUT)
+        resume = run_t23d(
+            "generate", "--resume", str(run_dir), timeout=TIMEOUT
+        )  # refused at the lock, before loading anything
         assert resume.returncode == 2, resume.stderr
         assert f"in use by process {proc.pid} (train" in resume.stderr and "Traceback" not in resume.stderr
         assert proc.poll() is None  # the training process did not notice
@@ -132,7 +94,7 @@ def test_ctrl_c_during_the_export_keeps_the_trained_run(tiny_sd_dir, tmp_path):
     )
     out = tmp_path / "out"
     proc = start_generate(tiny_sd_dir, out, "--steps", "3", "--config", str(heavy_export))
-    run_dir = wait_for_log(out, "exporting the asset", proc)
+    run_dir = wait_for_log(out, "exporting the asset", proc, TIMEOUT)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=TIMEOUT)
 

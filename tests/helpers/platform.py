@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from helpers.cli import CONFIGS
 from t23d.jobs.local import WorkerConfig
 from t23d.jobs.service import JobService, ServiceConfig
 from t23d.jobs.spec import CommandSettings
 
-REPO = Path(__file__).resolve().parents[2]
-JOB_CONFIGS = (str(REPO / "configs" / "cpu-smoke.yaml"), str(REPO / "tests" / "helpers" / "tiny-job.yaml"))
+JOB_CONFIGS = (str(CONFIGS / "cpu-smoke.yaml"), str(Path(__file__).with_name("tiny-job.yaml")))
 JOB_TIMEOUT_S = 600  # a tiny job takes ~30 s on 2 idle cores; far more on a loaded machine
 
 

@@ -7,10 +7,10 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
+from helpers.cli import t23d_command, t23d_env
 from helpers.platform import JOB_CONFIGS, JOB_TIMEOUT_S, free_port, wait_for
 
 from t23d.jobs.process import process_start_time
@@ -18,14 +18,13 @@ from t23d.jobs.store import JobStore
 
 
 def start_server(data: Path, port: int, prior: Path, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "t23d.cli.main", "serve", "--data", str(data), "--port", str(port)]
-    cmd += ["--prior", str(prior), "--device", "cpu"]
+    cmd = t23d_command(
+        "serve", "--data", str(data), "--port", str(port), "--prior", str(prior), "--device", "cpu"
+    )
     for c in JOB_CONFIGS:
         cmd += ["--config", c]
     with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, HF_HUB_OFFLINE="1")
-        )
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=t23d_env())
     base = f"http://127.0.0.1:{port}"
 
     def up():
