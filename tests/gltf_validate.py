@@ -1,5 +1,6 @@
 """Run the official Khronos glTF-Validator (npm ``gltf-validator``, pinned in tests/package.json), and
-load assets with three.js's own ``GLTFLoader`` (npm ``three``, same file; see ``threejs_load.mjs``).
+load assets with three.js's own ``GLTFLoader`` (npm ``three``, same file; see ``threejs_load.mjs``) and,
+where ``T23D_BLENDER_PYTHON`` names a Python with ``bpy``, with Blender's glTF importer (``blender_import.py``).
 
 Setup (CI): ``npm ci --prefix tests`` (uses tests/package-lock.json). If ``tests/node_modules`` is
 missing, :func:`validate_gltf` runs that command itself once; if it cannot (no npm, no network) it
@@ -9,14 +10,23 @@ raises with the command to run, so tests fail loudly instead of skipping.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
+
+import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
 VALIDATOR_DIR = TESTS_DIR / "node_modules" / "gltf-validator"
 THREE_DIR = TESTS_DIR / "node_modules" / "three"
 INSTALL_CMD = ["npm", "ci", "--prefix", str(TESTS_DIR), "--no-audit", "--no-fund"]
+BLENDER_PYTHON = os.environ.get("T23D_BLENDER_PYTHON")
+"""A Python interpreter with ``bpy`` (Blender as a module); unset skips the tests marked :data:`needs_blender`."""
+needs_blender = pytest.mark.skipif(
+    not BLENDER_PYTHON, reason="set T23D_BLENDER_PYTHON to a Python with bpy (pip install bpy; .ci/run does)"
+)
+"""Marks a test that imports assets into Blender (:func:`load_with_blender`)."""
 
 _NODE_SCRIPT = r"""
 const fs = require('fs');
@@ -62,6 +72,18 @@ def load_with_threejs(path: str | Path) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"three.js could not load {path}: {proc.stderr.strip()[-2000:]}")
     return json.loads(proc.stdout)
+
+
+def load_with_blender(path: str | Path) -> dict:
+    """Import a .glb into Blender (``blender_import.py`` run by :data:`BLENDER_PYTHON`); return its report
+    (``result`` of the import operator and, per mesh, polygons, UV layers, bounding box and materials)."""
+    proc = subprocess.run(
+        [str(BLENDER_PYTHON), str(TESTS_DIR / "blender_import.py"), str(path)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("T23D-JSON "))
+    return json.loads(line[len("T23D-JSON ") :])
 
 
 def validate_gltf(path: str | Path) -> dict:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from export_fields import AABB, RADIUS, RES, constant_color, octant_color, sphere_density
-from gltf_validate import error_messages, load_with_threejs, validate_gltf
+from gltf_validate import error_messages, load_with_blender, load_with_threejs, needs_blender, validate_gltf
 
 from t23d.common.errors import ConfigError, T23dError
 from t23d.export import ExportConfig, export_asset, slugify
@@ -70,20 +68,9 @@ def test_threejs_gltfloader_imports_the_asset_textured(glb):
     np.testing.assert_allclose(mesh["bbox"], [glb.bbox_min, glb.bbox_max], atol=1e-5)
 
 
-BLENDER_PYTHON = os.environ.get("T23D_BLENDER_PYTHON")
-
-
-@pytest.mark.skipif(
-    not BLENDER_PYTHON, reason="set T23D_BLENDER_PYTHON to a Python with bpy (pip install bpy; .ci/run does)"
-)
+@needs_blender
 def test_blender_imports_the_asset_textured_in_its_z_up_frame(glb):
-    script = Path(__file__).resolve().parents[1] / "blender_import.py"
-    proc = subprocess.run(
-        [BLENDER_PYTHON, str(script), str(glb.asset_path)], capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("T23D-JSON "))
-    out = json.loads(line[len("T23D-JSON ") :])
+    out = load_with_blender(glb.asset_path)
     assert out["result"] == ["FINISHED"]
     (mesh,) = out["meshes"]
     assert mesh["polygons"] == glb.num_faces and len(mesh["uv_layers"]) == 1

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from export_fields import AABB, RES, smooth_color, sphere_density
-from gltf_validate import error_messages, load_with_threejs, validate_gltf
+from gltf_validate import error_messages, load_with_blender, load_with_threejs, needs_blender, validate_gltf
 
 from t23d.common.errors import ConfigError
 from t23d.export import ExportConfig, export_asset, export_mesh_asset
@@ -123,20 +121,9 @@ def test_threejs_sees_the_normal_map_and_tangents(bumpy_glb):
     assert nm["normalScale"] == [1, 1]  # vertex tangents given: three.js uses them as they are
 
 
-BLENDER_PYTHON = os.environ.get("T23D_BLENDER_PYTHON")
-
-
-@pytest.mark.skipif(
-    not BLENDER_PYTHON, reason="set T23D_BLENDER_PYTHON to a Python with bpy (pip install bpy; .ci/run does)"
-)
+@needs_blender
 def test_blender_imports_the_normal_map(bumpy_glb):
-    script = Path(__file__).resolve().parents[1] / "blender_import.py"
-    proc = subprocess.run(
-        [BLENDER_PYTHON, str(script), str(bumpy_glb.asset_path)], capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("T23D-JSON "))
-    (mesh,) = json.loads(line[len("T23D-JSON ") :])["meshes"]
+    (mesh,) = load_with_blender(bumpy_glb.asset_path)["meshes"]
     (mat,) = mesh["materials"]
     assert mat["normal_map"]["space"] == "TANGENT"
     assert mat["normal_map"]["image"] == {"size": [256, 256], "colorspace": "Non-Color"}
