@@ -14,7 +14,9 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -84,6 +86,44 @@ def load_with_blender(path: str | Path) -> dict:
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("T23D-JSON "))
     return json.loads(line[len("T23D-JSON ") :])
+
+
+class GlbReader:
+    """A GLB's first mesh primitive and images read with pygltflib straight from the binary chunk, with no
+    library conventions (what a viewer receives)."""
+
+    def __init__(self, path: str | Path) -> None:
+        import pygltflib
+
+        self.gltf = pygltflib.GLTF2().load(str(path))
+        """The parsed glTF JSON (pygltflib)."""
+        self.blob = self.gltf.binary_blob()
+        self.primitive = self.gltf.meshes[0].primitives[0]
+        """The first primitive of the first mesh."""
+
+    def accessor(self, index: int, components: int, dtype: Any) -> np.ndarray:
+        """Accessor ``index`` as a ``[count, components]`` array of ``dtype``."""
+        a = self.gltf.accessors[index]
+        view = self.gltf.bufferViews[a.bufferView]
+        return np.frombuffer(
+            self.blob, dtype=dtype, count=a.count * components, offset=view.byteOffset
+        ).reshape(a.count, components)
+
+    def faces(self) -> np.ndarray:
+        """The primitive's triangles ``[F, 3]`` (int64) from its uint16 or uint32 indices."""
+        index = self.primitive.indices
+        dtype = np.uint16 if self.gltf.accessors[index].componentType == 5123 else np.uint32
+        return self.accessor(index, 1, dtype).reshape(-1, 3).astype(np.int64)
+
+    def image_rgb(self, image: int) -> np.ndarray:
+        """Image ``image`` (embedded PNG) decoded to ``[H, W, 3]`` uint8."""
+        import io
+
+        from PIL import Image
+
+        view = self.gltf.bufferViews[self.gltf.images[image].bufferView]
+        png = self.blob[view.byteOffset : view.byteOffset + view.byteLength]
+        return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
 
 def validate_gltf(path: str | Path) -> dict:

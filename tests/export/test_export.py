@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 import torch
 from export_fields import AABB, RADIUS, RES, constant_color, octant_color, sphere_density
-from gltf_validate import error_messages, load_with_blender, load_with_threejs, needs_blender, validate_gltf
+from gltf_validate import (
+    GlbReader,
+    error_messages,
+    load_with_blender,
+    load_with_threejs,
+    needs_blender,
+    validate_gltf,
+)
 
 from t23d.common.errors import ConfigError, T23dError
 from t23d.export import ExportConfig, export_asset, slugify
@@ -97,31 +104,14 @@ def test_gltf_json_has_names_material_and_generator(glb):
 
 def _gltf_arrays(path):
     """Raw POSITION, NORMAL, TEXCOORD_0, indices and the decoded PNG of a GLB, with no library conventions."""
-    import io
-
-    import pygltflib
-    from PIL import Image
-
-    g = pygltflib.GLTF2().load(str(path))
-    blob = g.binary_blob()
-
-    def acc(i, comps, dtype):
-        a = g.accessors[i]
-        bv = g.bufferViews[a.bufferView]
-        return np.frombuffer(blob, dtype=dtype, count=a.count * comps, offset=bv.byteOffset).reshape(
-            a.count, comps
-        )
-
-    prim = g.meshes[0].primitives[0]
-    idx_dtype = np.uint16 if g.accessors[prim.indices].componentType == 5123 else np.uint32
-    img_view = g.bufferViews[g.images[0].bufferView]
-    png = blob[img_view.byteOffset : img_view.byteOffset + img_view.byteLength]
+    glb = GlbReader(path)
+    attrs = glb.primitive.attributes
     return (
-        acc(prim.attributes.POSITION, 3, np.float32),
-        acc(prim.attributes.NORMAL, 3, np.float32),
-        acc(prim.attributes.TEXCOORD_0, 2, np.float32),
-        acc(prim.indices, 1, idx_dtype).reshape(-1, 3).astype(np.int64),
-        np.asarray(Image.open(io.BytesIO(png)).convert("RGB")),
+        glb.accessor(attrs.POSITION, 3, np.float32),
+        glb.accessor(attrs.NORMAL, 3, np.float32),
+        glb.accessor(attrs.TEXCOORD_0, 2, np.float32),
+        glb.faces(),
+        glb.image_rgb(0),
     )
 
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from export_fields import AABB, RES, smooth_color, sphere_density
-from gltf_validate import error_messages, load_with_blender, load_with_threejs, needs_blender, validate_gltf
+from gltf_validate import (
+    GlbReader,
+    error_messages,
+    load_with_blender,
+    load_with_threejs,
+    needs_blender,
+    validate_gltf,
+)
 
 from t23d.common.errors import ConfigError
 from t23d.export import ExportConfig, export_asset, export_mesh_asset
@@ -35,31 +41,15 @@ def bumpy_glb(tmp_path_factory):
 
 
 def _arrays(path: Path):
-    import pygltflib
-    from PIL import Image
-
-    g = pygltflib.GLTF2().load(str(path))
-    blob = g.binary_blob()
-
-    def acc(i, comps, dtype):
-        a = g.accessors[i]
-        bv = g.bufferViews[a.bufferView]
-        return np.frombuffer(blob, dtype=dtype, count=a.count * comps, offset=bv.byteOffset).reshape(
-            a.count, comps
-        )
-
-    prim = g.meshes[0].primitives[0]
-    idx_dtype = np.uint16 if g.accessors[prim.indices].componentType == 5123 else np.uint32
-    tex = g.textures[g.materials[0].normalTexture.index]
-    view = g.bufferViews[g.images[tex.source].bufferView]
-    png = blob[view.byteOffset : view.byteOffset + view.byteLength]
+    glb = GlbReader(path)
+    g, attrs = glb.gltf, glb.primitive.attributes
     return dict(
-        pos=acc(prim.attributes.POSITION, 3, np.float32).astype(np.float64),
-        nrm=acc(prim.attributes.NORMAL, 3, np.float32).astype(np.float64),
-        tan=acc(prim.attributes.TANGENT, 4, np.float32).astype(np.float64),
-        uv=acc(prim.attributes.TEXCOORD_0, 2, np.float32).astype(np.float64),
-        faces=acc(prim.indices, 1, idx_dtype).reshape(-1, 3).astype(np.int64),
-        normal_image=np.asarray(Image.open(io.BytesIO(png)).convert("RGB")),
+        pos=glb.accessor(attrs.POSITION, 3, np.float32).astype(np.float64),
+        nrm=glb.accessor(attrs.NORMAL, 3, np.float32).astype(np.float64),
+        tan=glb.accessor(attrs.TANGENT, 4, np.float32).astype(np.float64),
+        uv=glb.accessor(attrs.TEXCOORD_0, 2, np.float32).astype(np.float64),
+        faces=glb.faces(),
+        normal_image=glb.image_rgb(g.textures[g.materials[0].normalTexture.index].source),
         gltf=g,
     )
 
