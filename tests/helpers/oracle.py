@@ -71,20 +71,25 @@ class OracleGuidance:
         *,
         c2w: Tensor | None = None,
     ) -> OracleOutput:
-        bsz, res = images.shape[0], images.shape[1]
+        target = self.target(azimuth_deg, elevation_deg, images.shape[1])
+        return self.sds(images * 2 - 1, target * 2 - 1, generator)
+
+    def target(self, azimuth_deg: Tensor, elevation_deg: Tensor, res: int) -> Tensor:
+        """The sphere seen from the given views at ``res`` px: rgb ``[B, res, res, 3]`` on white."""
         cams = fixed_cameras(azimuth_deg, elevation_deg, self.distance, self.fov, res)
-        target, _ = sphere_target(cams, self.radius)
+        return sphere_target(cams, self.radius)[0]
+
+    def sds(self, x: Tensor, x_star: Tensor, generator: torch.Generator) -> OracleOutput:
+        """SDS pulling ``x`` toward ``x_star`` (same shape) with the optimal noise prediction (module doc),
+        ``w(t) = 1 - a``, the gradient clamped to [-1, 1]. Draws t, then the noise, from ``generator``."""
+        bsz = x.shape[0]
         t = torch.randint(20, 980, (bsz,), generator=generator)
-        noise = torch.randn(images.shape, generator=generator)
+        noise = torch.randn(x.shape, generator=generator)
         a = self.alphas_cumprod[t].view(-1, 1, 1, 1)
-        x = images * 2 - 1
-        x_star = target * 2 - 1
         x_t = a.sqrt() * x.detach() + (1 - a).sqrt() * noise
         eps_hat = (x_t - a.sqrt() * x_star) / (1 - a).sqrt()
-        grad = (1 - a) * (eps_hat - noise)
-        grad = grad.clamp(-1, 1)
-        target_x = (x - grad).detach()
-        loss = 0.5 * ((x - target_x) ** 2).sum() / bsz
+        grad = ((1 - a) * (eps_hat - noise)).clamp(-1, 1)
+        loss = 0.5 * ((x - (x - grad).detach()) ** 2).sum() / bsz
         return OracleOutput(loss, float(grad.norm()), t)
 
     def describe(self) -> dict:
@@ -118,15 +123,5 @@ class LatentOracleGuidance(OracleGuidance):
         *,
         c2w: Tensor | None = None,
     ) -> OracleOutput:
-        bsz, res = latents.shape[0], latents.shape[1]
-        cams = fixed_cameras(azimuth_deg, elevation_deg, self.distance, self.fov, res)
-        target, _ = sphere_target(cams, self.radius)
-        z_star = self.rgb_to_latent(target)  # [B, H, W, 4]
-        t = torch.randint(20, 980, (bsz,), generator=generator)
-        noise = torch.randn(latents.shape, generator=generator)
-        a = self.alphas_cumprod[t].view(-1, 1, 1, 1)
-        z_t = a.sqrt() * latents.detach() + (1 - a).sqrt() * noise
-        eps_hat = (z_t - a.sqrt() * z_star) / (1 - a).sqrt()
-        grad = ((1 - a) * (eps_hat - noise)).clamp(-1, 1)
-        loss = 0.5 * ((latents - (latents - grad).detach()) ** 2).sum() / bsz
-        return OracleOutput(loss, float(grad.norm()), t)
+        z_star = self.rgb_to_latent(self.target(azimuth_deg, elevation_deg, latents.shape[1]))  # [B, H, W, 4]
+        return self.sds(latents, z_star, generator)
