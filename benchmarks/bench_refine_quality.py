@@ -81,6 +81,19 @@ def measure(rgb: torch.Tensor, alpha: torch.Tensor, gt) -> dict:
     }
 
 
+def prior_framing_yaml(prior: Path, out_dir: Path) -> Path | None:
+    """A refine config override placing the SDS cameras at the distances the toy prior's training images
+    were rendered from (``toy_prior.json``), as ``bench_generate.py`` does for stage 1; None if unknown."""
+    info = prior / "toy_prior.json"
+    cam = json.loads(info.read_text()).get("data_meta", {}).get("camera", {}) if info.is_file() else {}
+    if "distance_range" not in cam:
+        return None
+    lo, hi = cam["distance_range"]
+    path = out_dir / "prior-framing.yaml"
+    path.write_text(f"camera:\n  distance:\n    type: WorldDistance\n    distance_range: [{lo}, {hi}]\n")
+    return path
+
+
 def run_cli(args: list[str], log: Path, threads: int | None) -> float:
     """Run ``python -m t23d.cli.main ARGS``; returns the wall time. Raises on failure."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
@@ -107,6 +120,12 @@ def main() -> None:
         "--refine-steps", type=int, default=None, help="refine steps (default: the fast preset's)"
     )
     ap.add_argument("--resolution", type=int, default=None, help="refine render size (default: 128)")
+    ap.add_argument(
+        "--framing",
+        choices=("prior", "product"),
+        default="prior",
+        help="SDS cameras of both stages at the distances the prior was trained at (prior) or the presets'",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path("/work/bench-data/bench_refine"))
@@ -121,7 +140,7 @@ def main() -> None:
     if stage1 is None:
         if not args.generate:
             raise SystemExit("pass --stage1 RUN_DIR or --generate")
-        res_yaml = prior_resolution_yaml(args.prior, out)
+        res_yaml = prior_resolution_yaml(args.prior, out, args.framing)
         cmd = ["generate", args.prompt, "--preset", "fast", "--config", "configs/deepfloyd-if.yaml", "--config",
                str(res_yaml), "--prior", str(args.prior), "--device", "cpu", "--seed", str(args.seed),
                "--out", str(out / "stage1")]  # fmt: skip
@@ -137,6 +156,9 @@ def main() -> None:
         cmd += ["--steps", str(args.refine_steps)]
     if args.resolution:
         cmd += ["--resolution", str(args.resolution)]
+    framing = prior_framing_yaml(args.prior, out) if args.framing == "prior" else None
+    if framing is not None:
+        cmd += ["--config", str(framing)]
     loads["before_refine"] = loadavg()
     walls["refine_s"] = round(run_cli(cmd, out / "refine.log", args.threads), 1)
     loads["end"] = loadavg()
