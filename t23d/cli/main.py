@@ -44,7 +44,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--geometry",
         default=None,
-        help="density | sdf: the field's geometry (default: density; sdf gives opaque surfaces)",
+        help="sdf | density: the field's geometry (default: sdf, an opaque surface that exports as "
+        "learnt; density for --preset latent and --image runs)",
     )
     p.add_argument(
         "--config",

@@ -90,18 +90,31 @@ PRESETS: tuple[str, ...] = ("fast", "latent", "default", "quality")
 
 
 GEOMETRIES: tuple[str, ...] = ("density", "sdf")
-DEFAULT_GEOMETRY = "density"
-"""The geometry ``t23d generate`` uses unless ``--geometry`` says otherwise."""
+DEFAULT_GEOMETRY = "sdf"
+"""The geometry of text runs (``t23d generate PROMPT``) unless ``--geometry`` says otherwise. Measured
+with the learned toy prior (``benchmarks/RESULTS.md``, "Stage 1 with the learned prior: SDF vs
+density"): the SDF field is opaque, so its zero level set exports what SDS learned, where a density
+field's fog does not survive marching cubes."""
+DENSITY_DEFAULT_PRESETS: tuple[str, ...] = ("latent",)
+"""Presets whose default geometry stays ``density``: Latent-NeRF (``latent``) was not measured on SDF."""
+IMAGE_DEFAULT_GEOMETRY = "density"
+"""The geometry of image runs (``t23d generate --image``) unless ``--geometry`` says otherwise (the
+Zero123 path was not part of the text-run measurement)."""
+
+
+def default_geometry(name: str) -> str:
+    """The geometry a text run with preset ``name`` gets when ``--geometry`` is not given."""
+    return "density" if name in DENSITY_DEFAULT_PRESETS else DEFAULT_GEOMETRY
 
 
 def preset(name: str, geometry: str | None = None) -> GenerateConfig:
     """A named preset (:func:`density_preset`) with ``geometry`` ``density`` or ``sdf`` (None:
-    :data:`DEFAULT_GEOMETRY`). SDF presets start from a sphere of radius 0.5, render NeuS-style and
+    :func:`default_geometry`). SDF presets start from a sphere of radius 0.5, render NeuS-style and
     drop DreamFusion's orientation and sparsity losses (remedies for density fog: an SDF's normals are
     its gradient and its surface is opaque by construction)."""
     from t23d.common.errors import ConfigError
 
-    geometry = DEFAULT_GEOMETRY if geometry is None else geometry
+    geometry = default_geometry(name) if geometry is None else geometry
     if geometry not in GEOMETRIES:
         raise ConfigError(f"unknown geometry {geometry!r}; accepted: {', '.join(GEOMETRIES)}")
     cfg = density_preset(name)
@@ -262,7 +275,7 @@ def image_preset(name: str, geometry: str | None = None, steps: int | None = Non
 
     if name not in IMAGE_STEPS:
         raise ConfigError(f"unknown preset {name!r} for --image runs; accepted: {', '.join(IMAGE_STEPS)}")
-    base = preset(name, geometry)
+    base = preset(name, IMAGE_DEFAULT_GEOMETRY if geometry is None else geometry)
     steps = IMAGE_STEPS[name] if steps is None or steps < 1 else steps
     base = dataclasses.replace(
         base, steps=steps, sdf_training=rescale_sdf_training(base.sdf_training, base.steps, steps)

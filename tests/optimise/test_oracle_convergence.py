@@ -22,7 +22,7 @@ DISTANCE, FOV = 1.75, 50.0
 
 
 def test_oracle_prior_drives_the_loop_to_the_target_shape(tmp_path):
-    cfg = preset("fast")
+    cfg = preset("fast", "density")  # the SDF twin is below
     cfg = dataclasses.replace(
         cfg,
         prompt="oracle sphere",
