@@ -8,7 +8,10 @@ known to be ``x*`` is ``eps_hat = (x_t - sqrt(a) x*) / sqrt(1 - a)``; the SDS gr
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -125,3 +128,68 @@ class LatentOracleGuidance(OracleGuidance):
     ) -> OracleOutput:
         z_star = self.rgb_to_latent(self.target(azimuth_deg, elevation_deg, latents.shape[1]))  # [B, H, W, 4]
         return self.sds(latents, z_star, generator)
+
+
+def oracle_run_config(
+    cfg: Any, prompt: str, steps: int, distance: float, fov_deg: float, **changes: Any
+) -> Any:
+    """``cfg`` (a ``GenerateConfig``) set up for an oracle run on CPU: every view at ``distance`` with
+    ``fov_deg`` (what the oracle assumes) in 32 px renders, a white background, the orientation and sparsity
+    regularisers off, no end-of-run export, no periodic checkpoint; ``changes`` replace any field."""
+    from t23d.common.schedule import Constant
+    from t23d.field.background import ConstantBackground
+    from t23d.optimise.regularisers import RegularisersConfig
+    from t23d.render.cameras import RandomCameraConfig, WorldDistance
+
+    fields: dict[str, Any] = {
+        "prompt": prompt,
+        "steps": steps,
+        "device": "cpu",
+        "export_at_end": False,
+        "background": ConstantBackground((1.0, 1.0, 1.0)),
+        "camera": RandomCameraConfig(
+            resolution=32, distance=WorldDistance((distance, distance)), fov_range=(fov_deg, fov_deg)
+        ),
+        "regularisers": RegularisersConfig(orientation=Constant(0.0), sparsity=Constant(0.0)),
+        "checkpoint_every": 1000,
+    }
+    return dataclasses.replace(cfg, **{**fields, **changes})
+
+
+@dataclass
+class HeldOutViews:
+    """A trained oracle run seen from views off the training samples, beside the target sphere."""
+
+    render: dict[str, Tensor]
+    """The field's renders (``render_images``: ``rgb [V, R, R, 3]``, ``opacity [V, R, R]``, ...)."""
+    target_rgb: Tensor
+    """The target sphere's renders ``[V, R, R, 3]`` on white."""
+    both: Tensor
+    """``[V, R, R]`` bool: pixels inside both silhouettes (opacity > 0.5)."""
+    iou: float
+    """Silhouette IoU of the field (opacity > 0.5) and the target sphere."""
+
+    def colour_error(self) -> float:
+        """Mean absolute RGB error inside both silhouettes."""
+        return float((self.render["rgb"] - self.target_rgb).abs()[self.both].mean())
+
+
+def held_out_views(
+    run_dir: Path, distance: float, fov_deg: float, num_views: int, resolution: int, radius: float = 0.5
+) -> HeldOutViews:
+    """Load a generate run's latest state and render it from ``num_views`` orbit views at 30 degrees of
+    elevation starting at azimuth 17 (off the training distribution's samples), beside the sphere of
+    ``radius``."""
+    from t23d.optimise.generate import load_generate_state
+    from t23d.render.cameras import orbit_cameras
+    from t23d.render.volume import render_images
+
+    cfg, state = load_generate_state(run_dir, torch.device("cpu"))
+    views = orbit_cameras(
+        num_views, resolution, distance, fov_deg, elevation_deg=30.0, start_azimuth_deg=17.0
+    )
+    out = render_images(state.field, state.background, views.cameras, cfg.render, state.occupancy)
+    target_rgb, target_mask = sphere_target(views.cameras, radius=radius)
+    pred, true = out["opacity"] > 0.5, target_mask > 0.5
+    iou = float((pred & true).sum() / (pred | true).sum())
+    return HeldOutViews(out, target_rgb, pred & true, iou)

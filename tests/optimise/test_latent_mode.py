@@ -7,20 +7,17 @@ import dataclasses
 
 import pytest
 import torch
-from helpers.oracle import LatentOracleGuidance, sphere_target
+from helpers.oracle import LatentOracleGuidance, held_out_views, oracle_run_config
 
-from t23d.common.schedule import Constant
-from t23d.field.background import ConstantBackground
 from t23d.field.nerf import NeRFField
 from t23d.guidance import StableDiffusionGuidanceConfig, build_guidance
 from t23d.guidance.latent import latent_to_rgb
 from t23d.optimise.config import preset
 from t23d.optimise.generate import load_generate_state, run_generate
-from t23d.optimise.regularisers import RegularisersConfig
 from t23d.optimise.sds import build_state, sds_step
-from t23d.render.cameras import RandomCameraConfig, WorldDistance, orbit_cameras
+from t23d.render.cameras import orbit_cameras
 from t23d.render.rays import camera_rays
-from t23d.render.volume import render_images, render_rays
+from t23d.render.volume import render_rays
 
 
 def test_latent_preset() -> None:
@@ -100,29 +97,11 @@ def test_sds_step_in_latent_mode_scores_rendered_latents(tiny_sd_dir) -> None:
 @pytest.mark.slow  # 200 oracle steps: 349 s at load average 12 on the shared 2-core machine (passed 2026-12-02)
 def test_latent_oracle_recovers_the_sphere_in_rgb(tmp_path) -> None:
     distance, fov = 1.75, 50.0
-    cfg = dataclasses.replace(
-        preset("latent"),
-        prompt="oracle sphere",
-        steps=200,
-        device="cpu",
-        export_at_end=False,
-        background=ConstantBackground((1.0, 1.0, 1.0)),
-        camera=RandomCameraConfig(
-            resolution=32, distance=WorldDistance((distance, distance)), fov_range=(fov, fov)
-        ),
-        regularisers=RegularisersConfig(orientation=Constant(0.0), sparsity=Constant(0.0)),
-        checkpoint_every=1000,
-    )
+    cfg = oracle_run_config(preset("latent"), "oracle sphere", 200, distance, fov)
     run_dir = run_generate(cfg, tmp_path, guidance=LatentOracleGuidance(distance, fov))
-    cfg, state = load_generate_state(run_dir, torch.device("cpu"))
-    views = orbit_cameras(4, 48, distance, fov, elevation_deg=30.0, start_azimuth_deg=17.0)
-    out = render_images(state.field, state.background, views.cameras, cfg.render, state.occupancy)
-    target_rgb, target_mask = sphere_target(views.cameras)
-    pred, true = out["opacity"] > 0.5, target_mask > 0.5
-    iou = float((pred & true).sum() / (pred | true).sum())
-    assert iou >= 0.85, iou
-    err = (out["rgb"] - target_rgb).abs()[pred & true].mean()  # the RGB head, read by previews and export
-    assert float(err) < 0.1, float(err)
+    views = held_out_views(run_dir, distance, fov, num_views=4, resolution=48)
+    assert views.iou >= 0.85, views.iou
+    assert views.colour_error() < 0.1, views.colour_error()  # the RGB head, read by previews and export
 
 
 def test_mvdream_in_latent_mode_gets_four_latent_views(tiny_mvdream_dir) -> None:

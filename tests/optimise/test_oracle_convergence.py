@@ -6,50 +6,25 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
-from helpers.oracle import OracleGuidance, sphere_target
+from helpers.oracle import OracleGuidance, held_out_views, oracle_run_config
 
 from t23d.common.schedule import Constant
-from t23d.field.background import ConstantBackground
 from t23d.optimise.config import preset
-from t23d.optimise.generate import load_generate_state, run_generate
-from t23d.optimise.regularisers import RegularisersConfig
-from t23d.render.cameras import RandomCameraConfig, WorldDistance, orbit_cameras
+from t23d.optimise.generate import run_generate
 from t23d.render.shading import ShadingConfig
-from t23d.render.volume import render_images
 
 DISTANCE, FOV = 1.75, 50.0
 
 
 def test_oracle_prior_drives_the_loop_to_the_target_shape(tmp_path):
-    cfg = preset("fast", "density")  # the SDF twin is below
-    cfg = dataclasses.replace(
-        cfg,
-        prompt="oracle sphere",
-        steps=250,
-        device="cpu",
-        export_at_end=False,
-        background=ConstantBackground((1.0, 1.0, 1.0)),
-        camera=RandomCameraConfig(
-            resolution=32, distance=WorldDistance((DISTANCE, DISTANCE)), fov_range=(FOV, FOV)
-        ),
-        shading=ShadingConfig(albedo_only_steps=10**9),
-        regularisers=RegularisersConfig(orientation=Constant(0.0), sparsity=Constant(0.0)),
-        checkpoint_every=1000,
-    )
+    shading = ShadingConfig(albedo_only_steps=10**9)  # density geometry here; the SDF twin is below
+    cfg = oracle_run_config(preset("fast", "density"), "oracle sphere", 250, DISTANCE, FOV, shading=shading)
     run_dir = run_generate(cfg, tmp_path, guidance=OracleGuidance(DISTANCE, FOV))
-    cfg, state = load_generate_state(run_dir, torch.device("cpu"))
     # unseen views: elevations and azimuths off the training distribution's samples, higher resolution
-    views = orbit_cameras(6, 64, DISTANCE, FOV, elevation_deg=30.0, start_azimuth_deg=17.0)
-    out = render_images(state.field, state.background, views.cameras, cfg.render, state.occupancy)
-    target_rgb, target_mask = sphere_target(views.cameras)
-    pred = out["opacity"] > 0.5
-    true = target_mask > 0.5
-    iou = float((pred & true).sum() / (pred | true).sum())
-    assert iou >= 0.9, iou
+    views = held_out_views(run_dir, DISTANCE, FOV, num_views=6, resolution=64)
+    assert views.iou >= 0.9, views.iou
     # colours follow too (top red-ish, bottom blue-ish): mean error inside the silhouette is small
-    err = (out["rgb"] - target_rgb).abs()[pred & true].mean()
-    assert float(err) < 0.1, float(err)
+    assert views.colour_error() < 0.1, views.colour_error()
 
 
 def test_sds_on_sdf_geometry_recovers_the_target_and_exports_what_it_learned(tmp_path):
@@ -66,32 +41,17 @@ def test_sds_on_sdf_geometry_recovers_the_target_and_exports_what_it_learned(tmp
 
     radius = 0.35
     cfg = preset("fast")
-    cfg = dataclasses.replace(
-        cfg,
-        prompt="oracle sdf sphere",
-        steps=250,
-        device="cpu",
+    cfg = oracle_run_config(
+        cfg, "oracle sdf sphere", 250, DISTANCE, FOV,
         field=dataclasses.replace(cfg.field, geometry="sdf", sdf=SDFConfig(init_radius=0.5)),
         sdf_training=SDFTrainingConfig(sharpness_floor=Constant(60.0)),
-        background=ConstantBackground((1.0, 1.0, 1.0)),
-        camera=RandomCameraConfig(
-            resolution=32, distance=WorldDistance((DISTANCE, DISTANCE)), fov_range=(FOV, FOV)
-        ),
         shading=ShadingConfig(albedo_only_steps=10**9),
-        regularisers=RegularisersConfig(orientation=Constant(0.0), sparsity=Constant(0.0)),
-        export=ExportConfig(
-            resolution=64, faces=4000, texture_size=128, fidelity_views=4, fidelity_resolution=64
-        ),
-        checkpoint_every=1000,
-    )
+        export=ExportConfig(resolution=64, faces=4000, texture_size=128, fidelity_views=4, fidelity_resolution=64),
+        export_at_end=cfg.export_at_end,  # the preset's: this run exports
+    )  # fmt: skip
     run_dir = run_generate(cfg, tmp_path, guidance=OracleGuidance(DISTANCE, FOV, radius=radius))
-    cfg, state = load_generate_state(run_dir, torch.device("cpu"))
-    views = orbit_cameras(6, 64, DISTANCE, FOV, elevation_deg=30.0, start_azimuth_deg=17.0)
-    out = render_images(state.field, state.background, views.cameras, cfg.render, state.occupancy)
-    _, target_mask = sphere_target(views.cameras, radius=radius)
-    pred, true = out["opacity"] > 0.5, target_mask > 0.5
-    iou = float((pred & true).sum() / (pred | true).sum())
-    assert iou >= 0.9, iou
+    views = held_out_views(run_dir, DISTANCE, FOV, num_views=6, resolution=64, radius=radius)
+    assert views.iou >= 0.9, views.iou
     report = json.loads((run_dir / "export" / "export.json").read_text())
     assert report["threshold"] == 0.0  # the zero level set, not a density level
     assert report["fidelity"]["image_psnr"] >= 30.0, report["fidelity"]
