@@ -45,7 +45,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         "--geometry",
         default=None,
         help="sdf | density: the field's geometry (default: sdf, an opaque surface that exports as "
-        "learnt; density for --preset latent and --image runs)",
+        "learnt; density for --preset latent)",
     )
     p.add_argument(
         "--config",

@@ -97,9 +97,11 @@ density"): the SDF field is opaque, so its zero level set exports what SDS learn
 field's fog does not survive marching cubes."""
 DENSITY_DEFAULT_PRESETS: tuple[str, ...] = ("latent",)
 """Presets whose default geometry stays ``density``: Latent-NeRF (``latent``) was not measured on SDF."""
-IMAGE_DEFAULT_GEOMETRY = "density"
-"""The geometry of image runs (``t23d generate --image``) unless ``--geometry`` says otherwise (the
-Zero123 path was not part of the text-run measurement)."""
+IMAGE_DEFAULT_GEOMETRY = "sdf"
+"""The geometry of image runs (``t23d generate --image``) unless ``--geometry`` says otherwise. Measured
+with ``benchmarks/bench_image_reference.py`` (``benchmarks/RESULTS.md``, "Image -> 3D"): a density field
+fits the photo at the reference camera only and its asset keeps half the silhouette (IoU 0.44-0.54 vs
+the field); the SDF's asset matches the field's shape (IoU 0.94-0.95)."""
 
 
 def default_geometry(name: str) -> str:

@@ -105,14 +105,15 @@ def test_sdf_presets_switch_geometry_and_its_companion_settings():
     with pytest.raises(ConfigError, match="unknown geometry"):
         reconstruct_preset("fast", "voxels")
     # text runs default to SDF geometry (measured with the learned toy prior: its asset exports what the
-    # field learned), Latent-NeRF and image runs keep density (not measured on SDF)
+    # field learned), and so do image runs (their density asset kept half the field's silhouette);
+    # Latent-NeRF keeps density (not measured on SDF)
     from t23d.optimise.config import image_preset
 
     for name in ("fast", "default", "quality"):
         assert preset(name) == preset(name, "sdf")
     assert preset("latent") == preset("latent", "density")
-    assert image_preset("fast").field.geometry == "density"
-    assert image_preset("fast", "sdf").field.geometry == "sdf"
+    assert image_preset("fast").field.geometry == "sdf"
+    assert image_preset("fast", "density").field.geometry == "density"
     # photo runs default to SDF geometry; its default preset is shortened, with every schedule
     # following, to fit the 13-CPU-minute budget
     from t23d.reconstruct.config import SDF_DEFAULT_STEPS
