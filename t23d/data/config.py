@@ -111,3 +111,11 @@ class DataConfig:
     """The object's box in the input's world frame (after ``scale``), ``[xmin, ymin, zmin, xmax, ymax,
     zmax]``: the field's box is fitted to it and everything outside is surroundings. ``None``: found from
     the cameras (where their optical axes meet) and the sparse points near it."""
+    support_plane: Literal["auto", "off"] = "auto"
+    """``auto``: when most sparse points near the cameras' target lie on one plane that every camera
+    looks down on, with the rest above it (the table or floor the object stands on), that plane is
+    surroundings: the object region is what stands on it and the asset is cut ``support_plane_margin``
+    above it (see :func:`t23d.data.normalise.find_support_plane`). ``off``: no plane is looked for."""
+    support_plane_margin: float = 0.02
+    """How far above the support plane the asset is cut, in units of the normalised frame (the object
+    region's radius is about 0.9 of them), at least twice the plane's point noise."""

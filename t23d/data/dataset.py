@@ -32,7 +32,7 @@ from t23d.common.errors import ConfigError, T23dError
 from t23d.data.cameras import SceneFrames, check_frames
 from t23d.data.config import DataConfig
 from t23d.data.images import IMAGE_EXTENSIONS, list_images, load_image, load_mask, resize
-from t23d.data.normalise import compute_normalisation, denormalise_poses, normalise_poses
+from t23d.data.normalise import SupportPlane, compute_normalisation, denormalise_poses, normalise_poses
 from t23d.data.undistort import undistort_image
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,8 @@ class PhotoDataset:
     """The ``pycolmap.Reconstruction`` of the photos when SfM posed them (see :class:`SceneFrames`)."""
     scale_report: dict | None = None
     """The metric scale set from ``DataConfig.scale`` and its uncertainty (:func:`t23d.data.scale.metric_scale`)."""
+    support_plane: SupportPlane | None = None
+    """The plane the object stands on (normalised frame), found in the sparse points, or None."""
 
     @property
     def num_images(self) -> int:
@@ -189,6 +191,15 @@ def _validate(cfg: DataConfig) -> None:
                 f"config key 'data.bbox' (--bbox): invalid value {cfg.bbox!r}; accepted: six numbers "
                 "xmin ymin zmin xmax ymax zmax (input world frame, after --scale) with each min < max"
             )
+    if cfg.support_plane not in ("auto", "off"):
+        raise ConfigError(
+            f"config key 'data.support_plane': invalid value {cfg.support_plane!r}; accepted: auto, off"
+        )
+    if not (math.isfinite(cfg.support_plane_margin) and cfg.support_plane_margin >= 0):
+        raise ConfigError(
+            f"config key 'data.support_plane_margin': invalid value {cfg.support_plane_margin!r}; "
+            "accepted: a number >= 0 (normalised units)"
+        )
     if cfg.scale is not None:
         from t23d.data.scale import parse_scale
 
@@ -289,7 +300,15 @@ def load_dataset(
         for f in scene.frames
     )
     bbox = None if cfg.bbox is None else np.asarray(cfg.bbox, dtype=np.float64).reshape(2, 3)
-    world_from_normalised, aabb = compute_normalisation(c2w_in, scene.points, half_fov, bbox)
+    world_from_normalised, aabb, plane = compute_normalisation(
+        c2w_in, scene.points, half_fov, bbox, support_plane=cfg.support_plane == "auto"
+    )
+    if plane is not None:
+        log.info(
+            "support plane: %d of the sparse points near the object (%.0f%%) lie on a plane under it (a table "
+            "or floor); the object region is what stands on it",
+            plane.num_inliers, 100 * plane.fraction,
+        )  # fmt: skip
     c2w_n = normalise_poses(c2w_in, world_from_normalised)
     points = None
     if scene.points is not None:
@@ -325,6 +344,7 @@ def load_dataset(
         points=points,
         sfm_model=scene.sfm_model,
         scale_report=scale_report,
+        support_plane=plane,
     )
     log.info(
         "loaded %d images (%dx%d, %s) from %s in %.1f s: %d train, %d test",

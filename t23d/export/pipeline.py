@@ -181,6 +181,7 @@ def export_asset(
     normal_fn: NormalFn | None = None,
     render_depth_fn: DepthFn | None = None,
     tsdf_cameras: list[Camera] | None = None,
+    cut_plane: np.ndarray | None = None,
 ) -> ExportReport:
     """Extract, texture and export the field inside ``aabb`` as ``<out_dir>/<name>.<format>``.
 
@@ -205,6 +206,9 @@ def export_asset(
             ``cfg.tsdf_views`` views on a sphere around the aabb.
         normal_fn: detail normals for ``cfg.normal_map`` (the field's gradient; see
             :data:`t23d.texture.normal_map.NormalFn`); required when the normal map is on.
+        cut_plane: ``[4]`` ``(nx, ny, nz, d)``, unit normal, field frame: only the side ``n . x > d`` is
+            meshed (photo runs: the table or floor the object stands on is cut off, the cut closed flat;
+            see :func:`t23d.extract.grid.cut_below_plane`). None meshes the whole ``aabb``.
 
     Returns:
         An :class:`ExportReport`; the same data is in ``<out_dir>/export.json``.
@@ -242,6 +246,10 @@ def export_asset(
         sdf_fn = fused.sdf_fn()
         timings["tsdf"] = round(time.perf_counter() - t0, 4)
         t0 = time.perf_counter()
+    if cut_plane is not None:
+        from t23d.extract.grid import cut_below_plane
+
+        density_fn, sdf_fn = cut_below_plane(density_fn, sdf_fn, cut_plane)
     vertices, faces, threshold = extract_mesh(
         density_fn, box, cfg, timings=sub, render_step=render_step, sdf_fn=sdf_fn
     )

@@ -138,3 +138,39 @@ def suggest_threshold(values: np.ndarray) -> float | None:
     if not hi > lo:
         return None
     return lo + 0.5 * (hi - lo)
+
+
+def cut_below_plane(
+    density_fn: DensityFn, sdf_fn: DensityFn | None, plane: np.ndarray
+) -> tuple[DensityFn, DensityFn | None]:
+    """``density_fn`` and ``sdf_fn`` with everything on the far side of ``plane`` removed.
+
+    ``plane``: ``[4]`` ``(nx, ny, nz, d)`` with a unit normal, in the functions' frame: the side
+    ``n . x > d`` is kept (what stands on a table or floor), the other side is empty (density 0). The
+    SDF becomes the CSG intersection ``max(sdf, d - n . x)``, so a surface cut by the plane is closed
+    by a flat cap on it (the object's underside, which no photo saw).
+    """
+    p = np.asarray(plane, dtype=np.float64).reshape(-1)
+    if p.shape != (4,) or not np.all(np.isfinite(p)) or abs(float(np.linalg.norm(p[:3])) - 1.0) > 1e-6:
+        raise ConfigError(
+            f"cut plane must be 4 finite numbers (nx, ny, nz, d) with a unit normal; got {p.tolist()}"
+        )
+    normal = torch.tensor(p[:3], dtype=torch.float32)
+    offset = float(p[3])
+
+    def height(points: Tensor) -> Tensor:
+        return points @ normal.to(points.device) - offset  # [N]
+
+    def cut_density(points: Tensor) -> Tensor:
+        sigma = density_fn(points)
+        return torch.where(height(points).to(sigma.device) > 0, sigma, torch.zeros_like(sigma))
+
+    if sdf_fn is None:
+        return cut_density, None
+    inner_sdf = sdf_fn
+
+    def cut_sdf(points: Tensor) -> Tensor:
+        s = inner_sdf(points)
+        return torch.maximum(s, -height(points).to(s.device, s.dtype))
+
+    return cut_density, cut_sdf

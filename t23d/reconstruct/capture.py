@@ -45,7 +45,7 @@ def resolve_for_capture(cfg: ReconstructConfig, dataset: Any) -> tuple[Reconstru
     train = list(dataset.train_indices)
     positions = dataset.c2w[train, :3, 3]
     centre = dataset.aabb.float().mean(0)
-    cfg, plan = plan_few_view(cfg, positions, centre, dataset.points)
+    cfg, plan = plan_few_view(cfg, positions, centre, dataset.points, masked=dataset.alphas is not None)
     log.info(
         "capture: %d training photos, neighbours %.1f deg apart, %.0f%% of directions covered%s; "
         "few-view regularisation %s (%s)%s",

@@ -82,6 +82,9 @@ class ReconstructConfig:
     """Weight of the loss pulling the surface through the capture's SfM points (when it has any)."""
     sparse_points_per_step: int = 1024
     """SfM points drawn per step for that loss."""
+    sparse_points_max_distance: Schedule = _field(default_factory=lambda: Constant(0.05))
+    """SfM points further than this from the surface (normalised units) give that loss no gradient
+    (outliers); the few-view plan starts it far and shrinks it (``FewViewConfig.sparse_points_reach``)."""
     lr_decay_start: int = 1000
     """Learning rates decay exponentially (to 10% at the last step) after this step."""
     checkpoint_every: int = 1000

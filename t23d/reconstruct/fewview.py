@@ -60,6 +60,14 @@ class FewViewConfig:
     """Curvature-loss weight for SDF fields (the default run uses ``SDFTrainingConfig.curvature``)."""
     sparse_points: float = 0.1
     """Weight of the SfM-point surface loss when the capture has sparse points."""
+    sparse_points_reach: float = 0.5
+    """Distance (normalised units; the field's cube is [-1, 1]) from which that loss pulls the surface at
+    step 0. It shrinks linearly to ``sparse_points_outlier_distance`` by the end of the coarse-to-fine
+    phase: the field starts as a small sphere that can lie far inside the points, and in unmasked photos
+    nothing else pulls it out to them (the background explains the object's pixels it does not cover)."""
+    sparse_points_outlier_distance: float = 0.05
+    """From the end of the coarse-to-fine phase, points further than this from the surface count as SfM
+    outliers and give no gradient."""
 
 
 @dataclass
@@ -107,11 +115,18 @@ def view_spacing(camera_positions: Tensor, centre: Tensor) -> tuple[float, float
 
 
 def plan_few_view(
-    cfg: ReconstructConfig, camera_positions: Tensor, centre: Tensor, points: Tensor | None
+    cfg: ReconstructConfig,
+    camera_positions: Tensor,
+    centre: Tensor,
+    points: Tensor | None,
+    masked: bool = True,
 ) -> tuple[ReconstructConfig, FewViewPlan]:
     """Decide on few-view regularisation for training cameras at ``camera_positions`` [N, 3] (normalised
     frame) around the object's ``centre`` [3], with the capture's sparse ``points`` [P, 3] (or None).
-    Returns the config with the chosen regularisers applied, and the plan."""
+    ``masked``: the photos have masks or alpha. A dense capture of unmasked photos of an SDF field with
+    SfM points still gets the SfM-point loss (with its reach), unless ``few_view.mode`` is ``off``: no
+    silhouette pulls its surface out of the initial sphere otherwise. Returns the config with the chosen
+    regularisers applied, and the plan."""
     fv = cfg.few_view
     n = len(camera_positions)
     spacing, coverage = view_spacing(camera_positions, centre)
@@ -132,10 +147,14 @@ def plan_few_view(
         sparse = False
         reason = f"{n} photos, neighbours {spacing:.1f} deg apart: dense enough"
     plan = FewViewPlan(sparse, reason, n, spacing, coverage, num_points)
-    if not sparse:
-        return cfg, plan
-    levels = cfg.field.grid.n_levels
     end_step = max(1, int(fv.annealing_fraction * cfg.steps))
+    unmasked_sdf = not masked and cfg.field.geometry == "sdf" and fv.mode != "off"
+    if not sparse and not (unmasked_sdf and num_points > 0 and fv.sparse_points > 0):
+        return cfg, plan
+    if not sparse:
+        plan.reason += "; unmasked photos: the SfM points pull the surface"
+        return dataclasses.replace(cfg, **_sparse_point_changes(fv, num_points, end_step, plan)), plan
+    levels = cfg.field.grid.n_levels
     start = min(float(levels), fv.start_levels)
     changes: dict[str, Any] = {"visible_levels": Linear(start, float(levels), 0, end_step)}
     plan.regularisers["coarse_to_fine"] = {"start_levels": start, "levels": levels, "until_step": end_step}
@@ -146,9 +165,24 @@ def plan_few_view(
         changes["distortion"] = Constant(fv.distortion)
         plan.regularisers["distortion"] = fv.distortion
     if num_points > 0 and fv.sparse_points > 0:
-        changes["sparse_points"] = Constant(fv.sparse_points)
-        plan.regularisers["sfm_points"] = {"weight": fv.sparse_points, "points": num_points}
+        changes.update(_sparse_point_changes(fv, num_points, end_step, plan))
     return dataclasses.replace(cfg, **changes), plan
+
+
+def _sparse_point_changes(
+    fv: FewViewConfig, num_points: int, end_step: int, plan: FewViewPlan
+) -> dict[str, Any]:
+    """The SfM-point loss with its shrinking reach (config changes), recorded in ``plan``."""
+    reach = max(fv.sparse_points_reach, fv.sparse_points_outlier_distance)
+    plan.regularisers["sfm_points"] = {
+        "weight": fv.sparse_points,
+        "points": num_points,
+        "reach": [reach, fv.sparse_points_outlier_distance, end_step],
+    }
+    return {
+        "sparse_points": Constant(fv.sparse_points),
+        "sparse_points_max_distance": Linear(reach, fv.sparse_points_outlier_distance, 0, end_step),
+    }
 
 
 def level_weights(visible_levels: float, n_levels: int) -> Tensor:

@@ -78,7 +78,19 @@ def scene_record(dataset: Any) -> dict[str, Any]:
         "image_paths": [str(p) for p in dataset.image_paths],
         "source_format": dataset.source_format,
         "has_alpha": dataset.alphas is not None,
+        "support_plane": None if dataset.support_plane is None else dataset.support_plane.to_dict(),
     }
+
+
+def cut_plane_of(scene: dict[str, Any], margin: float) -> np.ndarray | None:
+    """``[4]`` ``(nx, ny, nz, d)`` (normalised frame) above which the asset is kept: the scene's support
+    plane raised by ``margin`` (normalised units), or by twice its points' noise when that is more; None
+    when the scene has no support plane (or a run written before support planes were looked for)."""
+    plane = scene.get("support_plane")
+    if not plane:
+        return None
+    lift = max(float(margin), 2.0 * float(plane["rms"]))
+    return np.array([*plane["normal"], float(plane["offset"]) + lift], dtype=np.float64)
 
 
 def cameras_of(scene: dict[str, Any], indices: list[int] | None = None) -> Cameras:
@@ -98,6 +110,7 @@ def _camera_tuples(cams: Cameras) -> list[tuple[Any, Any, int, int]]:
 def _train_images(
     dataset: Any, background_color: torch.Tensor | None, device: torch.device, bound: float
 ) -> TrainImages:
+    from t23d.data.normalise import isolated_points
     from t23d.reconstruct.fewview import sparse_points_inside
 
     images = dataset.images
@@ -106,12 +119,16 @@ def _train_images(
         # the loader composited RGBA photos onto its background; keep colour * alpha
         images = images - (1 - alphas[..., None]) * background_color
     cams = Cameras(dataset.c2w, dataset.intrinsics, dataset.width, dataset.height).to(device)
+    pts = sparse_points_inside(dataset.points, bound)
+    if pts is not None:  # SfM outliers would pull the surface into the air
+        pts = pts[~torch.from_numpy(isolated_points(pts.numpy()))]
+        pts = pts if len(pts) else None
     return TrainImages(
         cams,
         images.clamp(0, 1).to(device),
         None if alphas is None else alphas.to(device),
         torch.tensor(dataset.train_indices, dtype=torch.long),
-        points=None if (pts := sparse_points_inside(dataset.points, bound)) is None else pts.to(device),
+        points=None if pts is None else pts.to(device),
     )
 
 
@@ -332,6 +349,7 @@ def _run_reconstruct(
             metrics["registration"] = {k: recorded["sfm"].get(k) for k in REGISTRATION_KEYS}
         if recorded.get("scale"):
             metrics["scale"] = recorded["scale"]
+        metrics["support_plane"] = read_scene(run_dir).get("support_plane")
         write_json_atomic(run_dir / "metrics.json", metrics)
         timings["eval_s"] = time.perf_counter() - t0
         logger.info(
@@ -390,6 +408,12 @@ def export_reconstruct_run(
     cams = cameras_of(scene, scene["test_indices"] or scene["train_indices"][:8])
     fidelity = _camera_tuples(cams)
     aabb = torch.tensor(scene["aabb"], dtype=torch.float32)
+    cut = cut_plane_of(scene, cfg.data.support_plane_margin)
+    if cut is not None:
+        logger.info(
+            "the asset is cut %.3g (normalised units) above the support plane it stands on",
+            cut[3] - scene["support_plane"]["offset"],
+        )
     report = export_asset(
         density_fn_of(state.field),
         bake_color_fn_of(
@@ -410,5 +434,6 @@ def export_reconstruct_run(
             state.field,
             eps=float((state.field.aabb()[1] - state.field.aabb()[0]).max()) / export_cfg.resolution,
         ),
+        cut_plane=cut,
     )
     return report.to_dict() if hasattr(report, "to_dict") else dataclasses.asdict(report)

@@ -172,7 +172,12 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
     if w_points > 0 and data.points is not None:
         surface = math.log(2.0) / step_size(state.field, cfg.render)  # one step 50 % opaque
         losses["sfm_points"] = w_points * sparse_point_loss(
-            state.field, data.points, cfg.sparse_points_per_step, gen, surface
+            state.field,
+            data.points,
+            cfg.sparse_points_per_step,
+            gen,
+            surface,
+            max_distance=cfg.sparse_points_max_distance.at(step),
         )
     check_finite(losses)
     total = sum(losses.values())

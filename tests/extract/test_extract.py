@@ -283,3 +283,29 @@ def test_sdf_extraction_errors_name_the_problem():
         extract_mesh(sphere_density, AABB, Settings(threshold=1.0), sdf_fn=sphere_sdf)
     with pytest.raises(T23dError, match="never changes sign.*all outside"):
         extract_mesh(sphere_density, AABB, Settings(resolution=16), sdf_fn=lambda p: p.norm(dim=-1) + 1.0)
+
+
+def test_cut_below_plane_removes_the_support_and_closes_the_object_flat():
+    """An object merged with the floor it stands on (one SDF: a sphere on a slab) is cut at a plane just
+    above the floor: the mesh keeps the sphere, closed by a flat cap on the plane; the density follows."""
+    import trimesh
+
+    from t23d.extract.grid import cut_below_plane
+
+    def sphere_on_floor(points: torch.Tensor) -> torch.Tensor:
+        floor = points[:, 2] + 0.5  # the half-space z < -0.5, as a surface the field learnt too
+        return torch.minimum(points.norm(dim=-1) - 0.5, floor)
+
+    plane = np.array([0.0, 0.0, 1.0, -0.45])  # keep z > -0.45
+    density, sdf = cut_below_plane(sphere_density, sphere_on_floor, plane)
+    p = torch.tensor([[0.0, 0.0, -0.9], [0.0, 0.0, 0.0], [0.9, 0.9, -0.6]])  # floor, sphere, floor
+    assert torch.equal(density(p)[[0, 2]], torch.zeros(2)) and density(p)[1] == sphere_density(p)[1]
+    assert sdf(p).tolist() == pytest.approx([0.45, -0.45, 0.15], abs=1e-6)  # the floor is outside now
+    v, f, _ = extract_mesh(sphere_density, AABB, Settings(resolution=64), sdf_fn=sdf)
+    mesh = trimesh.Trimesh(v, f, process=False)
+    assert mesh.is_watertight and v[:, 2].min() > -0.45 - 0.01  # nothing of the floor is left
+    assert np.abs(v[:, :2]).max() < 0.51  # the floor's extent (the whole box) is gone
+    uncut, _, _ = extract_mesh(sphere_density, AABB, Settings(resolution=64), sdf_fn=sphere_on_floor)
+    assert np.abs(uncut[:, :2]).max() > 0.95  # without the cut the floor fills the box
+    with pytest.raises(ConfigError, match="unit normal"):
+        cut_below_plane(sphere_density, None, np.array([0.0, 0.0, 2.0, 0.0]))

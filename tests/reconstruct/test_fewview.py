@@ -47,11 +47,26 @@ def test_auto_regularises_sparse_captures_only_and_picks_per_geometry():
     sdf = dataclasses.replace(base, field=FieldConfig(geometry="sdf"))
     cfg, plan = plan_few_view(sdf, positions(20), torch.zeros(3), torch.zeros(50, 3))
     assert cfg.sdf_training.curvature == Constant(5e-4) and cfg.distortion == Constant(0.0)
-    assert plan.regularisers["sfm_points"] == {"weight": 0.1, "points": 50}
+    assert plan.regularisers["sfm_points"] == {"weight": 0.1, "points": 50, "reach": [0.5, 0.05, 500]}
     assert cfg.sparse_points == Constant(0.1)
+    # the points pull the surface from far at first (the field starts as a small sphere), then only
+    # from close by (what is still far by then is an SfM outlier)
+    assert cfg.sparse_points_max_distance == Linear(0.5, 0.05, 0, 500)
     off = dataclasses.replace(base, few_view=FewViewConfig(mode="off"))
     cfg, plan = plan_few_view(off, positions(10), torch.zeros(3), None)
     assert not plan.sparse and cfg == off
+    # a dense capture of unmasked photos (SDF, SfM points): only the SfM points' pull, nothing else
+    cfg, plan = plan_few_view(sdf, positions(100), torch.zeros(3), torch.zeros(50, 3), masked=False)
+    assert not plan.sparse and "unmasked photos" in plan.reason and list(plan.regularisers) == ["sfm_points"]
+    assert cfg == dataclasses.replace(
+        sdf, sparse_points=Constant(0.1), sparse_points_max_distance=Linear(0.5, 0.05, 0, 500)
+    )
+    for masked, geometry_cfg, points in ((True, sdf, torch.zeros(50, 3)), (False, base, torch.zeros(50, 3))):
+        assert (
+            plan_few_view(geometry_cfg, positions(100), torch.zeros(3), points, masked=masked)[0]
+            == geometry_cfg
+        )
+    assert plan_few_view(sdf, positions(100), torch.zeros(3), None, masked=False)[0] == sdf
     wide = dataclasses.replace(base, few_view=FewViewConfig(max_views=5))
     assert plan_few_view(wide, positions(12), torch.zeros(3), None)[1].reason.startswith("neighbouring")
 
@@ -89,6 +104,12 @@ def test_sparse_point_loss_is_zero_on_the_surface_and_robust_to_outliers():
     assert float(sparse_point_loss(f, inside, 64, gen, 10.0)) == pytest.approx(0.05, abs=1e-4)
     far = on * 0.2  # outliers 0.4 away count at most max_distance
     assert float(sparse_point_loss(f, far, 64, gen, 10.0)) == pytest.approx(0.05, abs=1e-6)
+    far = far.requires_grad_(False)
+    with torch.enable_grad():
+        loss = sparse_point_loss(f, far, 64, gen, 10.0, max_distance=0.5)  # within reach: they pull
+        loss.backward()
+    assert float(loss) == pytest.approx(0.4, abs=1e-4)  # their true distance, not clamped
+    assert sum(float(p.grad.abs().sum()) for p in f.parameters() if p.grad is not None) > 0
 
 
 @pytest.mark.parametrize(
