@@ -349,8 +349,15 @@ def test_completed_job_cannot_be_cancelled_or_resumed_but_retried(done):
     client, job_id, service = done
     assert client.post(f"/api/jobs/{job_id}/cancel").status_code == 409
     assert client.post(f"/api/jobs/{job_id}/resume").status_code == 409
-    new = client.post(f"/api/jobs/{job_id}/retry").json()["id"]
+    retried = client.post(f"/api/jobs/{job_id}/retry").json()
+    new = retried["id"]
+    assert new != job_id
+    assert service.store.get(new).spec == service.store.get(job_id).spec  # the same job again
+    # stop it; a two-step job may finish before the cancel lands (cancelling running jobs is tested in
+    # tests/jobs/test_local_workers.py), so either terminal state is right here, never a failure
     client.post(f"/api/jobs/{new}/cancel")
     wait_for(
-        lambda: service.store.get(new).status == "cancelled", 120, what="the retried job to be cancelled"
+        lambda: service.store.get(new).status in ("cancelled", "completed"),
+        120,
+        what="the retried job to stop",
     )
