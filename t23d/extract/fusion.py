@@ -175,21 +175,9 @@ def fuse_tsdf(
 
 def resolve_tsdf_backend(backend: str) -> str:
     """Map "auto" to "open3d" or "numpy"; check that an explicit "open3d" imports."""
-    if backend not in ("auto", "open3d", "numpy"):
-        raise ConfigError(f"tsdf_backend: invalid value {backend!r}; accepted: 'auto', 'open3d', 'numpy'")
-    if backend == "numpy":
-        return backend
-    try:
-        import open3d  # noqa: F401
-    except (ImportError, OSError) as e:
-        if backend == "open3d":
-            raise ConfigError(
-                f"tsdf_backend='open3d' but open3d does not import ({e}); pip install open3d-cpu (and "
-                "apt-get install libusb-1.0-0), or use tsdf_backend='numpy'"
-            ) from e
-        log.info("open3d unavailable (%s); fusing depth with numpy", e)
-        return "numpy"
-    return "open3d"
+    from t23d.render.mesh import resolve_open3d_option
+
+    return resolve_open3d_option("tsdf_backend", backend, "numpy", "fusing depth with numpy")
 
 
 #: OpenGL camera axes (+Y up, looking down -Z) to OpenCV's (+Y down, looking down +Z).

@@ -45,20 +45,28 @@ class MeshAppearance:
 
 def resolve_backend(backend: str) -> str:
     """Map "auto" to "open3d" or "raster"; check an explicit "open3d" imports."""
-    if backend not in ("auto", "open3d", "raster"):
-        raise ConfigError(f"render_backend: invalid value {backend!r}; accepted: 'auto', 'open3d', 'raster'")
-    if backend == "raster":
+    return resolve_open3d_option(
+        "render_backend", backend, "raster", "rendering meshes with the numpy rasteriser"
+    )
+
+
+def resolve_open3d_option(option: str, backend: str, fallback: str, fallback_action: str) -> str:
+    """An ``auto | open3d | <fallback>`` option: "auto" becomes "open3d" when open3d imports, else
+    ``fallback`` (logged as ``fallback_action``); an explicit "open3d" must import (else ConfigError)."""
+    if backend not in ("auto", "open3d", fallback):
+        raise ConfigError(f"{option}: invalid value {backend!r}; accepted: 'auto', 'open3d', '{fallback}'")
+    if backend == fallback:
         return backend
     try:
         import open3d  # noqa: F401
     except (ImportError, OSError) as e:
         if backend == "open3d":
             raise ConfigError(
-                f"render_backend='open3d' but open3d does not import ({e}); pip install open3d-cpu (and "
-                "apt-get install libusb-1.0-0), or use render_backend='raster'"
+                f"{option}='open3d' but open3d does not import ({e}); pip install open3d-cpu (and "
+                f"apt-get install libusb-1.0-0), or use {option}='{fallback}'"
             ) from e
-        log.info("open3d unavailable (%s); rendering meshes with the numpy rasteriser", e)
-        return "raster"
+        log.info("open3d unavailable (%s); %s", e, fallback_action)
+        return fallback
     return "open3d"
 
 
