@@ -176,6 +176,14 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
         help="sdf | density: the field's geometry (default: sdf, a clean surface; density: a NeRF)",
     )
     p.add_argument(
+        "--warm-start",
+        type=int,
+        default=None,
+        metavar="STEPS",
+        help="SDF geometry: train a density field for STEPS steps first and start the SDF from the shape "
+        "its depth shows (carves concavities such as a bowl's inside); 0: start from a sphere",
+    )
+    p.add_argument(
         "--config", action="append", default=[], metavar="YAML", help="YAML overrides (repeatable)"
     )
     p.add_argument("--downscale", type=int, default=None, help="divide image sizes by this factor")

@@ -61,6 +61,10 @@ def main(args: argparse.Namespace) -> int:
         changes["appearance"] = apply_overrides(cfg.appearance, appearance, prefix="appearance")
     if args.refine_poses:
         changes["pose_refinement"] = dataclasses.replace(cfg.pose_refinement, enabled=True)
+    if getattr(args, "warm_start", None) is not None:
+        if args.warm_start < 0:
+            raise T23dError(f"--warm-start must be a number of steps >= 0, got {args.warm_start}")
+        changes["warm_start"] = dataclasses.replace(cfg.warm_start, steps=args.warm_start)
     if args.few_views is not None:
         changes["few_view"] = apply_overrides(cfg.few_view, {"mode": args.few_views}, prefix="few_view")
     changes["export"] = export_overrides(cfg.export, args)

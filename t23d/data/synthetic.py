@@ -58,6 +58,10 @@ class SyntheticScene:
     """Half edge length of the (axis-aligned, cubic) box."""
     sphere_center: tuple[float, float, float] = (0.0, 0.0, 0.45)
     """Centre of the sphere."""
+    box_wall: float = 0.0
+    """Wall thickness of an open-topped box: a cup whose square well, ``box_half - box_wall`` wide on
+    each side of the centre and ``box_wall`` above the bottom, is open to the sky (a concavity that
+    silhouettes never show); 0: a solid box."""
     sphere_radius: float = 0.4
     """Radius of the sphere."""
     texture_frequency: float = 8.0
@@ -127,7 +131,39 @@ class SyntheticScene:
         tmax = np.maximum(t1, t2).min(axis=1)
         t_b = np.where(tmin > 1e-9, tmin, tmax)
         t_b = np.where((tmax >= np.maximum(tmin, 0.0)) & (t_b > 1e-9), t_b, np.inf)
+        if self.box_wall > 0:  # a cup: march from the box's entry through the well (no closed form)
+            t_b = self._march(origins, dirs, np.where(np.isfinite(t_b), np.maximum(tmin, 0.0), np.inf), tmax)
         return np.minimum(t_s, t_b)
+
+    def _cup_distance(self, points: np.ndarray) -> np.ndarray:
+        """Signed distance bound ``[M]`` of the box with its open-topped well cut out."""
+        c = np.asarray(self.box_center)
+        q = np.abs(points - c) - self.box_half
+        d_b = np.linalg.norm(np.maximum(q, 0.0), axis=-1) + np.minimum(q.max(axis=-1), 0.0)
+        if self.box_wall <= 0:
+            return d_b
+        inner = self.box_half - self.box_wall
+        wc = c + np.array([0.0, 0.0, self.box_wall])  # the well reaches box_wall above the rim
+        qw = np.abs(points - wc) - np.array([inner, inner, self.box_half])
+        d_w = np.linalg.norm(np.maximum(qw, 0.0), axis=-1) + np.minimum(qw.max(axis=-1), 0.0)
+        return np.maximum(d_b, -d_w)
+
+    def _march(self, origins: np.ndarray, dirs: np.ndarray, t0: np.ndarray, t1: np.ndarray) -> np.ndarray:
+        """Sphere tracing of :meth:`_cup_distance` from ``t0`` to ``t1`` [M]; inf where nothing is hit."""
+        t = np.where(np.isfinite(t0), t0, 0.0)
+        alive = np.isfinite(t0)
+        hit = np.full(len(t), np.inf)
+        for _ in range(256):
+            if not alive.any():
+                break
+            idx = np.nonzero(alive)[0]
+            d = self._cup_distance(origins[idx] + t[idx, None] * dirs[idx])
+            done = d < 1e-6
+            hit[idx[done]] = t[idx[done]]
+            t[idx] += np.maximum(d, 1e-6)
+            alive[idx[done]] = False
+            alive &= t <= t1 + 1e-6
+        return hit
 
     def ground_height(self) -> float:
         """Height (world z) of the ground disc: the box's bottom face, where the object stands."""
@@ -161,29 +197,29 @@ class SyntheticScene:
         Exact outside the object; inside it is the usual union bound ``min(sdf_box, sdf_sphere)``.
         """
         d_s = np.linalg.norm(points - np.asarray(self.sphere_center), axis=-1) - self.sphere_radius
-        q = np.abs(points - np.asarray(self.box_center)) - self.box_half
-        d_b = np.linalg.norm(np.maximum(q, 0.0), axis=-1) + np.minimum(q.max(axis=-1), 0.0)
-        return np.minimum(d_s, d_b)
+        return np.minimum(d_s, self._cup_distance(points))
 
     def sample_surface(self, n: int, seed: int = 0) -> np.ndarray:
         """``[n, 3]`` points uniformly distributed (by area) on the true surface of the object."""
         rng = np.random.default_rng(seed)
-        a_s = 4 * math.pi * self.sphere_radius**2
-        a_b = 6 * (2 * self.box_half) ** 2
+        c = np.asarray(self.box_center, dtype=np.float64)
+        parts = [(None, self.sphere_radius), (c, np.full(3, self.box_half))]  # (box centre, half extents)
+        if self.box_wall > 0:  # the well's faces (those inside the box are surface)
+            inner = self.box_half - self.box_wall
+            parts.append((c + [0.0, 0.0, self.box_wall], np.array([inner, inner, self.box_half])))
+        areas = np.array([4 * math.pi * self.sphere_radius**2] + [_box_area(h) for _, h in parts[1:]])
         out: list[np.ndarray] = []
         count = 0
         while count < n:
             m = 2 * n + 64
-            on_sphere = rng.random(m) < a_s / (a_s + a_b)
+            which = rng.choice(len(parts), size=m, p=areas / areas.sum())
             v = rng.normal(size=(m, 3))
-            sph = np.asarray(self.sphere_center) + self.sphere_radius * v / np.linalg.norm(
+            pts = np.asarray(self.sphere_center) + self.sphere_radius * v / np.linalg.norm(
                 v, axis=1, keepdims=True
             )
-            face = rng.integers(0, 6, m)
-            box = rng.uniform(-1, 1, (m, 3))
-            box[np.arange(m), face // 2] = np.where(face % 2 == 0, -1.0, 1.0)
-            box = np.asarray(self.box_center) + self.box_half * box
-            pts = np.where(on_sphere[:, None], sph, box)
+            for k, (centre, half) in enumerate(parts[1:], start=1):
+                sel = which == k
+                pts[sel] = _box_surface_points(rng, int(sel.sum()), centre, half)
             keep = np.abs(self.signed_distance(pts)) < 1e-9  # drop parts buried in the other shape
             out.append(pts[keep])
             count += int(keep.sum())
@@ -306,6 +342,22 @@ class SyntheticScene:
         rgb = np.where(alpha > 0, rgba[..., :3] / np.maximum(alpha, 1e-12), 0.0)
         mask = coverage.reshape(h, s, w, s).mean(axis=(1, 3)).astype(np.float32)
         return np.concatenate([rgb, alpha], axis=-1).astype(np.float32), mask
+
+
+def _box_area(half: np.ndarray) -> float:
+    """Surface area of a box of half extents ``half`` [3]."""
+    x, y, z = 2 * np.asarray(half, dtype=np.float64)
+    return float(2 * (x * y + y * z + z * x))
+
+
+def _box_surface_points(rng: np.random.Generator, m: int, centre: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """``[m, 3]`` points uniform by area on the surface of a box (faces chosen by their area)."""
+    half = np.asarray(half, dtype=np.float64)
+    face_area = np.array([half[1] * half[2], half[0] * half[2], half[0] * half[1]]).repeat(2)  # -x,+x,-y,...
+    face = rng.choice(6, size=m, p=face_area / face_area.sum())
+    u = rng.uniform(-1, 1, (m, 3))
+    u[np.arange(m), face // 2] = np.where(face % 2 == 0, -1.0, 1.0)
+    return centre + half * u
 
 
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:

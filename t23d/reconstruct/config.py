@@ -39,6 +39,24 @@ def _photo_field() -> FieldConfig:
 
 
 @dataclass
+class WarmStartConfig:
+    """A density warm start for SDF geometry (:mod:`t23d.reconstruct.warm_start`): train a density
+    field first, fuse its depth into a TSDF and fit the SDF to it, so that NeuS training starts from
+    the photographed shape (concavities carved) rather than a sphere. Unused by density runs."""
+
+    steps: int = 0
+    """Density steps before SDF training; 0 starts the SDF from a sphere."""
+    views: int = 24
+    """Training cameras (evenly spread) whose depth is fused."""
+    view_size: int = 96
+    """Longer side (pixels) of those depth renders."""
+    resolution: int = 128
+    """TSDF lattice cells along the field's box."""
+    fit_steps: int = 200
+    """Regression steps fitting the SDF to the fused shape (4,096 points each)."""
+
+
+@dataclass
 class ReconstructConfig:
     """Everything a ``t23d reconstruct`` run needs; written resolved to ``config.yaml``."""
 
@@ -69,6 +87,8 @@ class ReconstructConfig:
     fog and floaters of density fields)."""
     sdf_training: SDFTrainingConfig = _field(default_factory=SDFTrainingConfig)
     """Eikonal and curvature losses (SDF geometry only)."""
+    warm_start: WarmStartConfig = _field(default_factory=WarmStartConfig)
+    """Density warm start of SDF geometry (off by default)."""
     appearance: AppearanceConfig = _field(default_factory=AppearanceConfig)
     """Shading model (albedo lit by a learnt environment) and per-photo appearance codes."""
     pose_refinement: PoseRefinementConfig = _field(default_factory=PoseRefinementConfig)
@@ -211,6 +231,11 @@ def validate_reconstruct_config(cfg: ReconstructConfig) -> None:
         Rule("few_view.max_views", is_int(0), "an integer >= 0"),
         Rule("pose_refinement.lr", is_number(0), "a number >= 0"),
         Rule("pose_refinement.start_step", is_int(0), "an integer >= 0 (a step)"),
+        Rule("warm_start.steps", is_int(0), "an integer >= 0 (0: no warm start)", "--warm-start"),
+        Rule("warm_start.views", is_int(1), "an integer >= 1"),
+        Rule("warm_start.view_size", is_int(8), "an integer >= 8 (pixels)"),
+        Rule("warm_start.resolution", is_int(16), "an integer >= 16"),
+        Rule("warm_start.fit_steps", is_int(1), "an integer >= 1"),
     ]
     validate_training_config(cfg, rules)
     if (

@@ -30,6 +30,7 @@ from t23d.reconstruct.train import (
     photo_appearance,
     train_photometric,
 )
+from t23d.reconstruct.warm_start import WARM_START_DIR
 from t23d.render.cameras import Cameras
 from t23d.run.lifecycle import (
     create_locked_run,
@@ -154,6 +155,11 @@ def _saved_sfm_model(run_dir: Path) -> Path | None:
     return model_dir
 
 
+def _warm_starts(cfg: ReconstructConfig) -> bool:
+    """Whether ``cfg``'s SDF field starts from a density warm start (:mod:`t23d.reconstruct.warm_start`)."""
+    return cfg.field.geometry == "sdf" and cfg.warm_start.steps > 0
+
+
 def load_reconstruct_config(run_dir: Path) -> ReconstructConfig:
     """The resolved config saved in a reconstruct run directory."""
     return read_run_config(run_dir, "reconstruct", ReconstructConfig)
@@ -262,8 +268,9 @@ def _run_reconstruct(
 
     if resume is not None:
         run_dir, _, cfg = open_resumed_run(
-            held, resume, "reconstruct", cfg, load_reconstruct_config, validate_reconstruct_config
-        )
+            held, resume, "reconstruct", cfg, load_reconstruct_config, validate_reconstruct_config,
+            first_stage=WARM_START_DIR,
+        )  # fmt: skip
     else:
         if not cfg.input:
             raise T23dError("no input given; pass photos or a camera file, e.g. t23d reconstruct photos/")
@@ -316,8 +323,12 @@ def _run_reconstruct(
             timings={"load_s": t_load},
         )
     else:
-        state.load(run_dir / "checkpoints")
+        from t23d.run.checkpoint import has_checkpoint
+
+        if has_checkpoint(run_dir / "checkpoints") or not _warm_starts(cfg):
+            state.load(run_dir / "checkpoints")
         record_resumed_run(run_dir, cfg, state.step)
+    warm_start = _warm_starts(cfg) and state.step == 0
     timings = dict(read_run(run_dir).get("timings", {}))
     with recorded_run(run_dir, state):
         if resume is not None:
@@ -332,12 +343,17 @@ def _run_reconstruct(
             state.field.implementation,
         )
         data = _train_images(dataset, bg_color, device, cfg.field.bound)
-        timed_training(
-            run_dir,
-            state,
-            timings,
-            lambda: train_photometric(cfg, state, data, run_dir, callback, should_stop),
-        )
+
+        def train() -> None:
+            if warm_start:
+                from t23d.reconstruct.warm_start import run_warm_start
+
+                train_cams = _camera_tuples(cameras_of(read_scene(run_dir), list(dataset.train_indices)))
+                report = run_warm_start(cfg, state, data, run_dir, train_cams, callback, should_stop)
+                update_run(run_dir, warm_start=report)
+            train_photometric(cfg, state, data, run_dir, callback, should_stop)
+
+        timed_training(run_dir, state, timings, train)
         t0 = time.perf_counter()
         metrics = evaluate_views(cfg, state, dataset, bg_color)
         metrics["steps"] = state.step

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from t23d.common.atomic import remove_stale_temp_files
 from t23d.common.errors import T23dError
 from t23d.common.interrupts import StopSignal, raise_if_stop_requested
-from t23d.run.checkpoint import check_resumable, latest_step
+from t23d.run.checkpoint import check_resumable, has_checkpoint, latest_step
 from t23d.run.lock import RunLock
 from t23d.run.rundir import (
     attach_log_file,
@@ -66,18 +66,28 @@ def open_resumed_run(
     cfg: C,
     load_config: Callable[[Path], C],
     validate: Callable[[C], Any],
+    first_stage: str | None = None,
 ) -> tuple[Path, dict[str, Any], C]:
     """The start of ``--resume``, before anything is loaded: ``resume`` must be a ``kind`` run; its lock is
     taken for as long as ``held`` is open; its saved config (``load_config``) gets ``cfg.steps`` when that
     is larger (0 keeps the saved count) and is validated; its latest checkpoint must be readable and the
-    folder writable. Returns ``(run_dir, run.json's record, the config to resume with)``."""
+    folder writable. ``first_stage``: a subfolder holding a stage that runs before the main training
+    (e.g. reconstruct's warm start); a run stopped during it resumes from that stage's checkpoint.
+    Returns ``(run_dir, run.json's record, the config to resume with)``."""
     run_dir = Path(resume)
     info = read_run(run_dir, kind)
     held.enter_context(locked_run(run_dir, "resume"))
     saved = load_config(run_dir)
     cfg = dataclasses.replace(saved, steps=max(cfg.steps, saved.steps) if cfg.steps else saved.steps)  # type: ignore[attr-defined,type-var]
     validate(cfg)
-    check_resumable(run_dir / "checkpoints", run_dir)
+    ckpts = run_dir / "checkpoints"
+    if (
+        first_stage is not None
+        and not has_checkpoint(ckpts)
+        and has_checkpoint(run_dir / first_stage / "checkpoints")
+    ):
+        ckpts = run_dir / first_stage / "checkpoints"
+    check_resumable(ckpts, run_dir)
     check_writable(run_dir, "--resume")
     return run_dir, info, cfg
 

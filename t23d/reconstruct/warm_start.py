@@ -1,0 +1,249 @@
+"""A density warm start for signed-distance fields: the shape comes from a cheap density field first.
+
+NeuS-style training from a sphere finds the surface by moving it where the photos disagree with it. It
+cannot carve what it never sees: once the surface is opaque, the space behind it is not rendered, so
+its colour is never trained and nothing pulls the surface in. A bowl keeps a lid at its rim (issue 8,
+benchmarks/RESULTS.md). A density field has no such trap: its samples are semi-transparent early on,
+so every point along a ray learns, and it carves the bowl in a few hundred steps.
+
+So, with ``SDFConfig.warm_start_steps > 0``, a photo run first trains a density field (same hash grid,
+same data) for that many steps, renders its depth from a subset of the training cameras, fuses them
+into a TSDF (:func:`t23d.extract.fusion.fuse_tsdf`: every pixel that sees background carves the space
+in front of it), turns the TSDF into a signed distance on its lattice (enclosed space is inside; a
+Euclidean distance transform gives the distance), and fits the SDF field's geometry to it by
+regression. NeuS training then starts from that shape instead of a sphere.
+
+The density field trains as a run of its own in ``<run>/warm_start/`` (checkpoints, progress, Ctrl-C),
+so an interrupted warm start resumes; the fitted SDF field is saved as the main run's step-0
+checkpoint. A density field that shows no surface yet (too few steps) leaves the SDF at its sphere,
+with a warning and ``fallback`` in the run's ``warm_start`` record.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from t23d.field.nerf import NeRFField
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SignedDistanceGrid:
+    """A signed distance sampled on a lattice over a box (world units, negative inside)."""
+
+    values: np.ndarray
+    """[Nx, Ny, Nz] float32 signed distance."""
+    origin: np.ndarray
+    """[3] world position of ``values[0, 0, 0]``."""
+    spacing: np.ndarray
+    """[3] lattice spacing."""
+
+    def __call__(self, points: Tensor) -> Tensor:
+        """Trilinear interpolation at world ``points`` [N, 3] (clamped to the lattice) -> [N] on their device."""
+        v = torch.as_tensor(self.values, device=points.device)
+        o = torch.as_tensor(self.origin, dtype=points.dtype, device=points.device)
+        h = torch.as_tensor(self.spacing, dtype=points.dtype, device=points.device)
+        size = torch.tensor(v.shape, device=points.device)
+        u = ((points - o) / h).clamp(min=0)
+        u = torch.minimum(u, (size - 1).to(u))
+        i0 = u.floor().long().clamp(max=(size - 2).clamp(min=0))
+        f = u - i0.to(u)
+        out = torch.zeros(len(points), dtype=v.dtype, device=points.device)
+        for dx in (0, 1):
+            for dy in (0, 1):
+                for dz in (0, 1):
+                    w = (
+                        (f[:, 0] if dx else 1 - f[:, 0])
+                        * (f[:, 1] if dy else 1 - f[:, 1])
+                        * (f[:, 2] if dz else 1 - f[:, 2])
+                    )
+                    out = out + w * v[i0[:, 0] + dx, i0[:, 1] + dy, i0[:, 2] + dz]
+        return out
+
+
+def signed_distance_from_tsdf(
+    values: np.ndarray, origin: np.ndarray, spacing: np.ndarray
+) -> SignedDistanceGrid:
+    """The signed distance of the solid a fused TSDF describes.
+
+    ``values`` [Nx, Ny, Nz] is a TSDF (negative inside, ``+trunc`` where unobserved). Inside is where it
+    is negative, plus every region that the outside cannot reach (the interior no view sees into stays
+    at ``+trunc`` in a TSDF, but is enclosed by the observed shell). The distance to the other side
+    comes from Euclidean distance transforms (half a cell is taken off: the surface lies between two
+    lattice points of opposite sign)."""
+    from scipy import ndimage
+
+    inside = ndimage.binary_fill_holes(values < 0)
+    h = np.asarray(spacing, dtype=np.float64)
+    if inside.all() or not inside.any():
+        raise ValueError("the fused TSDF has no surface: the warm-start field is empty or fills the box")
+    d_out = ndimage.distance_transform_edt(~inside, sampling=h)  # outside points: distance to inside
+    d_in = ndimage.distance_transform_edt(inside, sampling=h)  # inside points: distance to outside
+    half = 0.5 * float(h.min())
+    sdf = np.where(inside, -(d_in - half), d_out - half).astype(np.float32)
+    return SignedDistanceGrid(sdf, np.asarray(origin, dtype=np.float64), h)
+
+
+def fit_sdf_to_grid(
+    field_: NeRFField,
+    target: SignedDistanceGrid,
+    steps: int,
+    generator: torch.Generator,
+    num_points: int = 4096,
+    band: float = 0.1,
+    lr: float = 1e-2,
+) -> float:
+    """Regress ``field_``'s signed distance onto ``target`` (in place; geometry parameters only).
+
+    Each step draws ``num_points`` points, half uniformly in the field's box and half within ``band``
+    of the target's zero level set (lattice points near it, jittered by a cell), and minimises the L1
+    error there, truncated at ``4 * band`` far from the surface so the box's corners do not dominate.
+    Returns the final mean error near the surface (world units)."""
+    device = next(field_.parameters()).device
+    b = field_.cfg.bound
+    near = np.argwhere(np.abs(target.values) < band)
+    if len(near) == 0:
+        raise ValueError("the target signed distance has no surface inside the box")
+    near_pts = torch.as_tensor(target.origin + near * target.spacing, dtype=torch.float32)
+    cell = torch.as_tensor(target.spacing, dtype=torch.float32)
+    params = [
+        p for n, p in field_.named_parameters() if not n.startswith("color_mlp") and "log_inv_s" not in n
+    ]
+    opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99), eps=1e-15, fused=True)
+    cap = 4.0 * band
+    err = float("nan")
+    for _ in range(steps):
+        k = num_points // 2
+        u = (torch.rand(k, 3, generator=generator) * 2 - 1) * b
+        pick = torch.randint(len(near_pts), (num_points - k,), generator=generator)
+        jitter = (torch.rand(num_points - k, 3, generator=generator) - 0.5) * cell
+        pts = torch.cat([u, (near_pts[pick] + jitter).clamp(-b, b)]).to(device)
+        with torch.no_grad():
+            tgt = target(pts).clamp(-cap, cap)
+        pred = field_.sdf(pts).clamp(-cap, cap)  # type: ignore[union-attr]
+        diff = (pred - tgt).abs()
+        loss = diff.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        err = float(diff[k:].mean().detach())
+    return err
+
+
+def warm_start_cameras(cameras: list, max_views: int, max_size: int) -> list:
+    """At most ``max_views`` of ``cameras`` (evenly spread over the list), each scaled down to at most
+    ``max_size`` pixels on its longer side: depth for the warm-start TSDF needs coverage, not detail."""
+    if not cameras:
+        return []
+    idx = np.unique(np.linspace(0, len(cameras) - 1, min(max_views, len(cameras))).round().astype(int))
+    out = []
+    for i in idx:
+        c2w, k, h, w = cameras[i]
+        s = min(1.0, max_size / max(h, w))
+        hh, ww = max(1, int(round(h * s))), max(1, int(round(w * s)))
+        kk = np.asarray(k, dtype=np.float64) * np.array([ww / w, hh / h, ww / w, hh / h])
+        out.append((c2w, kk, hh, ww))
+    return out
+
+
+def sdf_from_density_field(
+    density_field: NeRFField,
+    render_depth_fn,
+    sdf_field: NeRFField,
+    cameras: list,
+    fit_steps: int,
+    generator: torch.Generator,
+    resolution: int = 128,
+    backend: str = "auto",
+) -> dict[str, float]:
+    """Fuse ``density_field``'s depth at ``cameras`` into a TSDF, convert it to a signed distance and
+    fit ``sdf_field``'s geometry to it. Returns timings (s) and the fit's final error near the surface."""
+    from t23d.extract.fusion import fuse_tsdf
+
+    t0 = time.perf_counter()
+    aabb = density_field.aabb().numpy()
+    fused = fuse_tsdf(render_depth_fn, cameras, aabb, resolution, backend=backend)
+    t_fuse = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    grid = signed_distance_from_tsdf(fused.values, fused.origin, fused.spacing)
+    band = max(0.05, 4.0 * float(np.max(fused.spacing)))
+    err = fit_sdf_to_grid(sdf_field, grid, fit_steps, generator, band=band)
+    t_fit = time.perf_counter() - t0
+    log.info("warm start: TSDF of %d views in %.1f s, SDF fitted in %.1f s (mean error %.4f near the surface)",
+             len(cameras), t_fuse, t_fit, err)  # fmt: skip
+    return {"tsdf_s": t_fuse, "fit_s": t_fit, "fit_error": err}
+
+
+WARM_START_DIR = "warm_start"
+"""Folder of a run directory holding the warm-start density run (its checkpoints and progress)."""
+
+
+def density_warm_start_config(cfg):
+    """The density run of ``cfg``'s warm start: the same run with density geometry, ``warm_start.steps``
+    steps, learning rates decaying over the second half, no export."""
+    import dataclasses
+
+    steps = cfg.warm_start.steps
+    return dataclasses.replace(
+        cfg,
+        field=dataclasses.replace(cfg.field, geometry="density"),
+        steps=steps,
+        lr_decay_start=steps // 2,
+        checkpoint_every=max(1, min(cfg.checkpoint_every, steps)),
+        export_at_end=False,
+    )
+
+
+def run_warm_start(cfg, state, data, run_dir, camera_tuples, callback=None, should_stop=None) -> dict:
+    """Train the warm-start density field of ``cfg`` (resuming ``<run_dir>/warm_start`` when it has a
+    checkpoint), then fit ``state``'s SDF field to the shape its depth renders describe, and save
+    ``state`` as the main run's first checkpoint. ``camera_tuples``: the training cameras as
+    ``(c2w, intrinsics, H, W)``. Returns a report for ``run.json`` (steps, timings, fit error)."""
+    from t23d.reconstruct.train import build_reconstruct_state, train_photometric
+    from t23d.render.field_fns import render_depth_fn_of
+
+    t0 = time.perf_counter()
+    wcfg = density_warm_start_config(cfg)
+    device = next(state.field.parameters()).device
+    num_images = len(data.cameras.c2w)
+    wstate = build_reconstruct_state(
+        wcfg, cfg.background, device, num_images, [int(i) for i in data.train_indices.tolist()]
+    )
+    wdir = run_dir / WARM_START_DIR
+    (wdir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    if any((wdir / "checkpoints").iterdir()):
+        wstate.load(wdir / "checkpoints")
+        log.info("warm start resumed from step %d", wstate.step)
+    log.info("warm start: %d density steps before SDF training", wcfg.steps)
+    train_photometric(wcfg, wstate, data, wdir, callback, should_stop)
+    t_train = time.perf_counter() - t0
+    wstate.field.eval()
+    cams = warm_start_cameras(camera_tuples, cfg.warm_start.views, cfg.warm_start.view_size)
+    depth_fn = render_depth_fn_of(wstate.field, wcfg.render, wstate.occupancy)
+    fit_gen = torch.Generator().manual_seed(cfg.seed + 2)
+    try:
+        report: dict = sdf_from_density_field(
+            wstate.field,
+            depth_fn,
+            state.field,
+            cams,
+            cfg.warm_start.fit_steps,
+            fit_gen,
+            resolution=cfg.warm_start.resolution,
+            backend=cfg.export.tsdf_backend,
+        )
+    except ValueError as e:  # the density field shows no surface yet (too few steps): keep the sphere
+        log.warning("warm start gave no shape (%s); the SDF starts from its sphere", e)
+        report = {"fallback": str(e)}
+    if "poses" in wstate.extras and "poses" in state.extras:  # learnt pose corrections carry over
+        state.extras["poses"].load_state_dict(wstate.extras["poses"].state_dict())
+    state.save(run_dir / "checkpoints", cfg.keep_checkpoints)
+    rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in report.items()}
+    return {"steps": wcfg.steps, "train_s": round(t_train, 2), **rounded}

@@ -1,0 +1,156 @@
+"""The density warm start of SDF runs: TSDF -> signed distance, the SDF fit, and the run around them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from t23d.cli.common import schedules_for_steps
+from t23d.data.synthetic import SyntheticScene
+from t23d.data.synthetic_writers import write_blender
+from t23d.field.hashgrid import HashGridConfig
+from t23d.field.nerf import FieldConfig, NeRFField, SDFConfig
+from t23d.reconstruct.config import WarmStartConfig, reconstruct_preset
+from t23d.reconstruct.fewview import FewViewConfig
+from t23d.reconstruct.run import load_reconstruct_state, run_reconstruct
+from t23d.reconstruct.warm_start import (
+    SignedDistanceGrid,
+    fit_sdf_to_grid,
+    signed_distance_from_tsdf,
+    warm_start_cameras,
+)
+from t23d.run.state import TrainingInterrupted
+
+N = 65
+H = 2.0 / (N - 1)
+ORIGIN = np.full(3, -1.0)
+
+
+def lattice() -> np.ndarray:
+    """[N, N, N, 3] lattice points of the cube [-1, 1]^3."""
+    ax = np.linspace(-1.0, 1.0, N)
+    return np.stack(np.meshgrid(ax, ax, ax, indexing="ij"), -1)
+
+
+def as_fused(sdf: np.ndarray, trunc: float) -> np.ndarray:
+    """A TSDF as fusion leaves it: truncated, and the interior deeper than ``trunc`` never observed
+    (``+trunc``, as if outside)."""
+    tsdf = np.clip(sdf, -trunc, trunc)
+    return np.where(sdf < -trunc, trunc, tsdf).astype(np.float32)
+
+
+def test_signed_distance_fills_the_interior_no_view_sees():
+    p = lattice()
+    true = np.linalg.norm(p, axis=-1) - 0.6
+    grid = signed_distance_from_tsdf(as_fused(true, 4 * H), ORIGIN, np.full(3, H))
+    assert grid.values[N // 2, N // 2, N // 2] < -0.5  # the centre is deep inside, not "unobserved"
+    err = np.abs(grid.values - true)
+    assert err.max() < 1.5 * H, err.max()  # the distance transform is exact to about a cell
+
+
+def test_signed_distance_keeps_an_open_concavity_outside():
+    """A cup (a box with a hollow open at the top): the hollow is reachable from outside, so it stays
+    outside; this is the shape the warm start exists for."""
+    p = lattice()
+    outer = np.abs(p - [0, 0, -0.1]).max(-1) - 0.5
+    hollow = np.abs(p - [0, 0, 0.3]).max(-1) - 0.4  # reaches above the rim: open at the top
+    cup = np.maximum(outer, -hollow)
+    grid = signed_distance_from_tsdf(as_fused(cup, 4 * H), ORIGIN, np.full(3, H))
+    centre_of_hollow = grid(torch.tensor([[0.0, 0.0, 0.1]]))
+    assert float(centre_of_hollow) > 0.2  # 0.3 from the nearest wall
+    assert float(grid(torch.tensor([[0.0, 0.0, -0.5]]))) < 0  # the cup's floor is solid
+
+
+def test_signed_distance_refuses_an_empty_field():
+    with pytest.raises(ValueError, match="no surface"):
+        signed_distance_from_tsdf(np.full((8, 8, 8), 0.1, np.float32), ORIGIN, np.full(3, 2 / 7))
+
+
+def test_grid_interpolation_is_trilinear():
+    p = lattice()
+    lin = (p @ np.array([0.3, -0.2, 0.5])).astype(np.float32)
+    grid = SignedDistanceGrid(lin, ORIGIN, np.full(3, H))
+    x = torch.rand(100, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    expected = x.double() @ torch.tensor([0.3, -0.2, 0.5], dtype=torch.float64)
+    assert torch.allclose(grid(x).double(), expected, atol=1e-5)
+
+
+def test_sdf_field_fits_a_shape_unlike_its_init_sphere():
+    cfg = FieldConfig(
+        grid=HashGridConfig(n_levels=8, log2_hashmap_size=14, max_resolution=64, implementation="torch"),
+        geometry="sdf",
+        sdf=SDFConfig(init_radius=0.5),
+        hidden_dim=32,
+    )
+    field_ = NeRFField(cfg, generator=torch.Generator().manual_seed(0))
+    p = lattice()
+    box = np.abs(p - [0.1, 0, -0.1]).max(-1) - 0.35  # a cube, off-centre, smaller than the init sphere
+    target = signed_distance_from_tsdf(as_fused(box, 4 * H), ORIGIN, np.full(3, H))
+    gen = torch.Generator().manual_seed(1)
+    err = fit_sdf_to_grid(field_, target, steps=200, generator=gen, num_points=2048, band=0.1)
+    assert err < 0.01, err
+    x = torch.tensor([[0.1, 0.0, -0.1], [0.1, 0.0, 0.3], [0.7, 0.0, -0.1]])  # centre, above, beside
+    with torch.no_grad():
+        s = field_.sdf(x)
+    assert float(s[0]) < -0.25 and float(s[1]) > 0.02 and float(s[2]) > 0.2, s
+
+
+def test_warm_start_cameras_are_spread_and_scaled():
+    k = np.array([100.0, 100.0, 64.0, 32.0])
+    cams = [(np.eye(4) * (i + 1), k, 64, 128) for i in range(10)]
+    out = warm_start_cameras(cams, max_views=4, max_size=32)
+    assert len(out) == 4 and out[0][0][0, 0] == 1 and out[-1][0][0, 0] == 10
+    assert (out[0][2], out[0][3]) == (16, 32)
+    assert np.allclose(out[0][1], [25.0, 25.0, 16.0, 8.0])  # fx, fy, cx, cy scale with the size
+
+
+def _config(data, steps, warm_steps, **changes):
+    cfg = schedules_for_steps(reconstruct_preset("fast", "sdf"), steps)
+    cfg = dataclasses.replace(cfg, input=str(data), steps=steps, device="cpu", **changes)
+    ws = WarmStartConfig(steps=warm_steps, views=6, view_size=32, resolution=32, fit_steps=20)
+    return dataclasses.replace(cfg, warm_start=ws, few_view=FewViewConfig(mode="off"))
+
+
+class StopAfter:
+    """A ``should_stop`` that asks to stop after ``n`` polls."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.calls = n, 0
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        return self.calls > self.n
+
+
+def test_warm_start_run_records_itself_and_resumes_bit_exactly_after_an_interrupt(tmp_path):
+    data = tmp_path / "data"
+    write_blender(SyntheticScene(), data, n_train=8, n_test=1, resolution=32)
+    full = run_reconstruct(_config(data, 3, 20, export_at_end=False), tmp_path / "a")
+    info = json.loads((full / "run.json").read_text())
+    assert info["status"] == "completed" and info["warm_start"]["steps"] == 20
+    assert "fallback" not in info["warm_start"] and info["warm_start"]["fit_error"] < 0.05
+    assert (full / "warm_start" / "checkpoints").is_dir()
+    # interrupted inside the warm start: its checkpoint is kept and the resume continues from it
+    with pytest.raises(TrainingInterrupted):
+        run_reconstruct(_config(data, 3, 20, export_at_end=False), tmp_path / "b", should_stop=StopAfter(7))
+    part = next((tmp_path / "b").iterdir())
+    assert not (part / "checkpoints").exists() or not any((part / "checkpoints").iterdir())
+    assert json.loads((part / "run.json").read_text())["status"] == "interrupted"
+    run_reconstruct(_config(data, 3, 20, export_at_end=False), resume=part)
+    _, s1 = load_reconstruct_state(full, torch.device("cpu"))
+    _, s2 = load_reconstruct_state(part, torch.device("cpu"))
+    assert s1.step == s2.step == 3
+    for (k, a), (_, b) in zip(s1.field.state_dict().items(), s2.field.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_a_warm_start_that_shows_no_surface_leaves_the_sphere_and_says_so(tmp_path):
+    data = tmp_path / "data"
+    write_blender(SyntheticScene(), data, n_train=4, n_test=1, resolution=32)
+    run = run_reconstruct(_config(data, 2, 1, export_at_end=False), tmp_path / "a")
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "completed" and "no surface" in info["warm_start"]["fallback"]
