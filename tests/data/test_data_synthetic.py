@@ -48,3 +48,19 @@ def test_supersampling_smooths_edges() -> None:
     c2w = orbit_poses(2)[0]
     a = scene.render(c2w, Camera(24, 24, 29.0, 29.0, 12.0, 12.0), supersample=3)[..., 3]
     assert ((a > 0) & (a < 1)).any()
+
+
+def test_an_open_topped_box_is_a_cup_seen_into_from_above() -> None:
+    """``box_wall``: the box's well is open at the top; rays from above reach its floor, rays from the
+    side hit the outer wall, and surface samples cover the well's inside too."""
+    scene = SyntheticScene(box_center=(0.0, 0.0, -0.2), box_wall=0.12, sphere_center=(5.0, 0.0, 0.0))
+    floor = -0.2 - 0.45 + 0.12
+    origins = np.array([[0.0, 0.0, 2.0], [0.44, 0.0, 2.0], [2.0, 0.0, -0.2]])
+    dirs = np.array([[0.0, 0.0, -1.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
+    t = scene.intersect(origins, dirs)
+    assert np.allclose(t, [2.0 - floor, 2.0 - 0.25, 2.0 - 0.45], atol=1e-4)  # well floor, rim, outer wall
+    pts = scene.sample_surface(20000, seed=0)
+    assert np.abs(scene.signed_distance(pts)).max() < 1e-6
+    on_floor = (np.abs(pts[:, 2] - floor) < 1e-6) & (np.abs(pts[:, :2]).max(-1) < 0.33)
+    assert 0.03 < on_floor.mean() < 0.07  # its share of the area: 0.44 of ~8.9 (the far sphere included)
+    assert (scene.signed_distance(np.array([[0.0, 0.0, -0.3]])) > 0).all()  # inside the well is outside
