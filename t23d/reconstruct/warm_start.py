@@ -69,18 +69,24 @@ class SignedDistanceGrid:
 
 
 def signed_distance_from_tsdf(
-    values: np.ndarray, origin: np.ndarray, spacing: np.ndarray
+    values: np.ndarray, origin: np.ndarray, spacing: np.ndarray, weights: np.ndarray | None = None
 ) -> SignedDistanceGrid:
     """The signed distance of the solid a fused TSDF describes.
 
-    ``values`` [Nx, Ny, Nz] is a TSDF (negative inside, ``+trunc`` where unobserved). Inside is where it
-    is negative, plus every region that the outside cannot reach (the interior no view sees into stays
-    at ``+trunc`` in a TSDF, but is enclosed by the observed shell). The distance to the other side
-    comes from Euclidean distance transforms (half a cell is taken off: the surface lies between two
-    lattice points of opposite sign)."""
+    ``values`` [Nx, Ny, Nz] is a TSDF (negative inside, ``+trunc`` where unobserved); ``weights`` its
+    observation counts. Inside is where it is negative, every lattice point no view observed (space
+    carving: what no photo shows empty stays solid; in a TSDF the interior behind the surface is never
+    observed, and where no view sees the shell itself, e.g. an object's underside, that interior is
+    open to the outside), and every region the outside cannot reach. Without ``weights`` only the
+    enclosed regions are filled. The distance to the other side comes from Euclidean distance
+    transforms (half a cell is taken off: the surface lies between two lattice points of opposite
+    sign)."""
     from scipy import ndimage
 
-    inside = ndimage.binary_fill_holes(values < 0)
+    solid = values < 0
+    if weights is not None:
+        solid = solid | (weights <= 0)
+    inside = ndimage.binary_fill_holes(solid)
     h = np.asarray(spacing, dtype=np.float64)
     if inside.all() or not inside.any():
         raise ValueError("the fused TSDF has no surface: the warm-start field is empty or fills the box")
@@ -172,7 +178,7 @@ def sdf_from_density_field(
     fused = fuse_tsdf(render_depth_fn, cameras, aabb, resolution, backend=backend)
     t_fuse = time.perf_counter() - t0
     t0 = time.perf_counter()
-    grid = signed_distance_from_tsdf(fused.values, fused.origin, fused.spacing)
+    grid = signed_distance_from_tsdf(fused.values, fused.origin, fused.spacing, fused.weights)
     band = max(0.05, 4.0 * float(np.max(fused.spacing)))
     err = fit_sdf_to_grid(sdf_field, grid, fit_steps, generator, band=band)
     t_fit = time.perf_counter() - t0

@@ -52,6 +52,23 @@ def test_signed_distance_fills_the_interior_no_view_sees():
     assert err.max() < 1.5 * H, err.max()  # the distance transform is exact to about a cell
 
 
+def test_signed_distance_keeps_what_no_view_observed_solid():
+    """An object's underside that no camera sees: the shell has a gap there, so the unobserved interior
+    is open to the outside; what no view showed empty stays inside (space carving), not a hollow shell
+    whose inner wall the SDF would keep as a hidden surface."""
+    p = lattice()
+    true = np.linalg.norm(p, axis=-1) - 0.6
+    tsdf = as_fused(true, 4 * H)
+    weights = np.where(true < -4 * H, 0.0, 1.0)  # the interior is never observed
+    gap = (p[..., 2] < -0.45) & (true > -4 * H) & (true <= 0)  # the shell's bottom cap: never observed
+    tsdf[gap], weights[gap] = 4 * H, 0.0
+    carved = signed_distance_from_tsdf(tsdf, ORIGIN, np.full(3, H), weights)
+    assert carved.values[N // 2, N // 2, N // 2] < -0.5
+    assert np.abs(carved.values - true)[np.abs(p[..., 2]) < 0.3].max() < 1.5 * H
+    hollow = signed_distance_from_tsdf(tsdf, ORIGIN, np.full(3, H))  # without weights: the leak stays
+    assert hollow.values[N // 2, N // 2, N // 2] > 0
+
+
 def test_signed_distance_keeps_an_open_concavity_outside():
     """A cup (a box with a hollow open at the top): the hollow is reachable from outside, so it stays
     outside; this is the shape the warm start exists for."""
