@@ -296,6 +296,7 @@ def _run_reconstruct(
         cfg, cfg.background, device, dataset.num_images, list(dataset.train_indices)
     )
     if resume is None:
+        warm_start = _warm_starts(cfg)
         run_dir = create_locked_run(held, Path(out_parent), Path(cfg.input).resolve().name or "scene")
         write_json_atomic(run_dir / SCENE_JSON, scene_record(dataset))
         if dataset.sfm_model is not None:
@@ -325,10 +326,10 @@ def _run_reconstruct(
     else:
         from t23d.run.checkpoint import has_checkpoint
 
-        if has_checkpoint(run_dir / "checkpoints") or not _warm_starts(cfg):
+        warm_start = _warm_starts(cfg) and not has_checkpoint(run_dir / "checkpoints")
+        if not warm_start:  # (a warm start saves the main run's first checkpoint when it ends)
             state.load(run_dir / "checkpoints")
         record_resumed_run(run_dir, cfg, state.step)
-    warm_start = _warm_starts(cfg) and state.step == 0
     timings = dict(read_run(run_dir).get("timings", {}))
     with recorded_run(run_dir, state):
         if resume is not None:

@@ -74,18 +74,24 @@ def signed_distance_from_tsdf(
     """The signed distance of the solid a fused TSDF describes.
 
     ``values`` [Nx, Ny, Nz] is a TSDF (negative inside, ``+trunc`` where unobserved); ``weights`` its
-    observation counts. Inside is where it is negative, every lattice point no view observed (space
-    carving: what no photo shows empty stays solid; in a TSDF the interior behind the surface is never
-    observed, and where no view sees the shell itself, e.g. an object's underside, that interior is
-    open to the outside), and every region the outside cannot reach. Without ``weights`` only the
+    observation counts. Inside is where it is negative, every lattice point within the bounding box of
+    those that no view observed (space carving: what no photo shows empty stays solid; in a TSDF the
+    interior behind the surface is never observed, and where no view sees the shell itself, e.g. an
+    object's underside, that interior is open to the outside), and every region the outside cannot
+    reach. Without ``weights`` only the
     enclosed regions are filled. The distance to the other side comes from Euclidean distance
     transforms (half a cell is taken off: the surface lies between two lattice points of opposite
     sign)."""
     from scipy import ndimage
 
     solid = values < 0
-    if weights is not None:
-        solid = solid | (weights <= 0)
+    if weights is not None and solid.any():
+        # unobserved points inside the observed surface's bounding box (a point outside every camera's
+        # view is unobserved too, but is no part of the object)
+        lo, hi = np.argwhere(solid).min(0), np.argwhere(solid).max(0) + 1
+        box = np.zeros_like(solid)
+        box[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
+        solid = solid | ((weights <= 0) & box)
     inside = ndimage.binary_fill_holes(solid)
     h = np.asarray(spacing, dtype=np.float64)
     if inside.all() or not inside.any():
