@@ -60,11 +60,12 @@ def test_signed_distance_keeps_what_no_view_observed_solid():
     true = np.linalg.norm(p, axis=-1) - 0.6
     tsdf = as_fused(true, 4 * H)
     weights = np.where(true < -4 * H, 0.0, 1.0)  # the interior is never observed
-    gap = (p[..., 2] < -0.55) & (true > -4 * H) & (true <= 0)  # the bottom of the shell: never observed
+    gap = (p[..., 2] < -0.45) & (true > -4 * H) & (true <= 0)  # the bottom of the shell: never observed
     tsdf[gap], weights[gap] = 4 * H, 0.0
     carved = signed_distance_from_tsdf(tsdf, ORIGIN, np.full(3, H), weights)
-    assert carved.values[N // 2, N // 2, N // 2] < -0.5
-    assert np.abs(carved.values - true)[np.abs(p[..., 2]) < 0.3].max() < 2 * H  # the gap costs ~1.7 cells below
+    assert carved.values[N // 2, N // 2, N // 2] < -0.4  # solid (the last 0.15 below the seen shell is cut)
+    near_seen = (p[..., 2] > 0) & (np.abs(true) < 0.1)
+    assert np.abs(carved.values - true)[near_seen].max() < 1.5 * H  # exact where the shell was seen
     hollow = signed_distance_from_tsdf(tsdf, ORIGIN, np.full(3, H))  # without weights: the leak stays
     assert hollow.values[N // 2, N // 2, N // 2] > 0
 
