@@ -203,21 +203,21 @@ class SyntheticScene:
         """``[n, 3]`` points uniformly distributed (by area) on the true surface of the object."""
         rng = np.random.default_rng(seed)
         c = np.asarray(self.box_center, dtype=np.float64)
-        parts = [(None, self.sphere_radius), (c, np.full(3, self.box_half))]  # (box centre, half extents)
+        boxes = [(c, np.full(3, self.box_half))]  # (centre, half extents)
         if self.box_wall > 0:  # the well's faces (those inside the box are surface)
             inner = self.box_half - self.box_wall
-            parts.append((c + [0.0, 0.0, self.box_wall], np.array([inner, inner, self.box_half])))
-        areas = np.array([4 * math.pi * self.sphere_radius**2] + [_box_area(h) for _, h in parts[1:]])
+            boxes.append((c + [0.0, 0.0, self.box_wall], np.array([inner, inner, self.box_half])))
+        areas = np.array([4 * math.pi * self.sphere_radius**2] + [_box_area(h) for _, h in boxes])
         out: list[np.ndarray] = []
         count = 0
         while count < n:
             m = 2 * n + 64
-            which = rng.choice(len(parts), size=m, p=areas / areas.sum())
+            which = rng.choice(len(areas), size=m, p=areas / areas.sum())  # 0: the sphere, k: box k - 1
             v = rng.normal(size=(m, 3))
             pts = np.asarray(self.sphere_center) + self.sphere_radius * v / np.linalg.norm(
                 v, axis=1, keepdims=True
             )
-            for k, (centre, half) in enumerate(parts[1:], start=1):
+            for k, (centre, half) in enumerate(boxes, start=1):
                 sel = which == k
                 pts[sel] = _box_surface_points(rng, int(sel.sum()), centre, half)
             keep = np.abs(self.signed_distance(pts)) < 1e-9  # drop parts buried in the other shape

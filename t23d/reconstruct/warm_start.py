@@ -6,7 +6,7 @@ its colour is never trained and nothing pulls the surface in. A bowl keeps a lid
 benchmarks/RESULTS.md). A density field has no such trap: its samples are semi-transparent early on,
 so every point along a ray learns, and it carves the bowl in a few hundred steps.
 
-So, with ``SDFConfig.warm_start_steps > 0``, a photo run first trains a density field (same hash grid,
+So, with ``warm_start.steps > 0`` (:class:`t23d.reconstruct.config.WarmStartConfig`), a photo run first trains a density field (same hash grid,
 same data) for that many steps, renders its depth from a subset of the training cameras, fuses them
 into a TSDF (:func:`t23d.extract.fusion.fuse_tsdf`: every pixel that sees background carves the space
 in front of it), turns the TSDF into a signed distance on its lattice (enclosed space is inside; a
@@ -46,26 +46,14 @@ class SignedDistanceGrid:
     """[3] lattice spacing."""
 
     def __call__(self, points: Tensor) -> Tensor:
-        """Trilinear interpolation at world ``points`` [N, 3] (clamped to the lattice) -> [N] on their device."""
-        v = torch.as_tensor(self.values, device=points.device)
-        o = torch.as_tensor(self.origin, dtype=points.dtype, device=points.device)
-        h = torch.as_tensor(self.spacing, dtype=points.dtype, device=points.device)
-        size = torch.tensor(v.shape, device=points.device)
-        u = ((points - o) / h).clamp(min=0)
-        u = torch.minimum(u, (size - 1).to(u))
-        i0 = u.floor().long().clamp(max=(size - 2).clamp(min=0))
-        f = u - i0.to(u)
-        out = torch.zeros(len(points), dtype=v.dtype, device=points.device)
-        for dx in (0, 1):
-            for dy in (0, 1):
-                for dz in (0, 1):
-                    w = (
-                        (f[:, 0] if dx else 1 - f[:, 0])
-                        * (f[:, 1] if dy else 1 - f[:, 1])
-                        * (f[:, 2] if dz else 1 - f[:, 2])
-                    )
-                    out = out + w * v[i0[:, 0] + dx, i0[:, 1] + dy, i0[:, 2] + dz]
-        return out
+        """Trilinear interpolation at world ``points`` [N, 3] (clamped to the lattice) -> [N] float32 on
+        their device (no gradient; read as :meth:`t23d.extract.fusion.FusedTSDF.sdf_fn` reads its grid)."""
+        from scipy.ndimage import map_coordinates
+
+        p = points.detach().cpu().double().numpy()
+        idx = ((p - self.origin) / self.spacing).T  # [3, N] lattice coordinates
+        out = map_coordinates(self.values, idx, order=1, mode="nearest")
+        return torch.from_numpy(out.astype(np.float32)).to(points.device)
 
 
 def signed_distance_from_tsdf(
@@ -74,21 +62,21 @@ def signed_distance_from_tsdf(
     """The signed distance of the solid a fused TSDF describes.
 
     ``values`` [Nx, Ny, Nz] is a TSDF (negative inside, ``+trunc`` where unobserved); ``weights`` its
-    observation counts. Inside is where it is negative, every lattice point within the bounding box of
-    those that no view observed (space carving: what no photo shows empty stays solid; in a TSDF the
+    observation counts. Inside is: where it is negative; every lattice point no view observed within
+    the bounding box of those (space carving: what no photo shows empty stays solid; in a TSDF the
     interior behind the surface is never observed, and where no view sees the shell itself, e.g. an
-    object's underside, that interior is open to the outside), and every region the outside cannot
-    reach. Without ``weights`` only the
-    enclosed regions are filled. The distance to the other side comes from Euclidean distance
-    transforms (half a cell is taken off: the surface lies between two lattice points of opposite
-    sign)."""
+    object's underside, that interior is open to the outside); and every region the outside cannot
+    reach. Without ``weights`` only the enclosed regions are filled. The distance to the other side
+    comes from Euclidean distance transforms (half a cell is taken off: the surface lies between two
+    lattice points of opposite sign)."""
     from scipy import ndimage
 
     solid = values < 0
     if weights is not None and solid.any():
         # unobserved points inside the observed surface's bounding box (a point outside every camera's
         # view is unobserved too, but is no part of the object)
-        lo, hi = np.argwhere(solid).min(0), np.argwhere(solid).max(0) + 1
+        ijk = np.argwhere(solid)
+        lo, hi = ijk.min(0), ijk.max(0) + 1
         box = np.zeros_like(solid)
         box[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
         solid = solid | ((weights <= 0) & box)
@@ -125,9 +113,7 @@ def fit_sdf_to_grid(
         raise ValueError("the target signed distance has no surface inside the box")
     near_pts = torch.as_tensor(target.origin + near * target.spacing, dtype=torch.float32)
     cell = torch.as_tensor(target.spacing, dtype=torch.float32)
-    params = [
-        p for n, p in field_.named_parameters() if not n.startswith("color_mlp") and "log_inv_s" not in n
-    ]
+    params = [*field_.encoding.parameters(), *field_.density_mlp.parameters()]  # the geometry
     opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99), eps=1e-15, fused=True)
     cap = 4.0 * band
     err = float("nan")
@@ -220,6 +206,7 @@ def run_warm_start(cfg, state, data, run_dir, camera_tuples, callback=None, shou
     ``(c2w, intrinsics, H, W)``. Returns a report for ``run.json`` (steps, timings, fit error)."""
     from t23d.reconstruct.train import build_reconstruct_state, train_photometric
     from t23d.render.field_fns import render_depth_fn_of
+    from t23d.run.checkpoint import has_checkpoint
 
     t0 = time.perf_counter()
     wcfg = density_warm_start_config(cfg)
@@ -229,8 +216,7 @@ def run_warm_start(cfg, state, data, run_dir, camera_tuples, callback=None, shou
         wcfg, cfg.background, device, num_images, [int(i) for i in data.train_indices.tolist()]
     )
     wdir = run_dir / WARM_START_DIR
-    (wdir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    if any((wdir / "checkpoints").iterdir()):
+    if has_checkpoint(wdir / "checkpoints"):
         wstate.load(wdir / "checkpoints")
         log.info("warm start resumed from step %d", wstate.step)
     log.info("warm start: %d density steps before SDF training", wcfg.steps)
