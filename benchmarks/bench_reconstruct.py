@@ -121,6 +121,10 @@ def run_reconstruct_cli(data_dir: Path, runs: Path, args: argparse.Namespace) ->
         cli += ["--texture", args.texture]
     if args.geometry:
         cli += ["--geometry", args.geometry]
+    if args.steps is not None:
+        cli += ["--steps", str(args.steps)]
+    if args.warm_start is not None:
+        cli += ["--warm-start", str(args.warm_start)]
     t0 = time.perf_counter()
     proc = _cli(cli, log_path)
     limit = args.minutes * 60 - args.export_reserve
@@ -305,6 +309,8 @@ def run_set(args: argparse.Namespace) -> None:
         "minutes": args.minutes,
         "texture": args.texture,
         "geometry": args.geometry or "preset default",
+        "steps": args.steps,
+        "warm_start": args.warm_start,
         "clock": args.clock,
         "cores": os.cpu_count() or 1,
         "loadavg_before": loadavg(),
@@ -468,6 +474,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("density", "sdf"),
         default=None,
         help="pass --geometry to t23d reconstruct; milestones mode: the preset's geometry (default: the product's)",
+    )
+    s.add_argument(
+        "--steps", type=int, default=None, help="pass --steps N to t23d reconstruct (schedules scaled)"
+    )
+    s.add_argument(
+        "--warm-start", type=int, default=None, help="pass --warm-start STEPS to t23d reconstruct (SDF)"
     )
     s.add_argument(
         "--export-reserve", type=float, default=120.0, help="seconds of the budget kept for the export"

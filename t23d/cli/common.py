@@ -161,12 +161,18 @@ def run_training_command(command: str, run_fn: Callable[..., Path]) -> int:
 
 
 def schedules_for_steps(cfg: Any, steps: int | None) -> Any:
-    """A preset ``cfg`` whose step-based SDF schedules are rescaled to ``--steps`` (None or < 1: as is),
-    before YAML overrides are applied (a YAML file still wins)."""
-    if steps is None or steps < 1 or not hasattr(cfg, "sdf_training"):
+    """A preset ``cfg`` whose step-based schedules (the SDF ramps, where the learning-rate decay starts)
+    are rescaled to ``--steps`` (None or < 1: as is), before YAML overrides are applied (a YAML file
+    still wins). Without it ``--steps`` shorter than the decay start would never decay."""
+    if steps is None or steps < 1 or steps == cfg.steps:
         return cfg
     import dataclasses
 
-    from t23d.field.sdf import rescale_sdf_training
+    changes: dict[str, Any] = {}
+    if hasattr(cfg, "sdf_training"):
+        from t23d.field.sdf import rescale_sdf_training
 
-    return dataclasses.replace(cfg, sdf_training=rescale_sdf_training(cfg.sdf_training, cfg.steps, steps))
+        changes["sdf_training"] = rescale_sdf_training(cfg.sdf_training, cfg.steps, steps)
+    if hasattr(cfg, "lr_decay_start"):
+        changes["lr_decay_start"] = cfg.lr_decay_start * steps // cfg.steps
+    return dataclasses.replace(cfg, **changes) if changes else cfg

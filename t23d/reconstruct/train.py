@@ -217,8 +217,11 @@ def train_photometric(
     run_dir: Path,
     callback: StepCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    progress_dir: Path | None = None,
+    phase: str = "training",
 ) -> None:
-    """Train to ``cfg.steps`` with checkpoints, Ctrl-C and NaN handling (see ``run_training_loop``)."""
+    """Train to ``cfg.steps`` with checkpoints, Ctrl-C and NaN handling (see ``run_training_loop``;
+    ``progress_dir`` and ``phase`` name where and as what ``progress.json`` reports)."""
     run_training_loop(
         state,
         lambda: photometric_step(cfg, state, data),
@@ -228,4 +231,6 @@ def train_photometric(
         cfg.keep_checkpoints,
         callback,
         should_stop,
+        progress_dir=progress_dir,
+        phase=phase,
     )

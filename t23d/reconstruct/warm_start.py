@@ -179,13 +179,16 @@ def sdf_from_density_field(
     return {"tsdf_s": t_fuse, "fit_s": t_fit, "fit_error": err}
 
 
+WARM_START_PHASE = "warm start"
+"""The ``phase`` of ``progress.json`` while the density warm start trains."""
 WARM_START_DIR = "warm_start"
-"""Folder of a run directory holding the warm-start density run (its checkpoints and progress)."""
+"""Folder of a run directory holding the warm-start density run (its checkpoints)."""
 
 
 def density_warm_start_config(cfg):
     """The density run of ``cfg``'s warm start: the same run with density geometry, ``warm_start.steps``
-    steps, learning rates decaying over the second half, no export."""
+    steps of ``warm_start.rays_per_batch`` rays, learning rates decaying over the second half, no
+    export."""
     import dataclasses
 
     steps = cfg.warm_start.steps
@@ -193,6 +196,7 @@ def density_warm_start_config(cfg):
         cfg,
         field=dataclasses.replace(cfg.field, geometry="density"),
         steps=steps,
+        rays_per_batch=cfg.warm_start.rays_per_batch,
         lr_decay_start=steps // 2,
         checkpoint_every=max(1, min(cfg.checkpoint_every, steps)),
         export_at_end=False,
@@ -220,7 +224,10 @@ def run_warm_start(cfg, state, data, run_dir, camera_tuples, callback=None, shou
         wstate.load(wdir / "checkpoints")
         log.info("warm start resumed from step %d", wstate.step)
     log.info("warm start: %d density steps before SDF training", wcfg.steps)
-    train_photometric(wcfg, wstate, data, wdir, callback, should_stop)
+    # progress.json of the main run (what `t23d serve` shows) reports the warm start as its own phase
+    train_photometric(
+        wcfg, wstate, data, wdir, callback, should_stop, progress_dir=run_dir, phase=WARM_START_PHASE
+    )
     t_train = time.perf_counter() - t0
     wstate.field.eval()
     cams = warm_start_cameras(camera_tuples, cfg.warm_start.views, cfg.warm_start.view_size)

@@ -20,8 +20,16 @@ class ProgressFile:
     "steps_per_s", "elapsed_s", "eta_s", "time"}`` (``step`` = steps done; seconds; ``time`` = Unix time
     of writing; the rate and ETA count only this process's steps, so a resumed run is not skewed)."""
 
-    def __init__(self, run_dir: Path, total_steps: int, start_step: int, interval_s: float = 1.0):
+    def __init__(
+        self,
+        run_dir: Path,
+        total_steps: int,
+        start_step: int,
+        interval_s: float = 1.0,
+        phase: str = "training",
+    ):
         self.path = Path(run_dir) / PROGRESS_JSON
+        self.phase = phase
         self.total_steps = total_steps
         self.start_step = start_step
         self.interval_s = interval_s
@@ -35,10 +43,11 @@ class ProgressFile:
         """Record a finished step; write the file if ``interval_s`` has passed since the last write."""
         self.step, self.losses = step, losses
         if time.monotonic() - self.last_write >= self.interval_s:
-            self.write("training")
+            self.write(self.phase)
 
     def write(self, phase: str) -> None:
-        """Write the file now with ``phase`` ("training", "finishing", "interrupted")."""
+        """Write the file now with ``phase`` (the loop's own, e.g. "training" or "warm start", then
+        "finishing" or "interrupted")."""
         elapsed = time.monotonic() - self.t0
         done = self.step - self.start_step
         rate = done / elapsed if done > 0 and elapsed > 0 else None
@@ -51,7 +60,7 @@ class ProgressFile:
             "losses": self.losses,
             "steps_per_s": rate,
             "elapsed_s": elapsed,
-            "eta_s": eta if phase == "training" else None,
+            "eta_s": eta if phase == self.phase else None,
             "time": time.time(),
         }
         self.last_write = time.monotonic()

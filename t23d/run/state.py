@@ -294,6 +294,8 @@ def run_training_loop(
     should_stop: Callable[[], bool] | None = None,
     preview_fn: Callable[[int], None] | None = None,
     preview_every_s: float = 0.0,
+    progress_dir: Path | None = None,
+    phase: str = "training",
 ) -> None:
     """Call ``step_fn`` until ``state.step == total_steps``, checkpointing every ``checkpoint_every`` steps.
 
@@ -301,7 +303,8 @@ def run_training_loop(
     :class:`TrainingInterrupted` is raised. The loop is a :func:`graceful_stop_window`: a signal handler
     (see :mod:`t23d.common.interrupts`) only sets the flag here, instead of raising mid-step.
     ``run_dir/progress.json`` (step, loss, rate, ETA) is rewritten at most once a second and at the end
-    (:class:`~t23d.run.progress.ProgressFile`). ``preview_fn(step)``, if given, is called every
+    (:class:`~t23d.run.progress.ProgressFile`; ``progress_dir`` and ``phase`` let a loop that is one
+    stage of a larger run report into that run's file). ``preview_fn(step)``, if given, is called every
     ``preview_every_s`` seconds (without gradients; modules back in train mode after). A non-finite loss
     (or parameter, see :meth:`TrainingState.optimizer_step`) raises from ``step_fn`` before the
     optimiser step, so the last checkpoint on disk is the last good state. Always ends with a checkpoint.
@@ -309,7 +312,7 @@ def run_training_loop(
     from t23d.run.progress import ProgressFile
 
     ckpt_dir = run_dir / "checkpoints"
-    progress = ProgressFile(run_dir, total_steps, start_step=state.step)
+    progress = ProgressFile(progress_dir or run_dir, total_steps, start_step=state.step, phase=phase)
     last_preview = time.monotonic()
     state.train()
     with graceful_stop_window():
@@ -339,7 +342,7 @@ def run_training_loop(
             raise TrainingInterrupted(
                 state.step, run_dir, signal_name=_stop_name(should_stop), after_training=True
             )
-    progress.write("finishing")  # previews and export follow
+    progress.write("finishing" if phase == "training" else phase)  # previews and export follow
 
 
 def _stop_name(should_stop: Callable[[], bool]) -> str:

@@ -128,6 +128,10 @@ def test_sdf_presets_switch_geometry_and_its_companion_settings():
     half = schedules_for_steps(r, r.steps // 2)
     floor = half.sdf_training.sharpness_floor
     assert isinstance(floor, Linear) and floor.end_step == r.sdf_training.sharpness_floor.end_step // 2
+    # ... and where the learning rates start decaying (else a short run would never decay)
+    assert half.lr_decay_start == r.lr_decay_start * (r.steps // 2) // r.steps < r.lr_decay_start
+    short = schedules_for_steps(reconstruct_preset("default", "density"), 500)
+    assert short.lr_decay_start < 500
     assert schedules_for_steps(r, None) is r
 
 

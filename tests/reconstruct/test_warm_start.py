@@ -19,6 +19,7 @@ from t23d.reconstruct.fewview import FewViewConfig
 from t23d.reconstruct.run import load_reconstruct_state, run_reconstruct
 from t23d.reconstruct.warm_start import (
     SignedDistanceGrid,
+    density_warm_start_config,
     fit_sdf_to_grid,
     signed_distance_from_tsdf,
     warm_start_cameras,
@@ -126,6 +127,15 @@ def test_warm_start_cameras_are_spread_and_scaled():
     assert np.allclose(out[0][1], [25.0, 25.0, 16.0, 8.0])  # fx, fy, cx, cy scale with the size
 
 
+def test_the_warm_start_trains_density_with_its_own_ray_count():
+    cfg = dataclasses.replace(
+        reconstruct_preset("default", "sdf"), warm_start=WarmStartConfig(steps=300, rays_per_batch=1024)
+    )
+    w = density_warm_start_config(cfg)
+    assert (w.field.geometry, w.steps, w.rays_per_batch, w.export_at_end) == ("density", 300, 1024, False)
+    assert cfg.rays_per_batch != 1024 and w.field.grid == cfg.field.grid
+
+
 def _config(data, steps, warm_steps, **changes):
     cfg = schedules_for_steps(reconstruct_preset("fast", "sdf"), steps)
     cfg = dataclasses.replace(cfg, input=str(data), steps=steps, device="cpu", **changes)
@@ -157,6 +167,9 @@ def test_warm_start_run_records_itself_and_resumes_bit_exactly_after_an_interrup
         run_reconstruct(_config(data, 3, 20, export_at_end=False), tmp_path / "b", should_stop=StopAfter(7))
     part = next((tmp_path / "b").iterdir())
     assert not (part / "checkpoints").exists() or not any((part / "checkpoints").iterdir())
+    # what `t23d serve` shows: the run's own progress file names the warm start and its step count
+    progress = json.loads((part / "progress.json").read_text())
+    assert (progress["phase"], progress["step"], progress["total_steps"]) == ("interrupted", 7, 20)
     assert json.loads((part / "run.json").read_text())["status"] == "interrupted"
     run_reconstruct(_config(data, 3, 20, export_at_end=False), resume=part)
     _, s1 = load_reconstruct_state(full, torch.device("cpu"))
