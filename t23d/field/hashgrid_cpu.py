@@ -29,6 +29,8 @@ import os
 import platform
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -102,6 +104,30 @@ def _summarise_build_error(error: BaseException) -> str:
     return f"{type(error).__name__}: " + " | ".join(picked)
 
 
+@contextmanager
+def _ninja_first_on_path() -> Iterator[None]:
+    """Put the ``ninja`` package's binary (a dependency) first on ``PATH`` while torch builds: torch runs
+    whichever ``ninja`` is on ``PATH``, and two ninja versions (pip's 1.13 and Debian's 1.11) each discard
+    the other's ``.ninja_log``, so processes alternating between them rebuilt the kernel (60-85 s)
+    every time one of them loaded it."""
+    try:
+        import ninja
+
+        bin_dir = str(ninja.BIN_DIR)
+    except (ImportError, AttributeError):  # no pip ninja: whatever is on PATH, as torch would
+        yield
+        return
+    before = os.environ.get("PATH")
+    os.environ["PATH"] = bin_dir + os.pathsep + (before or "")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PATH", None)
+        else:
+            os.environ["PATH"] = before
+
+
 def _build() -> ModuleType:
     from torch.utils.cpp_extension import _get_build_directory, load
 
@@ -116,14 +142,15 @@ def _build() -> ModuleType:
     if not up_to_date:
         logger.info("compiling the hash-grid CPU kernel (once, ~1 min) into %s", build_dir)
     start = time.perf_counter()
-    module = load(
-        name=name,
-        sources=[str(SOURCE)],
-        extra_cflags=EXTRA_CFLAGS,
-        extra_ldflags=EXTRA_LDFLAGS,
-        build_directory=build_dir,
-        verbose=False,
-    )
+    with _ninja_first_on_path():
+        module = load(
+            name=name,
+            sources=[str(SOURCE)],
+            extra_cflags=EXTRA_CFLAGS,
+            extra_ldflags=EXTRA_LDFLAGS,
+            build_directory=build_dir,
+            verbose=False,
+        )
     elapsed = time.perf_counter() - start
     if elapsed > 2.0:
         logger.info("hash-grid CPU kernel ready after %.1f s", elapsed)

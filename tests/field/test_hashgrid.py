@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -252,6 +254,17 @@ def test_encoding_module_cpp_equals_torch(cpp_kernel):
 
 
 # -------------------------------------------------------------------------------- implementation choice
+
+
+def test_the_build_runs_the_ninja_package_whatever_is_first_on_path(monkeypatch):
+    """Two ninja versions discard each other's build log, so the build always uses pip's ninja (a
+    dependency), not whichever a process happens to find first on PATH; PATH is restored after."""
+    import ninja
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    with hashgrid_cpu._ninja_first_on_path():
+        assert shutil.which("ninja") == str(Path(ninja.BIN_DIR) / "ninja")
+    assert os.environ["PATH"] == "/usr/bin:/bin"
 
 
 def test_explicit_tcnn_on_cpu_raises_with_cause():

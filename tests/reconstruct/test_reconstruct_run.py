@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers.asset import asset_points_in_input_frame, chamfer_l1
 
 from t23d.cli.common import schedules_for_steps
 from t23d.data.synthetic import SyntheticScene
@@ -21,27 +22,6 @@ from t23d.data.synthetic_writers import write_blender, write_colmap, write_nerfs
 from t23d.reconstruct.config import reconstruct_preset
 from t23d.reconstruct.fewview import FewViewConfig
 from t23d.reconstruct.run import load_reconstruct_state, run_reconstruct
-
-
-def chamfer_l1(a: np.ndarray, b: np.ndarray) -> float:
-    """Symmetric Chamfer-L1: mean of the two mean nearest-neighbour distances."""
-    from scipy.spatial import cKDTree
-
-    return 0.5 * (cKDTree(b).query(a)[0].mean() + cKDTree(a).query(b)[0].mean())
-
-
-def asset_points_in_input_frame(glb: Path, n: int = 20000) -> np.ndarray:
-    """Surface samples of an exported asset, mapped from glTF's Y-up back to the input's Z-up frame."""
-    import trimesh
-
-    mesh = trimesh.load(glb, force="mesh")
-    pts = np.asarray(
-        mesh.sample(n, seed=0)
-        if "seed" in trimesh.sample.sample_surface.__code__.co_varnames
-        else mesh.sample(n)
-    )
-    x, y, z = pts[:, 0], pts[:, 1], pts[:, 2]
-    return np.stack([x, -z, y], axis=-1)  # glTF (x, y, z) = input (x, z, -y)
 
 
 def fast_config(input_path: Path, steps: int = 300, geometry: str = "density", **changes):
