@@ -161,9 +161,10 @@ def run_training_command(command: str, run_fn: Callable[..., Path]) -> int:
 
 
 def schedules_for_steps(cfg: Any, steps: int | None) -> Any:
-    """A preset ``cfg`` whose step-based schedules (the SDF ramps, where the learning-rate decay starts)
-    are rescaled to ``--steps`` (None or < 1: as is), before YAML overrides are applied (a YAML file
-    still wins). Without it ``--steps`` shorter than the decay start would never decay."""
+    """A preset ``cfg`` whose step-based schedules (the SDF ramps, where the learning-rate decay starts,
+    the length of a photo run's density warm start) are rescaled to ``--steps`` (None or < 1: as is),
+    before YAML overrides and ``--warm-start`` are applied (they still win). Without it ``--steps``
+    shorter than the decay start would never decay."""
     if steps is None or steps < 1 or steps == cfg.steps:
         return cfg
     import dataclasses
@@ -175,4 +176,7 @@ def schedules_for_steps(cfg: Any, steps: int | None) -> Any:
         changes["sdf_training"] = rescale_sdf_training(cfg.sdf_training, cfg.steps, steps)
     if hasattr(cfg, "lr_decay_start"):
         changes["lr_decay_start"] = cfg.lr_decay_start * steps // cfg.steps
+    warm = getattr(cfg, "warm_start", None)
+    if warm is not None and warm.steps > 0:
+        changes["warm_start"] = dataclasses.replace(warm, steps=max(1, warm.steps * steps // cfg.steps))
     return dataclasses.replace(cfg, **changes) if changes else cfg

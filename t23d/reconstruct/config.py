@@ -128,11 +128,16 @@ DEFAULT_GEOMETRY = "sdf"
 """The geometry photo runs use unless ``--geometry`` says otherwise: a signed distance gives a clean
 surface where a density level set is noise (plain-coloured surfaces; measured in benchmarks/RESULTS.md,
 issue 8)."""
-SDF_DEFAULT_STEPS = 2000
-"""Steps of the ``default`` preset with SDF geometry. The density preset's 3,000 did not fit the
-13-CPU-minute budget of a 100-photo run: on the duck scene the benchmark stopped SDF training at step
-2,073 (0.64 CPU-s a step, machine loaded); 2,000 steps with every schedule scaled to them leave time
-for the export (benchmarks/RESULTS.md, issue 8)."""
+SDF_DEFAULT_STEPS = 1200
+"""SDF steps of the ``default`` preset, after its density warm start (:data:`SDF_WARM_START_STEPS`). The
+density preset's 3,000 steps do not fit the 13-CPU-minute budget of a 100-photo run with SDF geometry
+(0.6-1 CPU-s a step); with the warm start, 1,200 steps and the export fit it on the duck and the bowl's
+carved well was cut at ~1,000 (benchmarks/RESULTS.md, issue 8)."""
+SDF_WARM_START_STEPS = 300
+"""Density steps of the warm start of the ``default`` and ``quality`` SDF presets: from a sphere an
+SDF never carves a concavity the silhouettes do not show (a bowl came out lidded: Chamfer-L1 0.066); 300
+density steps of 2,048 rays (~3 CPU-min with the fusion and the fit) carve it (0.0087), and the plain
+duck keeps its clean surface (0.0046). ``fast`` keeps the sphere start (smoke runs; not measured)."""
 
 
 def reconstruct_preset(name: str, geometry: str | None = None) -> ReconstructConfig:
@@ -158,6 +163,10 @@ def reconstruct_preset(name: str, geometry: str | None = None) -> ReconstructCon
             sdf_training=sdf_training_for(cfg.steps),
             export=dataclasses.replace(cfg.export, surface_optical_depth=None),
         )
+        if name != "fast":
+            cfg = dataclasses.replace(
+                cfg, warm_start=dataclasses.replace(cfg.warm_start, steps=SDF_WARM_START_STEPS)
+            )
     return cfg
 
 

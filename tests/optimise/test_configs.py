@@ -132,6 +132,14 @@ def test_sdf_presets_switch_geometry_and_its_companion_settings():
     assert half.lr_decay_start == r.lr_decay_start * (r.steps // 2) // r.steps < r.lr_decay_start
     short = schedules_for_steps(reconstruct_preset("default", "density"), 500)
     assert short.lr_decay_start < 500
+    # SDF photo runs start from a density warm start (carves concavities), except the fast smoke preset;
+    # --steps scales it with the run
+    from t23d.reconstruct.config import SDF_WARM_START_STEPS
+
+    assert r.warm_start.steps == SDF_WARM_START_STEPS > 0
+    assert reconstruct_preset("quality", "sdf").warm_start.steps == SDF_WARM_START_STEPS
+    assert reconstruct_preset("fast", "sdf").warm_start.steps == 0 == d.warm_start.steps
+    assert half.warm_start.steps == SDF_WARM_START_STEPS // 2
     assert schedules_for_steps(r, None) is r
 
 
