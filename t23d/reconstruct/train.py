@@ -167,6 +167,7 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
     losses = {"rgb": torch.nn.functional.mse_loss(out.rgb, target)}
     if out.distortion is not None:
         losses["distortion"] = w_dist * out.distortion
+    t0 = time.perf_counter()
     losses.update(sdf_regulariser_losses(state.field, out.points, cfg.sdf_training, step, gen))
     w_points = cfg.sparse_points.at(step)
     if w_points > 0 and data.points is not None:
@@ -179,6 +180,7 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
             surface,
             max_distance=cfg.sparse_points_max_distance.at(step),
         )
+    timings["regularisers"] = time.perf_counter() - t0
     check_finite(losses)
     total = sum(losses.values())
 
