@@ -144,7 +144,8 @@ def reconstruct_preset(name: str, geometry: str | None = None) -> ReconstructCon
     """``fast`` (smoke runs, tests), ``default`` (CPU-friendly, minutes), ``quality`` (GPU), with
     ``geometry`` ``density`` or ``sdf`` (None: :data:`DEFAULT_GEOMETRY`). SDF presets use a signed
     distance on the same hash grid (NeuS rendering, eikonal + curvature, sharpness floor scaled to the
-    run's steps) and export its zero level set (no surface refinement needed)."""
+    run's steps) and export its zero level set (no surface refinement needed); ``default`` and
+    ``quality`` start the SDF from a density warm start (:data:`SDF_WARM_START_STEPS`)."""
     from t23d.common.errors import ConfigError
 
     geometry = DEFAULT_GEOMETRY if geometry is None else geometry
