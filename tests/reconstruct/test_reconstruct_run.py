@@ -94,8 +94,14 @@ def test_reconstruct_resume_is_bit_exact(scene, tmp_path):
     data = tmp_path / "data"
     write_blender(scene, data, n_train=8, n_test=1, resolution=32)
     # few-view annealing is resolved from the run's steps (a 3-step run anneals faster than a 6-step one),
-    # so it is off here: the 3-step run must be the first half of the 6-step run
-    kw = {"export_at_end": False, "checkpoint_every": 3, "few_view": FewViewConfig(mode="off")}
+    # so it is off here, and so is the learning-rate decay (--steps scales where it starts): the 3-step
+    # run must be the first half of the 6-step run
+    kw = {
+        "export_at_end": False,
+        "checkpoint_every": 3,
+        "few_view": FewViewConfig(mode="off"),
+        "lr_decay_start": 1000,
+    }
     full = run_reconstruct(fast_config(data, steps=6, **kw), tmp_path / "a")
     half = run_reconstruct(fast_config(data, steps=3, **kw), tmp_path / "b")
     run_reconstruct(fast_config(data, steps=6, **kw), resume=half)
