@@ -26,7 +26,7 @@ from t23d.optimise.regularisers import opacity_entropy
 from t23d.render.cameras import sample_random_views
 from t23d.render.rays import camera_rays
 from t23d.render.shading import sample_shading
-from t23d.render.volume import make_occupancy_grid, render_rays
+from t23d.render.volume import make_occupancy_grid, render_rays, update_occupancy
 from t23d.run.state import (
     StepCallback,
     StepInfo,
@@ -77,7 +77,7 @@ def sds_step(
     apply_sharpness_floor(state.field, cfg.sdf_training, step)
     t0 = time.perf_counter()
     if step % cfg.render.occupancy.update_every == 0:
-        state.occupancy.update(state.field.occupancy_fn(state.occupancy.cell_size), step, gen)
+        update_occupancy(state.occupancy, state.field, step, gen)
     timings["occupancy"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

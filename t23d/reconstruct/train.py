@@ -28,7 +28,7 @@ from t23d.reconstruct.fewview import apply_visible_levels, sparse_point_loss
 from t23d.render.cameras import Cameras
 from t23d.render.pose_refine import PoseCorrections
 from t23d.render.rays import Rays, camera_rays
-from t23d.render.volume import make_occupancy_grid, render_rays, step_size
+from t23d.render.volume import make_occupancy_grid, render_rays, step_size, update_occupancy
 from t23d.run.state import (
     StepCallback,
     StepInfo,
@@ -132,7 +132,7 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
     apply_visible_levels(state.field, cfg, step)
     t0 = time.perf_counter()
     if step % cfg.render.occupancy.update_every == 0:
-        state.occupancy.update(state.field.occupancy_fn(state.occupancy.cell_size), step, gen)
+        update_occupancy(state.occupancy, state.field, step, gen)
     timings["occupancy"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

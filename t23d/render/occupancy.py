@@ -80,8 +80,15 @@ class OccupancyGrid:
         step: int,
         generator: torch.Generator,
         chunk: int = 65536,
+        *,
+        replace: bool = False,
     ) -> None:
-        """Re-measure the density in (some) cells at a random point each and refresh ``occupied``."""
+        """Re-measure the density in (some) cells at a random point each and refresh ``occupied``.
+
+        ``replace``: a measured cell takes the new value instead of the decayed moving maximum. For
+        measures that are already a verdict (an SDF field's band test, 0 or a large value): with the
+        moving maximum every cell the surface ever crossed would stay occupied for thousands of steps
+        (the initial sphere, every shape on the way), and its samples would be paid on every ray."""
         if not self.cfg.enabled:
             return
         g = self.cfg.resolution
@@ -99,9 +106,13 @@ class OccupancyGrid:
         cells = cells.to(dev)
         if self.num_updates == 0:
             self.density.zero_()
-        decayed = self.density * self.cfg.decay
-        decayed[cells] = torch.maximum(decayed[cells], values)
-        self.density = decayed
+        if replace:
+            updated = self.density.clone()
+            updated[cells] = values
+        else:
+            updated = self.density * self.cfg.decay
+            updated[cells] = torch.maximum(updated[cells], values)
+        self.density = updated
         self.num_updates += 1
         thr = min(self.density_threshold, float(self.density.mean()))
         self.occupied = self.density > thr

@@ -93,6 +93,14 @@ def make_occupancy_grid(field_: NeRFField, cfg: RenderConfig, device: torch.devi
     return OccupancyGrid(cfg.occupancy, field_.aabb(), step_size(field_, cfg), device)
 
 
+def update_occupancy(grid: OccupancyGrid, field_: NeRFField, step: int, generator: torch.Generator) -> None:
+    """Refresh ``grid`` from ``field_`` at optimisation ``step`` (the field's occupancy measure). An SDF
+    field's band test replaces the cells' old verdicts, a density keeps instant-ngp's moving maximum."""
+    grid.update(
+        field_.occupancy_fn(grid.cell_size), step, generator, replace=getattr(field_, "is_sdf", False)
+    )
+
+
 def render_rays(
     field_: NeRFField,
     background: Background,

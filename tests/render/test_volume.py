@@ -9,11 +9,17 @@ import torch
 
 from t23d.field.background import Background, ConstantBackground
 from t23d.field.hashgrid import HashGridConfig
-from t23d.field.nerf import FieldConfig, NeRFField
+from t23d.field.nerf import FieldConfig, NeRFField, SDFConfig
 from t23d.render.cameras import orbit_cameras
 from t23d.render.occupancy import OccupancyGridConfig
 from t23d.render.rays import camera_rays
-from t23d.render.volume import RenderConfig, _packed_weights, make_occupancy_grid, render_rays
+from t23d.render.volume import (
+    RenderConfig,
+    _packed_weights,
+    make_occupancy_grid,
+    render_rays,
+    update_occupancy,
+)
 
 
 def test_packed_weights_match_dense_compositing():
@@ -28,6 +34,40 @@ def test_packed_weights_match_dense_compositing():
         trans = torch.exp(-(torch.cumsum(t, 0) - t))  # naive exclusive transmittance
         expected.append(trans * (1 - torch.exp(-t)))
     torch.testing.assert_close(got, torch.cat(expected).float())
+
+
+def _occupied_radii(grid) -> set[float]:
+    """Distances (rounded to 0.01) from the centre of the occupied cells on the +x axis through the middle."""
+    g = grid.cfg.resolution
+    centres = grid.cell_centres()
+    on_axis = (
+        (centres[:, 1].abs() < 1.0 / g + 1e-6) & (centres[:, 2].abs() < 1.0 / g + 1e-6) & (centres[:, 0] > 0)
+    )
+    return {round(float(x), 2) for x in centres[on_axis & grid.occupied, 0]}
+
+
+def test_an_sdf_surface_that_moved_frees_the_cells_it_left():
+    """The SDF band test replaces old verdicts: once the surface has shrunk from radius 0.7 to 0.3, the
+    cells of the old shell cost no samples (a density's moving maximum would keep them for ~250 updates)."""
+    small = HashGridConfig(n_levels=4, log2_hashmap_size=12, max_resolution=64, implementation="torch")
+
+    def sphere(radius: float) -> NeRFField:
+        cfg = FieldConfig(grid=small, geometry="sdf", sdf=SDFConfig(init_radius=radius, init_inv_s=500.0))
+        return NeRFField(cfg, generator=torch.Generator().manual_seed(0))
+
+    big, shrunk = sphere(0.7), sphere(0.3)
+    cfg = RenderConfig(num_samples=128, occupancy=OccupancyGridConfig(resolution=32, warmup_steps=64))
+    grid = make_occupancy_grid(big, cfg, "cpu")
+    gen = torch.Generator().manual_seed(2)
+    update_occupancy(grid, big, 0, gen)
+    # cells of 0.0625, centres 0.031 + 0.0625 k; the band is 1.5 * sqrt(3) / 2 * 0.0625 + 6 / 500 = 0.093
+    assert _occupied_radii(grid) == {0.66, 0.72, 0.78}
+    update_occupancy(grid, shrunk, 16, gen)  # before warmup_steps: every cell is measured
+    assert _occupied_radii(grid) == {0.22, 0.28, 0.34}
+    # the same two measurements kept as a moving maximum leave the old shell occupied
+    grid.update(big.occupancy_fn(grid.cell_size), 0, gen)
+    grid.update(shrunk.occupancy_fn(grid.cell_size), 16, gen)
+    assert _occupied_radii(grid) == {0.22, 0.28, 0.34, 0.66, 0.72, 0.78}
 
 
 def _field_and_grid(coarse_factor: int):
