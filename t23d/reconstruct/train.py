@@ -221,9 +221,10 @@ def train_photometric(
     should_stop: Callable[[], bool] | None = None,
     progress_dir: Path | None = None,
     phase: str = "training",
+    end_phase: str = "finishing",
 ) -> None:
     """Train to ``cfg.steps`` with checkpoints, Ctrl-C and NaN handling (see ``run_training_loop``;
-    ``progress_dir`` and ``phase`` name where and as what ``progress.json`` reports)."""
+    ``progress_dir``, ``phase`` and ``end_phase`` name where and as what ``progress.json`` reports)."""
     run_training_loop(
         state,
         lambda: photometric_step(cfg, state, data),
@@ -235,4 +236,5 @@ def train_photometric(
         should_stop,
         progress_dir=progress_dir,
         phase=phase,
+        end_phase=end_phase,
     )

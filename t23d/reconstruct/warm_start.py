@@ -226,7 +226,15 @@ def run_warm_start(cfg, state, data, run_dir, camera_tuples, callback=None, shou
     log.info("warm start: %d density steps before SDF training", wcfg.steps)
     # progress.json of the main run (what `t23d serve` shows) reports the warm start as its own phase
     train_photometric(
-        wcfg, wstate, data, wdir, callback, should_stop, progress_dir=run_dir, phase=WARM_START_PHASE
+        wcfg,
+        wstate,
+        data,
+        wdir,
+        callback,
+        should_stop,
+        progress_dir=run_dir,
+        phase=WARM_START_PHASE,
+        end_phase=WARM_START_PHASE,
     )
     t_train = time.perf_counter() - t0
     wstate.field.eval()

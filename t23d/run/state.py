@@ -296,6 +296,7 @@ def run_training_loop(
     preview_every_s: float = 0.0,
     progress_dir: Path | None = None,
     phase: str = "training",
+    end_phase: str = "finishing",
 ) -> None:
     """Call ``step_fn`` until ``state.step == total_steps``, checkpointing every ``checkpoint_every`` steps.
 
@@ -304,7 +305,8 @@ def run_training_loop(
     (see :mod:`t23d.common.interrupts`) only sets the flag here, instead of raising mid-step.
     ``run_dir/progress.json`` (step, loss, rate, ETA) is rewritten at most once a second and at the end
     (:class:`~t23d.run.progress.ProgressFile`; ``progress_dir`` and ``phase`` let a loop that is one
-    stage of a larger run report into that run's file). ``preview_fn(step)``, if given, is called every
+    stage of a larger run report into that run's file; ``end_phase`` is the phase written when the loop
+    is done: "finishing" as previews and the export follow). ``preview_fn(step)``, if given, is called every
     ``preview_every_s`` seconds (without gradients; modules back in train mode after). A non-finite loss
     (or parameter, see :meth:`TrainingState.optimizer_step`) raises from ``step_fn`` before the
     optimiser step, so the last checkpoint on disk is the last good state. Always ends with a checkpoint.
@@ -342,7 +344,7 @@ def run_training_loop(
             raise TrainingInterrupted(
                 state.step, run_dir, signal_name=_stop_name(should_stop), after_training=True
             )
-    progress.write("finishing" if phase == "training" else phase)  # previews and export follow
+    progress.write(end_phase)
 
 
 def _stop_name(should_stop: Callable[[], bool]) -> str:
