@@ -9,6 +9,7 @@ and push ``w(t) (eps_hat - eps)`` back through dz/dx, never through the UNet.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -217,6 +218,36 @@ def sds_loss(z: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     z = z.float()
     target = (z - grad.float()).detach()
     return 0.5 * F.mse_loss(z, target, reduction="sum") / z.shape[0]
+
+
+def score_distillation(
+    z: torch.Tensor,
+    t: torch.Tensor,
+    generator: torch.Generator,
+    alphas_cumprod: torch.Tensor,
+    predict_noise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    weighting: str,
+    grad_clip: float | None,
+) -> GuidanceOutput:
+    """The SDS step every prior shares, for encodings ``z [B, C, h, w]`` (differentiable) at timesteps
+    ``t [B]`` (int64, CPU, drawn by the caller): draw eps from ``generator``, noise ``z`` to ``z_t``, ask
+    ``predict_noise(z_t, t_on_device)`` for the guided eps_hat (no grad) and return the loss whose
+    gradient on ``z`` is ``w(t) (eps_hat - eps)`` (clipped to ``grad_clip`` when set, divided by B)."""
+    import torch
+
+    batch = z.shape[0]
+    noise = torch.randn(z.shape, generator=generator, dtype=torch.float32).to(z.device)  # [B, C, h, w]
+    t_dev = t.to(z.device)
+    alpha_bar = alphas_cumprod[t_dev].view(batch, 1, 1, 1)  # [B, 1, 1, 1]
+    with torch.no_grad():
+        z_t = alpha_bar.sqrt() * z.detach().float() + (1.0 - alpha_bar).sqrt() * noise  # [B, C, h, w]
+        eps_hat = predict_noise(z_t, t_dev)
+        w = timestep_weight(alpha_bar, weighting)  # [B, 1, 1, 1]
+        grad = torch.nan_to_num(w * (eps_hat - noise))  # [B, C, h, w]
+        grad_norm = float(torch.linalg.vector_norm(grad))
+        if grad_clip is not None:
+            grad = grad.clamp(-grad_clip, grad_clip)
+    return GuidanceOutput(loss=sds_loss(z, grad), grad_norm=grad_norm, timesteps=t)
 
 
 def check_inputs(images: torch.Tensor, azimuth_deg: torch.Tensor, elevation_deg: torch.Tensor) -> None:

@@ -19,9 +19,8 @@ from t23d.guidance.base import (
     eps_from_v,
     rescale_cfg,
     sample_timesteps,
-    sds_loss,
+    score_distillation,
     step_range,
-    timestep_weight,
 )
 from t23d.guidance.loading import free_device_memory
 from t23d.prompt.perpneg import perp_neg_views
@@ -249,22 +248,17 @@ class ScoreDistillationGuidance:
         c2w: torch.Tensor | None,
     ) -> GuidanceOutput:
         """The SDS loss of encodings ``z [B, C, h, w]`` (differentiable): draws t then eps from ``generator``."""
-        batch = z.shape[0]
-        t = self.sample_t(batch, step, generator)  # [B] CPU
-        noise = torch.randn(z.shape, generator=generator, dtype=torch.float32).to(self.device)  # [B, C, h, w]
-        t_dev = t.to(self.device)
-        alpha_bar = self.alphas_cumprod[t_dev].view(batch, 1, 1, 1)  # [B, 1, 1, 1]
+        t = self.sample_t(z.shape[0], step, generator)  # [B] CPU
         cond = self.conditioning(azimuth_deg.detach().cpu(), elevation_deg.detach().cpu(), c2w)
-
-        with torch.no_grad():
-            z_t = alpha_bar.sqrt() * z.detach().float() + (1.0 - alpha_bar).sqrt() * noise  # [B, C, h, w]
-            eps_hat = self.predict_noise(z_t, t_dev, cond)
-            w = timestep_weight(alpha_bar, self.cfg.weighting)  # [B, 1, 1, 1]
-            grad = torch.nan_to_num(w * (eps_hat - noise))  # [B, C, h, w]
-            grad_norm = float(torch.linalg.vector_norm(grad))
-            if self.cfg.grad_clip is not None:
-                grad = grad.clamp(-self.cfg.grad_clip, self.cfg.grad_clip)
-        return GuidanceOutput(loss=sds_loss(z, grad), grad_norm=grad_norm, timesteps=t)
+        return score_distillation(
+            z,
+            t,
+            generator,
+            self.alphas_cumprod,
+            lambda z_t, t_dev: self.predict_noise(z_t, t_dev, cond),
+            self.cfg.weighting,
+            self.cfg.grad_clip,
+        )
 
     def _log_input_size(self, height: int, width: int) -> None:
         """Say once how renders are resized for the prior (the render resolution is the preset's)."""

@@ -35,9 +35,8 @@ from t23d.guidance.base import (
     combine_cfg,
     eps_from_v,
     sample_timesteps,
-    sds_loss,
+    score_distillation,
     step_range,
-    timestep_weight,
 )
 from t23d.guidance.config import Zero123GuidanceConfig
 from t23d.guidance.loading import free_device_memory, freeze, load_component, open_prior
@@ -390,18 +389,15 @@ class Zero123Guidance:
             self.cfg.min_step_percent, self.cfg.max_step_percent, step, self.num_train_timesteps
         )
         t = sample_timesteps(batch, min_step, max_step, generator)  # [B] CPU
-        noise = torch.randn(z.shape, generator=generator, dtype=torch.float32).to(self.device)
-        t_dev = t.to(self.device)
-        alpha_bar = self.alphas_cumprod[t_dev].view(batch, 1, 1, 1)
-        with torch.no_grad():
-            z_t = alpha_bar.sqrt() * z.detach().float() + (1.0 - alpha_bar).sqrt() * noise
-            eps_hat = self.predict_noise(z_t, t_dev, pose)
-            w = timestep_weight(alpha_bar, self.cfg.weighting)
-            grad = torch.nan_to_num(w * (eps_hat - noise))  # [B, 4, h, w]
-            grad_norm = float(torch.linalg.vector_norm(grad))
-            if self.cfg.grad_clip is not None:
-                grad = grad.clamp(-self.cfg.grad_clip, self.cfg.grad_clip)
-        return GuidanceOutput(loss=sds_loss(z, grad), grad_norm=grad_norm, timesteps=t)
+        return score_distillation(
+            z,
+            t,
+            generator,
+            self.alphas_cumprod,
+            lambda z_t, t_dev: self.predict_noise(z_t, t_dev, pose),
+            self.cfg.weighting,
+            self.cfg.grad_clip,
+        )
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary for run.json."""
