@@ -128,11 +128,11 @@ DEFAULT_GEOMETRY = "sdf"
 """The geometry photo runs use unless ``--geometry`` says otherwise: a signed distance gives a clean
 surface where a density level set is noise (plain-coloured surfaces; measured in benchmarks/RESULTS.md,
 issue 8)."""
-SDF_DEFAULT_STEPS = 1200
+SDF_DEFAULT_STEPS = 2400
 """SDF steps of the ``default`` preset, after its density warm start (:data:`SDF_WARM_START_STEPS`). The
-density preset's 3,000 steps do not fit the 13-CPU-minute budget of a 100-photo run with SDF geometry
-(0.6-1 CPU-s a step); with the warm start, 1,200 steps and the export fit it on the duck and the bowl's
-carved well was cut at ~1,000 (benchmarks/RESULTS.md, issue 8)."""
+warm start (~3 CPU-min), 2,400 SDF steps (0.3-0.5 CPU-s each since the occupancy grid forgets where the
+surface was) and the export fit the 13-CPU-minute budget of a 100-photo run: the bowl, the costliest
+scene, used 10 (benchmarks/RESULTS.md, issue 8)."""
 SDF_WARM_START_STEPS = 300
 """Density steps of the warm start of the ``default`` and ``quality`` SDF presets: from a sphere an
 SDF never carves a concavity the silhouettes do not show (a bowl came out lidded: Chamfer-L1 0.066); 300
