@@ -182,7 +182,9 @@ def render_rays(
 
     need_normals = compute_normals or (shading is not None and shading.mode != "albedo")
     need_normals = need_normals or (appearance is not None and appearance.needs_normals)
-    normals_k = field_.normals(pts_k, cfg.normal_eps) if need_normals and len(pts_k) else None
+    normals_k = None
+    if need_normals:  # [K, 3]; empty when no sample is kept (a chunk of rays that all miss the object)
+        normals_k = field_.normals(pts_k, cfg.normal_eps) if len(pts_k) else pts_k.new_zeros(0, 3)
     if appearance is not None:
         color_k = appearance.color(albedo, feats[keep], normals_k, dirs_k, ray_k)
     elif shading is not None and shading.mode != "albedo":

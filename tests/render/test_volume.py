@@ -7,12 +7,13 @@ import dataclasses
 import pytest
 import torch
 
+from t23d.field.appearance import Appearance, AppearanceConfig, AppearanceRender
 from t23d.field.background import Background, ConstantBackground
 from t23d.field.hashgrid import HashGridConfig
 from t23d.field.nerf import FieldConfig, NeRFField, SDFConfig
 from t23d.render.cameras import orbit_cameras
 from t23d.render.occupancy import OccupancyGridConfig
-from t23d.render.rays import camera_rays
+from t23d.render.rays import Rays, camera_rays
 from t23d.render.volume import (
     RenderConfig,
     _packed_weights,
@@ -68,6 +69,32 @@ def test_an_sdf_surface_that_moved_frees_the_cells_it_left():
     grid.update(big.occupancy_fn(grid.cell_size), 0, gen)
     grid.update(shrunk.occupancy_fn(grid.cell_size), 16, gen)
     assert _occupied_radii(grid) == {0.22, 0.28, 0.34, 0.66, 0.72, 0.78}
+
+
+def test_a_shaded_render_of_rays_that_all_miss_is_the_background():
+    """A lit (SH-shaded) render needs normals; a chunk of rays that all miss the object keeps no sample
+    and must still render (whole-image evaluation of an albedo photo run hits such chunks)."""
+    small = HashGridConfig(n_levels=4, log2_hashmap_size=12, max_resolution=64, implementation="torch")
+    cfg_f = FieldConfig(grid=small, geometry="sdf", sdf=SDFConfig(init_radius=0.3, init_inv_s=500.0))
+    field = NeRFField(cfg_f, generator=torch.Generator().manual_seed(0))
+    model = Appearance(AppearanceConfig(shading="sh"), 1, generator=torch.Generator().manual_seed(0))
+    look = AppearanceRender(model, image_ids=torch.zeros(2, dtype=torch.long))
+    bg = Background(ConstantBackground((0.2, 0.4, 0.6)))
+    origins = torch.tensor(
+        [[-2.0, 0.0, 0.0], [-2.0, 0.0, 0.8]]
+    )  # at the sphere's centre height, and above it
+    dirs = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    rays = Rays(origins, dirs, torch.zeros(2, dtype=torch.long))
+    missing = Rays(origins[1:], dirs[1:], torch.zeros(1, dtype=torch.long))
+    cfg = RenderConfig(num_samples=256, occupancy=OccupancyGridConfig(enabled=False))
+    with torch.no_grad():
+        both = render_rays(field, bg, rays, cfg, appearance=look)
+        miss = render_rays(
+            field, bg, missing, cfg, appearance=dataclasses.replace(look, image_ids=look.image_ids[1:])
+        )
+    assert both.opacity[0] > 0.99 and both.opacity[1] < 1e-4
+    torch.testing.assert_close(miss.rgb, torch.tensor([[0.2, 0.4, 0.6]]))
+    assert miss.normals is not None and miss.normals.abs().max() == 0
 
 
 def _field_and_grid(coarse_factor: int):
