@@ -80,9 +80,8 @@ def test_a_shaded_render_of_rays_that_all_miss_is_the_background():
     model = Appearance(AppearanceConfig(shading="sh"), 1, generator=torch.Generator().manual_seed(0))
     look = AppearanceRender(model, image_ids=torch.zeros(2, dtype=torch.long))
     bg = Background(ConstantBackground((0.2, 0.4, 0.6)))
-    origins = torch.tensor(
-        [[-2.0, 0.0, 0.0], [-2.0, 0.0, 0.8]]
-    )  # at the sphere's centre height, and above it
+    # one ray at the sphere's centre height, one above it
+    origins = torch.tensor([[-2.0, 0.0, 0.0], [-2.0, 0.0, 0.8]])
     dirs = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
     rays = Rays(origins, dirs, torch.zeros(2, dtype=torch.long))
     missing = Rays(origins[1:], dirs[1:], torch.zeros(1, dtype=torch.long))
