@@ -94,11 +94,23 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else -10.0 * math.log10(mse)
 
 
+def albedo_gain(preds: list[np.ndarray], truths: list[np.ndarray], masks: list[np.ndarray]) -> np.ndarray:
+    """The per-channel gain ``[3]`` that best maps predicted albedos onto the true ones (least squares over
+    the pixels where ``masks`` hold, all views together). Albedo and light share a scale the photos do not
+    fix (``albedo * k`` under ``light / k`` renders the same photos), so albedo is compared after this fit
+    as well as raw, as intrinsic-decomposition papers do (NeRFactor, InvRender, TensoIR)."""
+    p = np.concatenate([x[m] for x, m in zip(preds, masks)]).reshape(-1, 3)
+    a = np.concatenate([x[m] for x, m in zip(truths, masks)]).reshape(-1, 3)
+    den = (p * p).sum(0)
+    return np.where(den > 0, (p * a).sum(0) / np.maximum(den, 1e-12), 1.0)
+
+
 def image_metrics(
     vertices: np.ndarray, faces: np.ndarray, look: Any, views: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Mean PSNR of the unlit asset vs the photos at 2x2 and 1 ray per pixel, vs the true albedo (2x2)
-    where the capture has it, and the silhouette IoU (2x2 coverage vs the photo's mask)."""
+    where the capture has it (raw, and after the per-channel :func:`albedo_gain` fitted on the pixels
+    both call object), and the silhouette IoU (2x2 coverage vs the photo's mask)."""
     from t23d.render.mesh import render_mesh
 
     out: dict[str, list[float]] = {
@@ -107,6 +119,7 @@ def image_metrics(
         "albedo_psnr": [],
         "silhouette_iou": [],
     }
+    albedo_views: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # rgb, cov, albedo, mask
     for view in views:
         for ss, key in ((2, "glb_psnr"), (1, "glb_psnr_1spp")):
             rgb, coverage = render_mesh(vertices, faces, look, view["camera"], supersample=ss)
@@ -115,12 +128,23 @@ def image_metrics(
             if ss == 2:
                 if view["albedo"] is not None:
                     out["albedo_psnr"].append(_psnr(pred, view["albedo"]))
+                    albedo_views.append((rgb, coverage, view["albedo"], view["mask"]))
                 inter, union = (
                     np.minimum(coverage, view["mask"]).sum(),
                     np.maximum(coverage, view["mask"]).sum(),
                 )
                 out["silhouette_iou"].append(float(inter / union) if union > 0 else 1.0)
-    return {k: (float(np.mean(v)) if v else None) for k, v in out.items()} | {"num_views": len(views)}
+    result: dict[str, Any] = {k: (float(np.mean(v)) if v else None) for k, v in out.items()}
+    result |= {"albedo_psnr_aligned": None, "albedo_gain": None, "num_views": len(views)}
+    if albedo_views:
+        rgbs, covs, truths, masks = zip(*albedo_views)
+        inside = [(c > 0.99) & (m > 0.99) for c, m in zip(covs, masks)]  # pixels both call object
+        gain = albedo_gain(list(rgbs), list(truths), inside)
+        result["albedo_gain"] = [round(float(g), 4) for g in gain]
+        result["albedo_psnr_aligned"] = float(
+            np.mean([_psnr(np.clip(r * gain, 0, 1) + (1 - c[..., None]), a) for r, c, a, _ in albedo_views])
+        )
+    return result
 
 
 def sample_points(path: Path, count: int = 100_000, seed: int = 0) -> np.ndarray:

@@ -5,7 +5,8 @@ this tree's code) on every scene of the benchmark set made by ``benchmarks/scene
 (or the ones named by ``--scenes``), one after the other, and reports per scene: the field's held-out
 PSNR (the run's ``metrics.json``), the exported ``.glb`` rendered unlit at the unseen test cameras vs
 the lit photos (PSNR at 2x2 rays per pixel and at 1), vs the true albedo (when the asset claims an
-albedo texture, ``--texture albedo``; else n/a), silhouette IoU, Chamfer-L1 (mean of accuracy and
+albedo texture, ``--texture albedo``; else n/a; raw and after a per-channel gain fit, since the photos
+do not fix the albedo's scale), silhouette IoU, Chamfer-L1 (mean of accuracy and
 completeness, 100k samples each, in the input's world frame), precision / recall / F-score at 0.01
 and 0.02, export fidelity from ``export.json``, wall time, training rays/s and the load average
 before and after. Writes ``bench_set.json`` and ``bench_set.md`` (tables for benchmarks/RESULTS.md).
@@ -203,9 +204,13 @@ def evaluate_scene(name: str, folder: Path, record: dict, args: argparse.Namespa
         {
             "field_psnr": field.get("psnr"),
             "field_ssim": field.get("ssim"),
-            **{k: v for k, v in asset.items() if k != "albedo_psnr"},
-            "albedo_psnr": asset["albedo_psnr"] if albedo_texture else None,
-            "radiance_texture_vs_albedo_psnr": None if albedo_texture else asset["albedo_psnr"],
+            **{k: v for k, v in asset.items() if not k.startswith("albedo_psnr")},
+            **{
+                # the albedo columns belong to albedo textures; a radiance texture's are kept apart
+                (k if albedo_texture else f"radiance_texture_vs_{k}"): asset[k]
+                for k in ("albedo_psnr", "albedo_psnr_aligned")
+            },
+            **({} if albedo_texture else {"albedo_psnr": None, "albedo_psnr_aligned": None}),
             "fidelity_object_psnr": fidelity.get("psnr"),
             "fidelity_image_psnr": fidelity.get("image_psnr"),
             "fidelity_iou": fidelity.get("iou"),
@@ -233,11 +238,18 @@ def _f(x, fmt: str = "{:.2f}", none: str = "n/a") -> str:
     return none if x is None or (isinstance(x, float) and not np.isfinite(x)) else fmt.format(x)
 
 
+def _albedo(row: dict) -> str:
+    """The albedo cell: raw and per-channel-gain-aligned PSNR, or n/a."""
+    if row.get("albedo_psnr") is None:
+        return "n/a"
+    return f"{_f(row['albedo_psnr'])} / {_f(row.get('albedo_psnr_aligned'))} dB"
+
+
 def markdown(rows: list[dict], meta: dict) -> str:
     """The two result tables (quality; export and cost) and the run's circumstances."""
     t1, t2 = THRESHOLDS
     lines = [
-        f"| scene | field PSNR | `.glb` PSNR 2×2 (1 spp) | albedo PSNR | silhouette IoU | Chamfer-L1 (acc / comp) "
+        f"| scene | field PSNR | `.glb` PSNR 2×2 (1 spp) | albedo PSNR raw / aligned | silhouette IoU | Chamfer-L1 (acc / comp) "
         f"| P / R / F @{t1} | P / R / F @{t2} |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -248,7 +260,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         prf = [" / ".join(_f(r[f"{k}@{t}"]) for k in ("precision", "recall", "fscore")) for t in THRESHOLDS]
         lines.append(
             f"| {r['scene']} | {_f(r['field_psnr'])} dB | {_f(r['glb_psnr'])} ({_f(r['glb_psnr_1spp'])}) dB "
-            f"| {_f(r['albedo_psnr'])} | {_f(r['silhouette_iou'], '{:.3f}')} | {_f(r['chamfer_l1'], '{:.4f}')} "
+            f"| {_albedo(r)} | {_f(r['silhouette_iou'], '{:.3f}')} | {_f(r['chamfer_l1'], '{:.4f}')} "
             f"({_f(r['accuracy'], '{:.4f}')} / {_f(r['completeness'], '{:.4f}')}) | {prf[0]} | {prf[1]} |"
         )
     lines += [

@@ -90,8 +90,16 @@ def test_image_metrics_score_the_true_asset_high_and_ignore_the_surroundings(tmp
     # unmasked: the photo's edge pixels mix in the room, which the cut-out cannot undo (~1 px ring)
     assert m["glb_psnr"] > (33 if unmasked else 40) and m["albedo_psnr"] > 40 and m["silhouette_iou"] > 0.99
     assert m["glb_psnr_1spp"] < m["glb_psnr"]  # jagged edges against anti-aliased photos
+    assert m["albedo_psnr_aligned"] > 40 and m["albedo_gain"] == pytest.approx([1.0, 1.0, 1.0], abs=0.02)
     smaller = image_metrics(0.9 * v, f, look, views)  # a wrong asset scores lower on every count
     assert smaller["glb_psnr"] < m["glb_psnr"] - 10 and smaller["silhouette_iou"] < 0.9
+    # the same asset with its albedo darker by a per-channel factor (the light took the rest): the raw
+    # albedo PSNR drops, the gain fit recovers the factor and the aligned PSNR stays high
+    darker = MeshAppearance(vertex_colors=np.round(colors * [0.5, 0.8, 0.7]).astype(np.uint8))
+    dark = image_metrics(v, f, darker, views)
+    assert dark["albedo_psnr"] < m["albedo_psnr"] - 15
+    assert dark["albedo_gain"] == pytest.approx([2.0, 1.25, 1 / 0.7], rel=0.03)
+    assert dark["albedo_psnr_aligned"] > 35
 
 
 def test_report_table_says_na_and_keeps_failed_scenes():
@@ -111,6 +119,10 @@ def test_report_table_says_na_and_keeps_failed_scenes():
     assert "| duck | 40.00 dB | 25.00 (24.00) dB | n/a | 0.970 | 0.0300 (0.0400 / 0.0200) |" in table
     assert "1200 of 3000 (budget)" in table and "13.0 min" in table and "8.2 k" in table
     assert "| bowl | failed: RuntimeError: boom |" in table
+    albedo_row = row | {"scene": "cup", "albedo_psnr": 20.84, "albedo_psnr_aligned": 26.69}
+    assert "| 20.84 / 26.69 dB | 0.970 |" in markdown(
+        [albedo_row], meta | {"loadavg_before": "x", "loadavg_after": "y"}
+    )
 
 
 def test_cpu_clock_counts_this_process_cpu_time():
