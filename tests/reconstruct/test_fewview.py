@@ -44,6 +44,12 @@ def test_auto_regularises_sparse_captures_only_and_picks_per_geometry():
     assert plan.sparse and "20 training photos" in plan.reason
     assert isinstance(cfg.visible_levels, Linear) and cfg.visible_levels.end_step == 500
     assert cfg.distortion == Constant(0.01) and "distortion" in plan.regularisers
+    # the colour of a sparse capture is a function of position only; a dense one keeps its view dependence
+    assert base.field.view_dependent and not cfg.field.view_dependent
+    assert plan.regularisers["view_independent_colour"] is True
+    assert cfg.field == dataclasses.replace(base.field, view_dependent=False)
+    keep = dataclasses.replace(base, few_view=FewViewConfig(view_independent=False))
+    assert plan_few_view(keep, positions(20), torch.zeros(3), None)[0].field.view_dependent
     sdf = dataclasses.replace(base, field=FieldConfig(geometry="sdf"))
     cfg, plan = plan_few_view(sdf, positions(20), torch.zeros(3), torch.zeros(50, 3))
     assert cfg.sdf_training.curvature == Constant(5e-4) and cfg.distortion == Constant(0.0)
