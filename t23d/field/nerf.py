@@ -28,6 +28,10 @@ from t23d.field.encoding import spherical_harmonics
 from t23d.field.hashgrid import HashGridConfig, HashGridEncoding
 from t23d.field.mlp import make_mlp
 
+STEEP_SDF_SLOPE = 8.0
+"""An SDF cell test measures the slope of cells whose centre value lies within this many unit-slope bands
+of zero (see :meth:`NeRFField.occupancy_fn`); steeper SDFs than this are not expected."""
+
 
 @dataclass
 class DensityBlobConfig:
@@ -235,19 +239,33 @@ class NeRFField(nn.Module):
     def occupancy_fn(self, cell_size: float):
         """``points [N, 3] -> density [N]`` for the occupancy grid. Density fields: the density itself.
         SDF fields: each point is moved to the centre of its grid cell (cells of ``cell_size`` tiling
-        the field's cube) and gets a large density when the SDF there is within
-        ``1.5 * half-diagonal + 6 / inv_s`` of zero (0 outside and deep inside), so every cell the
-        zero level set can cross stays occupied (1.5: margin for an SDF that is not exactly a distance)
-        and the interior costs no samples."""
+        the field's cube) and gets a large density when the zero level set may cross the cell (0 outside
+        and deep inside), so every cell it crosses stays occupied and the interior costs no samples: when
+        ``|s| <= 1.5 * g * half-diagonal + 6 / inv_s`` at the centre, with ``g`` the SDF's slope across
+        the cell (at least 1; 1.5: margin). An SDF trained by score distillation is often far from a
+        distance (slopes of 2-5), so ``g`` is measured (central differences over the cell) for the
+        cells a unit slope would free but a steeper one might not."""
         if not self.is_sdf:
             return self.density
         b = self.cfg.bound
+        half_diagonal = 0.5 * math.sqrt(3.0) * cell_size
 
         def occupancy(x: Tensor) -> Tensor:
             centres = ((torch.floor((x + b) / cell_size) + 0.5) * cell_size - b).clamp(-b, b)
             s = self.sdf(centres)  # type: ignore[misc]
-            band = 1.5 * 0.5 * math.sqrt(3.0) * cell_size + 6.0 / float(self.inv_s)
-            return torch.where(s.abs() <= band, torch.full_like(s, 1e6), torch.zeros_like(s))
+            soft = 6.0 / float(self.inv_s)
+            band = 1.5 * half_diagonal + soft
+            near = s.abs() <= band
+            steep = ~near & (s.abs() <= STEEP_SDF_SLOPE * band)
+            if bool(steep.any()):
+                c = centres[steep]
+                h = 0.5 * cell_size
+                offsets = torch.eye(3, dtype=c.dtype, device=c.device) * h
+                pairs = torch.cat([c[:, None] + offsets, c[:, None] - offsets], 1)  # [M, 6, 3]
+                values = self.sdf(pairs.reshape(-1, 3)).reshape(-1, 2, 3)  # type: ignore[misc]
+                slope = ((values[:, 0] - values[:, 1]) / (2 * h)).norm(dim=-1).clamp(min=1.0)
+                near[steep] = s[steep].abs() <= 1.5 * slope * half_diagonal + soft
+            return torch.where(near, torch.full_like(s, 1e6), torch.zeros_like(s))
 
         return occupancy
 

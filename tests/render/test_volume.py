@@ -71,6 +71,29 @@ def test_an_sdf_surface_that_moved_frees_the_cells_it_left():
     assert _occupied_radii(grid) == {0.22, 0.28, 0.34, 0.66, 0.72, 0.78}
 
 
+def test_the_sdf_band_test_keeps_every_cell_a_steep_sdf_crosses():
+    """An SDF trained by score distillation is often steeper than a distance: its value at a cell's
+    centre can exceed the unit-slope band although its zero level set crosses the cell. Every cell that
+    holds a point of the surface must stay occupied (else rays skip that part of the surface)."""
+    small = HashGridConfig(n_levels=4, log2_hashmap_size=12, max_resolution=64, implementation="torch")
+    cfg_f = FieldConfig(grid=small, geometry="sdf", sdf=SDFConfig(init_radius=0.5, init_inv_s=500.0))
+    cfg = RenderConfig(num_samples=128, occupancy=OccupancyGridConfig(resolution=32, warmup_steps=64))
+    surface = torch.nn.functional.normalize(
+        torch.randn(4000, 3, generator=torch.Generator().manual_seed(1)), dim=-1
+    )
+    for slope in (1.0, 4.0):
+        field = NeRFField(cfg_f, generator=torch.Generator().manual_seed(0))
+        field.sdf = lambda x, k=slope: k * (x.norm(dim=-1) - 0.5)  # a sphere of radius 0.5, slope k
+        grid = make_occupancy_grid(field, cfg, "cpu")
+        update_occupancy(grid, field, 0, torch.Generator().manual_seed(2))
+        g = grid.cfg.resolution
+        ijk = ((0.5 * surface + 1.0) / 2.0 * g).floor().long().clamp(0, g - 1)  # cells of [-1, 1]^3
+        cells = ijk[:, 0] + g * ijk[:, 1] + g * g * ijk[:, 2]
+        assert bool(grid.occupied[cells].all()), slope
+        # and the interior and the outside stay free: only a shell around the surface is occupied
+        assert 0.05 < float(grid.occupied.float().mean()) < 0.25, slope
+
+
 def test_a_shaded_render_of_rays_that_all_miss_is_the_background():
     """A lit (SH-shaded) render needs normals; a chunk of rays that all miss the object keeps no sample
     and must still render (whole-image evaluation of an albedo photo run hits such chunks)."""
