@@ -97,6 +97,16 @@ density"): the SDF field is opaque, so its zero level set exports what SDS learn
 field's fog does not survive marching cubes."""
 DENSITY_DEFAULT_PRESETS: tuple[str, ...] = ("latent",)
 """Presets whose default geometry stays ``density``: Latent-NeRF (``latent``) was not measured on SDF."""
+TEXT_SDF_EIKONAL = 1.0
+"""Eikonal weight of SDS on SDF geometry: ten times the photo runs' (NeuS's 0.1). The prior's gradients
+leave the SDF far from a distance and rough below a marching-cubes cell; measured with the learned toy
+prior over 3 prompts x 2 seeds (``benchmarks/RESULTS.md``, session 9), with :data:`TEXT_SDF_CURVATURE`
+the asset's fidelity to the field rose by 1.0-4.7 dB on whole images on all six runs."""
+TEXT_SDF_CURVATURE = 1e-3
+"""Curvature weight of SDS on SDF geometry (photo runs: 1e-4; 1e-2 measured worse on one of two)."""
+IMAGE_SDF_EIKONAL, IMAGE_SDF_CURVATURE = 0.1, 1e-4
+"""Image runs keep the photo runs' SDF weights: the reference view is photo supervision, and the Image
+-> 3D measurement was made with them."""
 IMAGE_DEFAULT_GEOMETRY = "sdf"
 """The geometry of image runs (``t23d generate --image``) unless ``--geometry`` says otherwise. Measured
 with ``benchmarks/bench_image_reference.py`` (``benchmarks/RESULTS.md``, "Image -> 3D"): a density field
@@ -127,7 +137,11 @@ def preset(name: str, geometry: str | None = None) -> GenerateConfig:
             regularisers=dataclasses.replace(
                 cfg.regularisers, orientation=Constant(0.0), sparsity=Constant(0.0)
             ),
-            sdf_training=sdf_training_for(cfg.steps, floor=(30.0, 300.0)),
+            sdf_training=dataclasses.replace(
+                sdf_training_for(cfg.steps, floor=(30.0, 300.0)),
+                eikonal=Constant(TEXT_SDF_EIKONAL),
+                curvature=Constant(TEXT_SDF_CURVATURE),
+            ),
         )
     return cfg
 
@@ -279,8 +293,11 @@ def image_preset(name: str, geometry: str | None = None, steps: int | None = Non
         raise ConfigError(f"unknown preset {name!r} for --image runs; accepted: {', '.join(IMAGE_STEPS)}")
     base = preset(name, IMAGE_DEFAULT_GEOMETRY if geometry is None else geometry)
     steps = IMAGE_STEPS[name] if steps is None or steps < 1 else steps
+    image_weights = dataclasses.replace(
+        base.sdf_training, eikonal=Constant(IMAGE_SDF_EIKONAL), curvature=Constant(IMAGE_SDF_CURVATURE)
+    )
     base = dataclasses.replace(
-        base, steps=steps, sdf_training=rescale_sdf_training(base.sdf_training, base.steps, steps)
+        base, steps=steps, sdf_training=rescale_sdf_training(image_weights, base.steps, steps)
     )
     batch = 1 if name == "fast" else 4
     res = base.camera.resolution

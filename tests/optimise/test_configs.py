@@ -95,7 +95,14 @@ def test_sdf_presets_switch_geometry_and_its_companion_settings():
         # density-fog remedies are off for an SDF (its surface is opaque, its normals its gradient)
         assert g.regularisers.orientation.at(0) == 0.0 and g.regularisers.sparsity.at(0) == 0.0
         assert g.sdf_training.sharpness_floor.end_step == g.steps // 2
+        # SDS on an SDF: stronger eikonal and curvature than photo runs (a distance, smooth below a cell)
+        assert g.sdf_training.eikonal.at(0) == 1.0 and g.sdf_training.curvature.at(0) == 1e-3
         assert preset(name, "density").field.geometry == "density"
+    from t23d.optimise.config import image_preset
+
+    image = image_preset("fast").sdf_training  # the reference view is photo supervision: photo weights
+    assert image.eikonal.at(0) == 0.1 and image.curvature.at(0) == 1e-4
+    assert image.eikonal.at(0) == reconstruct_preset("fast", "sdf").sdf_training.eikonal.at(0)
     for name in RECONSTRUCT_PRESETS:
         r = reconstruct_preset(name, "sdf")
         assert r.field.geometry == "sdf" and r.export.surface_optical_depth is None
