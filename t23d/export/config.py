@@ -95,7 +95,10 @@ class ExportConfig:
     """Width and height in pixels of the generated fidelity views."""
     fidelity_supersample: int = 2
     """Rays per pixel along each axis when the fidelity check renders the mesh (anti-aliasing, as an
-    engine's multisampling; 1 = one ray through each pixel centre)."""
+    engine's multisampling; 1 = one ray through each pixel centre). Field renders made by
+    :func:`t23d.render.field_fns.render_field_fn_of` are anti-aliased the same way (adaptively: only
+    pixels near an edge get the extra rays), so that aliasing on either side does not count as
+    disagreement."""
     fidelity_min_psnr: float = 25.0
     """Log a warning when the mesh-vs-field PSNR (dB) is below this."""
     fidelity_min_iou: float = 0.9

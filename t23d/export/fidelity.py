@@ -3,7 +3,9 @@
 The exported mesh (mapped back into the field's frame) is rendered unlit with its texture (or vertex
 colours) by :mod:`t23d.render.mesh`, anti-aliased with ``supersample`` x ``supersample`` rays per
 pixel as an engine's multisampling would; the field is rendered by the caller's ``render_field_fn``
-from the same cameras. Object PSNR is computed over pixels covered by either (field opacity > 0.5 or
+from the same cameras (the product's own field renderers anti-alias with the same factor, see
+:func:`t23d.render.field_fns.render_field_fn_of`: a sharp surface rendered with one ray per pixel has
+aliased edges, which would otherwise count as disagreement). Object PSNR is computed over pixels covered by either (field opacity > 0.5 or
 mesh coverage > 0.5), image PSNR over whole frames, both composited on black; IoU compares the
 field's opacity with the mesh's coverage (fractional). All aggregate over the views (PSNR from the
 pooled mean squared error).
@@ -79,7 +81,7 @@ def measure_fidelity(
     """Compare mesh and field renders from ``cameras`` (field frame); warn below the thresholds.
 
     The mesh is rendered with ``supersample`` x ``supersample`` rays per pixel (an engine's
-    multisampling); the field with one ray per pixel, whose opacity is already fractional at edges.
+    multisampling); the field as ``render_field_fn`` renders it (anti-aliased by the caller).
     """
     from t23d.render.mesh import resolve_backend
 

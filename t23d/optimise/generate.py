@@ -239,7 +239,9 @@ def export_generate_run(
         out_dir or run_dir / "export",
         slug(run_name(cfg.prompt, cfg.reference)),
         export_cfg,
-        render_field_fn=render_field_fn_of(state.field, cfg.render, state.occupancy),
+        render_field_fn=render_field_fn_of(
+            state.field, cfg.render, state.occupancy, supersample=export_cfg.fidelity_supersample
+        ),
         render_step=step_size(state.field, cfg.render),
         sdf_fn=sdf_fn_of(state.field),
         render_depth_fn=render_depth_fn_of(state.field, cfg.render, state.occupancy),

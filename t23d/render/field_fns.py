@@ -12,7 +12,7 @@ from t23d.field.background import Background, ConstantBackground
 from t23d.field.nerf import NeRFField
 from t23d.render.cameras import Cameras
 from t23d.render.occupancy import OccupancyGrid
-from t23d.render.volume import RenderConfig, render_images
+from t23d.render.volume import RenderConfig, render_images, render_pixels
 
 
 def density_fn_of(field_: NeRFField) -> Callable[[Tensor], Tensor]:
@@ -106,19 +106,59 @@ def render_field_fn_of(
     render_cfg: RenderConfig,
     occupancy: OccupancyGrid | None,
     appearance: AppearanceRender | None = None,
+    supersample: int = 1,
 ):
     """``(c2w [4, 4], intrinsics [4], H, W) -> (rgb [H, W, 3] on black, opacity [H, W])`` of the field
-    (through ``appearance``, neutral code, when given)."""
+    (through ``appearance``, neutral code, when given).
+
+    ``supersample`` s > 1 anti-aliases as :func:`t23d.render.mesh.render_mesh` does (s x s rays per pixel
+    on the same regular grid, averaged), adaptively: every pixel is rendered through its centre first,
+    and only the pixels near an edge (:func:`edge_pixels`) are rendered again with s x s rays. A sharp
+    surface's silhouette is otherwise aliased, and comparing it with an anti-aliased mesh counts the
+    aliasing as disagreement."""
     black = Background(ConstantBackground((0.0, 0.0, 0.0)))
+    s = int(supersample)
+    if s < 1:
+        raise ValueError(f"supersample must be an integer >= 1; got {supersample!r}")
 
     @torch.no_grad()
     def render_field(c2w: Tensor, intrinsics: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
         dev = next(field_.parameters()).device
         cams = Cameras(c2w[None].float().to(dev), intrinsics[None].float().to(dev), int(width), int(height))
         out = render_images(field_, black, cams, render_cfg, occupancy, appearance=appearance)
-        return out["rgb"][0].cpu(), out["opacity"][0].cpu()
+        rgb, opacity = out["rgb"][0].cpu(), out["opacity"][0].cpu()
+        if s == 1:
+            return rgb, opacity
+        rows, cols = edge_pixels(rgb, opacity).nonzero(as_tuple=True)
+        if len(rows) == 0:
+            return rgb, opacity
+        fine = Cameras(cams.c2w, cams.intrinsics * s, int(width) * s, int(height) * s)
+        k = torch.arange(s)
+        sub_r = (rows[:, None, None] * s + k[None, :, None]).expand(-1, s, s).reshape(-1)
+        sub_c = (cols[:, None, None] * s + k[None, None, :]).expand(-1, s, s).reshape(-1)
+        pixels = torch.stack([torch.zeros_like(sub_r), sub_r, sub_c], -1).to(dev)
+        sub = render_pixels(field_, black, fine, render_cfg, pixels, occupancy, appearance=appearance)
+        rgb[rows, cols] = sub["rgb"].cpu().reshape(-1, s * s, 3).mean(1)
+        opacity[rows, cols] = sub["opacity"].cpu().reshape(-1, s * s).mean(1)
+        return rgb, opacity
 
     return render_field
+
+
+EDGE_OPACITY_STEP = 1.0 / 64.0
+"""Opacity difference to a neighbouring pixel above which :func:`edge_pixels` marks a pixel."""
+EDGE_COLOR_STEP = 1.0 / 16.0
+"""Colour difference (any channel) to a neighbouring pixel above which :func:`edge_pixels` marks a pixel."""
+
+
+def edge_pixels(rgb: Tensor, opacity: Tensor) -> Tensor:
+    """[H, W] bool: pixels whose opacity or colour differs from one of their 8 neighbours by more than
+    :data:`EDGE_OPACITY_STEP` / :data:`EDGE_COLOR_STEP` (silhouettes, occlusion edges, texture edges),
+    where one ray per pixel aliases. ``rgb`` [H, W, 3], ``opacity`` [H, W]."""
+    x = torch.cat([opacity[..., None] / EDGE_OPACITY_STEP, rgb / EDGE_COLOR_STEP], -1).permute(2, 0, 1)
+    hi = torch.nn.functional.max_pool2d(x[None], 3, stride=1, padding=1)[0]
+    lo = -torch.nn.functional.max_pool2d(-x[None], 3, stride=1, padding=1)[0]
+    return ((hi - x) > 1.0).any(0) | ((x - lo) > 1.0).any(0)
 
 
 def normal_fn_of(field_: NeRFField, eps: float, chunk: int = 65_536):

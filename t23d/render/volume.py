@@ -376,9 +376,35 @@ def render_images(
     """
     if appearance is not None and appearance.image_ids is not None:
         raise ValueError("render_images: appearance must use the neutral code (image_ids=None)")
+    b, h, w = len(cameras), cameras.height, cameras.width
+    out = render_pixels(field_, background, cameras, cfg, None, occupancy, shading, appearance)
+    return {
+        "rgb": out["rgb"].reshape(b, h, w, 3),
+        "opacity": out["opacity"].reshape(b, h, w),
+        "depth": out["depth"].reshape(b, h, w),
+        "background": out["background"].reshape(b, h, w, 3),
+    }
+
+
+@torch.no_grad()
+def render_pixels(
+    field_: NeRFField,
+    background: Background,
+    cameras: Cameras,
+    cfg: RenderConfig,
+    pixels: Tensor | None = None,
+    occupancy: OccupancyGrid | None = None,
+    shading: Shading | None = None,
+    appearance: AppearanceRender | None = None,
+) -> dict[str, Tensor]:
+    """Render the rays through ``pixels`` ([R, 3] long ``(camera, row, column)``; None: every pixel,
+    camera-major then row-major) in chunks of ``cfg.chunk_rays``, without gradients: flat ``rgb`` [R, 3],
+    ``opacity`` [R], ``depth`` [R] and ``background`` [R, 3], as :func:`render_images` describes them."""
+    if appearance is not None and appearance.image_ids is not None:
+        raise ValueError("render_pixels: appearance must use the neutral code (image_ids=None)")
     was_training = background.training
     background.eval()
-    rays = camera_rays(cameras)
+    rays = camera_rays(cameras, pixels)
     outs: dict[str, list[Tensor]] = {"rgb": [], "opacity": [], "depth": [], "background": []}
     for start in range(0, rays.origins.shape[0], cfg.chunk_rays):
         sl = slice(start, start + cfg.chunk_rays)
@@ -389,10 +415,4 @@ def render_images(
         outs["depth"].append(o.depth)
         outs["background"].append(o.background)
     background.train(was_training)
-    b, h, w = len(cameras), cameras.height, cameras.width
-    return {
-        "rgb": torch.cat(outs["rgb"]).reshape(b, h, w, 3),
-        "opacity": torch.cat(outs["opacity"]).reshape(b, h, w),
-        "depth": torch.cat(outs["depth"]).reshape(b, h, w),
-        "background": torch.cat(outs["background"]).reshape(b, h, w, 3),
-    }
+    return {k: torch.cat(v) for k, v in outs.items()}
