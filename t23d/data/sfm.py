@@ -102,6 +102,11 @@ def validate_sfm_config(cfg: SfmConfig) -> None:
         ("max_num_features", cfg.max_num_features >= 64, ">= 64"),
         ("peak_threshold", 0.0 < cfg.peak_threshold < 1.0, "between 0 and 1"),
         (
+            "keep_known_focal_chi2",
+            math.isfinite(cfg.keep_known_focal_chi2),
+            "a finite number (negative: off)",
+        ),
+        (
             "focal_length_px",
             cfg.focal_length_px is None or (math.isfinite(cfg.focal_length_px) and cfg.focal_length_px > 0),
             "a finite number > 0 (pixels) or null",
@@ -355,6 +360,84 @@ def _run_attempt(
     return result
 
 
+def squared_reprojection_errors(rec: Any) -> tuple[float, int]:
+    """Sum of squared reprojection errors (pixels²) over every observation of ``rec``, and their number."""
+    total, count = 0.0, 0
+    for image_id in rec.reg_image_ids():
+        image = rec.images[image_id]
+        observed = [p for p in image.points2D if p.has_point3D()]
+        if not observed:
+            continue
+        xyz = np.array([rec.points3D[p.point3D_id].xyz for p in observed], dtype=np.float64)
+        xy = np.array([p.xy for p in observed], dtype=np.float64)
+        projected = np.asarray(rec.cameras[image.camera_id].img_from_cam(image.cam_from_world() * xyz))
+        total += float(((projected[:, :2] - xy) ** 2).sum())
+        count += len(observed)
+    return total, count
+
+
+def prefer_known_focal(
+    pc: Any, rec: Any, focals: list, names: list[str], cfg: SfmConfig
+) -> tuple[Any, dict | None]:
+    """Hold a known focal length when the photos do not determine a better one.
+
+    ``rec`` is the chosen model in pixels of the photos as given; ``focals`` the known focal length of
+    each photo in ``names`` (None where unknown). When ``cfg.refine_focal_length`` let bundle adjustment
+    move a known focal length, a copy is adjusted again with every camera's focal length set back to
+    the known one (the median of its photos') and its lens distortion to zero, both held fixed. The two
+    are compared by a likelihood-ratio test: ``n (SSE_known - SSE_refined) / SSE_refined`` (``n``
+    observations; chi-squared with as many degrees of freedom as the refined intrinsics had, if the
+    known ones are right). The copy is returned unless that exceeds ``cfg.keep_known_focal_chi2``.
+    Returns the model to use and what was compared and chosen (None when nothing was known or refined)."""
+    if not cfg.refine_focal_length or cfg.keep_known_focal_chi2 < 0:
+        return rec, None
+    known_of = dict(zip(names, focals))
+    per_camera: dict[int, list[float]] = {}
+    for image_id in rec.reg_image_ids():
+        image = rec.images[image_id]
+        f = known_of.get(image.name)
+        if f is not None:
+            per_camera.setdefault(image.camera_id, []).append(float(f))
+    if not per_camera:
+        return rec, None
+    fixed = pc.Reconstruction(rec)
+    for camera_id, known in per_camera.items():
+        cam = fixed.cameras[camera_id]
+        params = np.array(cam.params, dtype=np.float64)
+        params[list(cam.focal_length_idxs())] = float(np.median(known))
+        params[list(cam.extra_params_idxs())] = 0.0
+        cam.params = params
+    options = pc.BundleAdjustmentOptions()
+    options.refine_focal_length = False
+    options.refine_principal_point = False
+    options.refine_extra_params = False
+    options.print_summary = False
+    for _ in range(2):  # the second pass settles what the first moved
+        pc.bundle_adjustment(fixed, options)
+    sse_refined, n = squared_reprojection_errors(rec)
+    sse_known, _ = squared_reprojection_errors(fixed)
+    statistic = n * (sse_known - sse_refined) / max(sse_refined, 1e-12)
+    keep_known = statistic <= cfg.keep_known_focal_chi2
+    report = {
+        "kept": "known" if keep_known else "refined",
+        "refined_px": sorted({round(float(c.mean_focal_length()), 2) for c in rec.cameras.values()}),
+        "rms_error_refined_px": math.sqrt(sse_refined / max(n, 1)),
+        "rms_error_known_px": math.sqrt(sse_known / max(n, 1)),
+        "likelihood_ratio": statistic,
+    }
+    log.info(
+        "SfM: known focal length %s px, refined %s px: RMS reprojection error %.4f vs %.4f px over %d "
+        "observations (likelihood ratio %.1f, threshold %.1f) -> kept the %s one",
+        sorted({round(float(np.median(v)), 2) for v in per_camera.values()}), report["refined_px"],
+        report["rms_error_known_px"], report["rms_error_refined_px"], n, statistic, cfg.keep_known_focal_chi2,
+        report["kept"],
+    )  # fmt: skip
+    if not keep_known:
+        return rec, report
+    fixed.update_point_3d_errors()
+    return fixed, report
+
+
 def _restore_photo_names_and_size(rec: Any, att: Attempt, sizes: dict[str, tuple[int, int]]) -> None:
     """Undo the upsampling in the model: cameras and 2D points in pixels of the photos as given, and
     image names without the ``.png`` the enlarged copies carry."""
@@ -441,8 +524,12 @@ def run_sfm(image_paths: list[Path], cfg: SfmConfig, work_dir: Path) -> tuple[Pa
     error_px = (
         float(best.compute_mean_reprojection_error()) / chosen.attempt.upsample if best is not None else None
     )
+    intrinsics = None
     if best is not None:
         _restore_photo_names_and_size(best, chosen.attempt, sizes)
+        best, intrinsics = prefer_known_focal(pc, best, focals, names, cfg)
+        if intrinsics is not None and intrinsics["kept"] == "known":
+            error_px = float(best.compute_mean_reprojection_error())
     estimated = (
         sorted({round(float(c.mean_focal_length()), 2) for c in best.cameras.values()}) if best else []
     )
@@ -465,6 +552,7 @@ def run_sfm(image_paths: list[Path], cfg: SfmConfig, work_dir: Path) -> tuple[Pa
             "initial": sorted({round(f, 2) for f in focals if f is not None}) or None,
             "source": focal_source,
             "estimated": estimated,
+            **({"choice": intrinsics} if intrinsics is not None else {}),
         },
         "chosen_attempt": chosen.attempt.name,
         "attempts": [

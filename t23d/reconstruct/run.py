@@ -442,7 +442,11 @@ def export_reconstruct_run(
         export_cfg,
         world_transform=np.asarray(scene["world_from_normalised"], dtype=np.float64),
         render_field_fn=render_field_fn_of(
-            state.field, cfg.render, state.occupancy, appearance=appearance, supersample=export_cfg.fidelity_supersample
+            state.field,
+            cfg.render,
+            state.occupancy,
+            appearance=appearance,
+            supersample=export_cfg.fidelity_supersample,
         ),
         fidelity_cameras=fidelity,
         render_step=step_size(state.field, cfg.render),

@@ -20,7 +20,9 @@ def sharp_sphere() -> NeRFField:
     than a pixel: one ray per pixel renders its silhouette aliased."""
     small = HashGridConfig(n_levels=4, log2_hashmap_size=12, max_resolution=64, implementation="torch")
     sdf = SDFConfig(init_radius=RADIUS, init_inv_s=2000.0, max_inv_s=2000.0)
-    field = NeRFField(FieldConfig(grid=small, geometry="sdf", sdf=sdf), generator=torch.Generator().manual_seed(0))
+    field = NeRFField(
+        FieldConfig(grid=small, geometry="sdf", sdf=sdf), generator=torch.Generator().manual_seed(0)
+    )
     geometry = field._geometry
 
     def exact(x):
