@@ -5,10 +5,10 @@ colours) by :mod:`t23d.render.mesh`, anti-aliased with ``supersample`` x ``super
 pixel as an engine's multisampling would; the field is rendered by the caller's ``render_field_fn``
 from the same cameras (the product's own field renderers anti-alias with the same factor, see
 :func:`t23d.render.field_fns.render_field_fn_of`: a sharp surface rendered with one ray per pixel has
-aliased edges, which would otherwise count as disagreement). Object PSNR is computed over pixels covered by either (field opacity > 0.5 or
-mesh coverage > 0.5), image PSNR over whole frames, both composited on black; IoU compares the
-field's opacity with the mesh's coverage (fractional). All aggregate over the views (PSNR from the
-pooled mean squared error).
+aliased edges, which would otherwise count as disagreement). Object PSNR is computed over pixels
+covered by either (field opacity > 0.5 or mesh coverage > 0.5), image PSNR over whole frames, both
+composited on black; IoU compares the field's opacity with the mesh's coverage (fractional). All
+aggregate over the views (PSNR from the pooled mean squared error).
 """
 
 from __future__ import annotations

@@ -374,8 +374,6 @@ def render_images(
 
     ``appearance`` must use the neutral code (``image_ids`` None): rays here are not tied to photos.
     """
-    if appearance is not None and appearance.image_ids is not None:
-        raise ValueError("render_images: appearance must use the neutral code (image_ids=None)")
     b, h, w = len(cameras), cameras.height, cameras.width
     out = render_pixels(field_, background, cameras, cfg, None, occupancy, shading, appearance)
     return {
@@ -401,7 +399,7 @@ def render_pixels(
     camera-major then row-major) in chunks of ``cfg.chunk_rays``, without gradients: flat ``rgb`` [R, 3],
     ``opacity`` [R], ``depth`` [R] and ``background`` [R, 3], as :func:`render_images` describes them."""
     if appearance is not None and appearance.image_ids is not None:
-        raise ValueError("render_pixels: appearance must use the neutral code (image_ids=None)")
+        raise ValueError("render_images: appearance must use the neutral code (image_ids=None)")
     was_training = background.training
     background.eval()
     rays = camera_rays(cameras, pixels)
