@@ -227,11 +227,12 @@ def export_generate_run(
         render_field_fn_of,
         sdf_fn_of,
     )
-    from t23d.render.volume import step_size
+    from t23d.render.volume import measured_occupancy, step_size
     from t23d.run.rundir import slug
 
     export_cfg = export_cfg or cfg.export
     state.field.eval()
+    occupancy = measured_occupancy(state.field, state.occupancy)
     report = export_asset(
         density_fn_of(state.field),
         bake_color_fn_of(state.field, state.field.aabb(), export_cfg.resolution),
@@ -240,11 +241,11 @@ def export_generate_run(
         slug(run_name(cfg.prompt, cfg.reference)),
         export_cfg,
         render_field_fn=render_field_fn_of(
-            state.field, cfg.render, state.occupancy, supersample=export_cfg.fidelity_supersample
+            state.field, cfg.render, occupancy, supersample=export_cfg.fidelity_supersample
         ),
         render_step=step_size(state.field, cfg.render),
         sdf_fn=sdf_fn_of(state.field),
-        render_depth_fn=render_depth_fn_of(state.field, cfg.render, state.occupancy),
+        render_depth_fn=render_depth_fn_of(state.field, cfg.render, occupancy),
         normal_fn=normal_fn_of(
             state.field,
             eps=float((state.field.aabb()[1] - state.field.aabb()[0]).max()) / export_cfg.resolution,

@@ -200,10 +200,11 @@ def evaluate_views(
     (held-out photos have no learnt pose correction)."""
     from t23d.reconstruct.metrics import psnr, ssim
     from t23d.render.rays import camera_rays
-    from t23d.render.volume import render_images
+    from t23d.render.volume import measured_occupancy, render_images
 
     state.field.eval()
     state.background.eval()
+    occupancy = measured_occupancy(state.field, state.occupancy)
     dev = next(state.field.parameters()).device
     per_view = []
     for i in dataset.test_indices:
@@ -215,7 +216,7 @@ def evaluate_views(
             state.background,
             cams,
             cfg.render,
-            state.occupancy,
+            occupancy,
             appearance=photo_appearance(state),
         )
         pred = out["rgb"][0].cpu()
@@ -407,7 +408,7 @@ def export_reconstruct_run(
         render_field_fn_of,
         sdf_fn_of,
     )
-    from t23d.render.volume import step_size
+    from t23d.render.volume import measured_occupancy, step_size
     from t23d.run.rundir import slug
 
     scene = read_scene(run_dir)
@@ -422,6 +423,7 @@ def export_reconstruct_run(
     state.field.eval()
     for module in state.extras.values():
         module.eval()
+    occupancy = measured_occupancy(state.field, state.occupancy)
     cams = cameras_of(scene, scene["test_indices"] or scene["train_indices"][:8])
     fidelity = _camera_tuples(cams)
     aabb = torch.tensor(scene["aabb"], dtype=torch.float32)
@@ -444,14 +446,14 @@ def export_reconstruct_run(
         render_field_fn=render_field_fn_of(
             state.field,
             cfg.render,
-            state.occupancy,
+            occupancy,
             appearance=appearance,
             supersample=export_cfg.fidelity_supersample,
         ),
         fidelity_cameras=fidelity,
         render_step=step_size(state.field, cfg.render),
         sdf_fn=sdf_fn_of(state.field),
-        render_depth_fn=render_depth_fn_of(state.field, cfg.render, state.occupancy),
+        render_depth_fn=render_depth_fn_of(state.field, cfg.render, occupancy),
         tsdf_cameras=_camera_tuples(cameras_of(scene, scene["train_indices"])),
         normal_fn=normal_fn_of(
             state.field,

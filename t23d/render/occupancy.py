@@ -88,7 +88,10 @@ class OccupancyGrid:
         ``replace``: a measured cell takes the new value instead of the decayed moving maximum. For
         measures that are already a verdict (an SDF field's band test, 0 or a large value): with the
         moving maximum every cell the surface ever crossed would stay occupied for thousands of steps
-        (the initial sphere, every shape on the way), and its samples would be paid on every ray."""
+        (the initial sphere, every shape on the way), and its samples would be paid on every ray. After
+        the warm-up such an update measures a random quarter of the cells plus every free cell next to
+        an occupied one (:meth:`frontier`): a free verdict is never kept while the surface moves into
+        the cell (a stale free cell is a hole in every render that crosses it)."""
         if not self.cfg.enabled:
             return
         g = self.cfg.resolution
@@ -97,6 +100,9 @@ class OccupancyGrid:
             cells = torch.arange(n)
         else:
             cells = torch.randperm(n, generator=generator)[: n // 4]
+            if replace:
+                frontier = self.frontier().nonzero().reshape(-1).cpu()
+                cells = torch.unique(torch.cat([cells, frontier]))
         jitter = torch.rand(len(cells), 3, generator=generator)
         ijk = torch.stack([cells % g, (cells // g) % g, cells // (g * g)], -1).float()
         lo, hi = self.aabb[0].cpu(), self.aabb[1].cpu()
@@ -117,6 +123,13 @@ class OccupancyGrid:
         thr = min(self.density_threshold, float(self.density.mean()))
         self.occupied = self.density > thr
         self._refresh_coarse()
+
+    def frontier(self) -> Tensor:
+        """[G^3] bool: free cells with an occupied cell among their 26 neighbours."""
+        g = self.cfg.resolution
+        occ = self.occupied.reshape(1, 1, g, g, g).float()
+        near = torch.nn.functional.max_pool3d(occ, 3, stride=1, padding=1).reshape(-1) > 0
+        return near & ~self.occupied
 
     @property
     def cell_size(self) -> float:

@@ -101,6 +101,18 @@ def update_occupancy(grid: OccupancyGrid, field_: NeRFField, step: int, generato
     )
 
 
+def measured_occupancy(field_: NeRFField, grid: OccupancyGrid | None) -> OccupancyGrid | None:
+    """The grid to render a finished field with: for SDF fields a new grid whose every cell is measured
+    on the field as it is now (training refreshes a part of the cells at a time, and a cell the surface
+    entered since its last measurement would be a hole in the asset's renders); ``grid`` itself for
+    density fields (whose moving maximum only errs towards occupied) or when there is none."""
+    if grid is None or not getattr(field_, "is_sdf", False) or not grid.cfg.enabled:
+        return grid
+    fresh = OccupancyGrid(grid.cfg, grid.aabb, grid.step_size, grid.aabb.device)
+    update_occupancy(fresh, field_, 0, torch.Generator().manual_seed(0))  # the first update: every cell
+    return fresh
+
+
 def render_rays(
     field_: NeRFField,
     background: Background,

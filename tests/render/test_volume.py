@@ -18,6 +18,7 @@ from t23d.render.volume import (
     RenderConfig,
     _packed_weights,
     make_occupancy_grid,
+    measured_occupancy,
     render_rays,
     update_occupancy,
 )
@@ -92,6 +93,58 @@ def test_the_sdf_band_test_keeps_every_cell_a_steep_sdf_crosses():
         assert bool(grid.occupied[cells].all()), slope
         # and the interior and the outside stay free: only a shell around the surface is occupied
         assert 0.05 < float(grid.occupied.float().mean()) < 0.25, slope
+
+
+def _sphere_cells(grid, radius: float) -> torch.Tensor:
+    """Indices of the grid cells (of [-1, 1]^3) that the sphere of ``radius`` passes through."""
+    pts = torch.nn.functional.normalize(
+        torch.randn(20000, 3, generator=torch.Generator().manual_seed(1)), dim=-1
+    )
+    g = grid.cfg.resolution
+    ijk = ((radius * pts + 1.0) / 2.0 * g).floor().long().clamp(0, g - 1)
+    return torch.unique(ijk[:, 0] + g * ijk[:, 1] + g * g * ijk[:, 2])
+
+
+def test_an_sdf_surface_moving_into_free_cells_after_the_warmup_is_never_lost():
+    """After the warm-up an update measures a random quarter of the cells; a free cell next to an occupied
+    one is measured every time, so a surface that moved by up to a cell is occupied wherever it is (a
+    free cell it crosses would be a hole in every render through it)."""
+    small = HashGridConfig(n_levels=4, log2_hashmap_size=12, max_resolution=64, implementation="torch")
+    cfg_f = FieldConfig(grid=small, geometry="sdf", sdf=SDFConfig(init_radius=0.5, init_inv_s=500.0))
+    cfg = RenderConfig(num_samples=128, occupancy=OccupancyGridConfig(resolution=32, warmup_steps=64))
+    field = NeRFField(cfg_f, generator=torch.Generator().manual_seed(0))
+    radius = {"r": 0.5}
+    field.sdf = lambda x: x.norm(dim=-1) - radius["r"]
+    grid = make_occupancy_grid(field, cfg, "cpu")
+    gen = torch.Generator().manual_seed(2)
+    update_occupancy(grid, field, 0, gen)
+    assert bool(grid.occupied[_sphere_cells(grid, 0.5)].all())
+    radius["r"] = 0.5 + grid.cell_size  # the surface moves out by one cell
+    update_occupancy(grid, field, 1000, gen)  # after the warm-up: a quarter of the cells plus the frontier
+    assert bool(grid.occupied[_sphere_cells(grid, radius["r"])].all())
+    # the frontier is what caught it: a random quarter alone leaves most of the new shell free
+    frontier = grid.frontier()
+    assert 0 < int(frontier.sum()) < int((~grid.occupied).sum())
+
+
+def test_a_finished_sdf_field_is_rendered_with_every_cell_measured_afresh():
+    """Export renders use a grid measured on the final field, not training's partly stale one; a density
+    field keeps its grid (its moving maximum only errs towards occupied)."""
+    small = HashGridConfig(n_levels=4, log2_hashmap_size=12, max_resolution=64, implementation="torch")
+    cfg_f = FieldConfig(grid=small, geometry="sdf", sdf=SDFConfig(init_radius=0.5, init_inv_s=500.0))
+    cfg = RenderConfig(num_samples=128, occupancy=OccupancyGridConfig(resolution=32, warmup_steps=64))
+    field = NeRFField(cfg_f, generator=torch.Generator().manual_seed(0))
+    field.sdf = lambda x: x.norm(dim=-1) - 0.3
+    stale = make_occupancy_grid(field, cfg, "cpu")
+    stale.occupied = torch.zeros_like(stale.occupied)  # training never saw the surface here
+    stale.num_updates = 5
+    fresh = measured_occupancy(field, stale)
+    assert fresh is not stale and not bool(stale.occupied.any())
+    assert bool(fresh.occupied[_sphere_cells(fresh, 0.3)].all())
+    assert 0.01 < float(fresh.occupied.float().mean()) < 0.2
+    density = NeRFField(FieldConfig(grid=small), generator=torch.Generator().manual_seed(0))
+    assert measured_occupancy(density, stale) is stale
+    assert measured_occupancy(field, None) is None
 
 
 def test_a_shaded_render_of_rays_that_all_miss_is_the_background():
