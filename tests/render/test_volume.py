@@ -122,7 +122,7 @@ def test_an_sdf_surface_moving_into_free_cells_after_the_warmup_is_never_lost():
     radius["r"] = 0.5 + grid.cell_size  # the surface moves out by one cell
     update_occupancy(grid, field, 1000, gen)  # after the warm-up: a quarter of the cells plus the frontier
     assert bool(grid.occupied[_sphere_cells(grid, radius["r"])].all())
-    # the frontier is what caught it: a random quarter alone leaves most of the new shell free
+    # the frontier is a thin layer around the occupied cells, not the whole free space
     frontier = grid.frontier()
     assert 0 < int(frontier.sum()) < int((~grid.occupied).sum())
 
