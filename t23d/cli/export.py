@@ -22,6 +22,7 @@ def export_overrides(base: Any, args: argparse.Namespace) -> Any:
         "height": args.height,
         "origin": args.origin,
         "texture": getattr(args, "texture", None),
+        "albedo_reference": getattr(args, "albedo_reference", None),
     }
     overrides = {k: v for k, v in flags.items() if v is not None}
     cfg = apply_overrides(base, overrides)
@@ -60,6 +61,11 @@ def main(args: argparse.Namespace) -> int:
         raise T23dError(f"{run_dir} is a '{kind}' run, which has no asset to export")
     # the options are checked before anything is locked, loaded or written
     export_cfg = export_overrides(load_config(run_dir).export, args)
+    if export_cfg.albedo_reference is not None and kind != "reconstruct":
+        raise T23dError(
+            f"--albedo-reference calibrates the albedo of photo runs; {run_dir} is a '{kind}' run, whose "
+            "colours come from a prior, not from photos of a card: drop --albedo-reference"
+        )
     out_dir = Path(args.out) if args.out else run_dir / "export"
     with contextlib.ExitStack() as held:
         if args.out is None:

@@ -145,6 +145,13 @@ def _add_export_options(p: argparse.ArgumentParser, format_flag: str = "--format
         help="photo runs: radiance (the photos' colours, lighting baked in; default) | albedo (lighting "
         "removed by the run's shading model: relightable)",
     )
+    p.add_argument(
+        "--albedo-reference",
+        default=None,
+        metavar="PHOTO:x0,y0,x1,y1=REFLECTANCE",
+        help="with --texture albedo: a grey card (or any surface of known linear reflectance) boxed in one "
+        "photo, e.g. 'r_12.png:100,80,120,96=0.18'; the albedo is scaled so the card comes out right",
+    )
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:

@@ -85,6 +85,11 @@ class ExportConfig:
     lighting baked in: looks like the photos in an unlit viewer) or ``albedo`` (the surface colour with the
     capture's lighting removed by the run's shading model, ``appearance.shading = "sh"``: relights in an
     engine). Fields of ``generate`` runs are albedo fields either way."""
+    albedo_reference: str | None = None
+    """With ``texture = "albedo"``: a surface of known reflectance marked in one photo,
+    ``"PHOTO:x0,y0,x1,y1=REFLECTANCE"`` (a grey card; syntax in :mod:`t23d.data.albedo_reference`). The
+    albedo texture is scaled per colour channel so that the card comes out at its reflectance: the shading
+    model alone leaves that scale open. None: the albedo as learnt."""
     color_mode: Literal["albedo", "normal_view"] = "albedo"
     """How the colour field is read for the texture: "albedo" = one query per texel looking straight
     at the surface (view dir = -normal); "normal_view" = mean of five views within 30 degrees of the
@@ -173,6 +178,16 @@ def validate_export_config(cfg: ExportConfig) -> None:
         raise ConfigError(f"origin: invalid value {cfg.origin!r}; accepted: {', '.join(ORIGINS)}")
     if cfg.texture not in ("radiance", "albedo"):
         raise ConfigError(f"texture: invalid value {cfg.texture!r}; accepted: 'radiance', 'albedo'")
+    if cfg.albedo_reference is not None:
+        from t23d.data.albedo_reference import parse_albedo_reference
+
+        parse_albedo_reference(cfg.albedo_reference)
+        if cfg.texture != "albedo":
+            raise ConfigError(
+                "albedo_reference: a reference of known reflectance calibrates an albedo texture; this "
+                f"export's texture is {cfg.texture!r}: add --texture albedo (a run trained with the shading "
+                "model) or drop --albedo-reference"
+            )
     if cfg.color_mode not in ("albedo", "normal_view"):
         raise ConfigError(f"color_mode: invalid value {cfg.color_mode!r}; accepted: 'albedo', 'normal_view'")
     if cfg.render_backend not in ("auto", "open3d", "raster"):

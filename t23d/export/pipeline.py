@@ -82,6 +82,9 @@ class ExportReport:
     """Mesh-vs-field agreement, or None when no ``render_field_fn`` was given / views are 0."""
     texture_coverage: float | None = None
     """Fraction of texels covered by UV charts (before padding)."""
+    texture_calibration: dict | None = None
+    """How the texture's colours were calibrated (e.g. to a grey card: the gain and what it was measured
+    on), or None."""
     normal_map: dict | None = None
     """With a normal map: its ``size``, the texels baked, and ``error_deg`` / ``baseline_deg``: the mean
     angle between the detail normals and the decoded normal map / the asset's plain vertex normals."""
@@ -182,6 +185,7 @@ def export_asset(
     render_depth_fn: DepthFn | None = None,
     tsdf_cameras: list[Camera] | None = None,
     cut_plane: np.ndarray | None = None,
+    texture_calibration: dict | None = None,
 ) -> ExportReport:
     """Extract, texture and export the field inside ``aabb`` as ``<out_dir>/<name>.<format>``.
 
@@ -209,6 +213,7 @@ def export_asset(
         cut_plane: ``[4]`` ``(nx, ny, nz, d)``, unit normal, field frame: only the side ``n . x > d`` is
             meshed (photo runs: the table or floor the object stands on is cut off, the cut closed flat;
             see :func:`t23d.extract.grid.cut_below_plane`). None meshes the whole ``aabb``.
+        texture_calibration: how ``color_fn``'s colours were calibrated (written to the report as is).
 
     Returns:
         An :class:`ExportReport`; the same data is in ``<out_dir>/export.json``.
@@ -258,7 +263,7 @@ def export_asset(
     return _export_mesh(
         vertices, faces, color_fn, Path(out_dir), name, cfg, world_transform=world_transform,
         render_field_fn=render_field_fn, fidelity_cameras=fidelity_cameras, threshold=threshold,
-        timings=timings, t_start=t_start, normal_fn=normal_fn,
+        timings=timings, t_start=t_start, normal_fn=normal_fn, texture_calibration=texture_calibration,
     )  # fmt: skip
 
 
@@ -338,6 +343,7 @@ def _export_mesh(
     timings: dict[str, float],
     t_start: float,
     normal_fn: NormalFn | None = None,
+    texture_calibration: dict | None = None,
 ) -> ExportReport:
     """The stages after the mesh exists: UV unwrap + bake (or vertex colours), transform, encode, preview,
     fidelity, atomic writes. ``vertices``/``faces`` are in the field frame, outward-oriented."""
@@ -452,6 +458,7 @@ def _export_mesh(
         fidelity=fidelity,
         texture_coverage=stats.get("coverage"),
         normal_map=normal_info,
+        texture_calibration=texture_calibration,
     )
     doc = {"t23d_version": t23d.__version__, **report.to_dict(), "config": to_dict(cfg)}
     try:

@@ -214,6 +214,9 @@ class AppearanceRender:
     photo_background: bool = False
     """The background is part of the photos (surroundings), so the photo's exposure applies to it too;
     False for synthetic backgrounds (random colours behind masked photos)."""
+    albedo_gain: Tensor | None = None
+    """``[3]`` linear gain per colour channel applied to the ``albedo`` output (the calibration to a
+    surface of known reflectance, :mod:`t23d.reconstruct.calibrate`); None: the albedo as learnt."""
 
     @property
     def needs_normals(self) -> bool:
@@ -226,7 +229,9 @@ class AppearanceRender:
         """Colours [K, 3] of samples with field colour ``color`` [K, 3], ``features`` [K, G], ``normals``,
         view ``directions`` [K, 3], belonging to rays ``ray`` [K] (long)."""
         if self.output == "albedo":
-            return color
+            if self.albedo_gain is None:
+                return color
+            return linear_to_srgb(srgb_to_linear(color) * self.albedo_gain.to(color))
         ids = None if self.image_ids is None else self.image_ids[ray]
         return self.model.radiance(color, features, normals, directions, ids)
 

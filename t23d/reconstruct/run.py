@@ -285,6 +285,12 @@ def _run_reconstruct(
     t_load = time.perf_counter() - t_load
     if not dataset.train_indices:
         raise T23dError(f"{cfg.input}: no training images after the hold-out split")
+    if cfg.export.albedo_reference is not None:
+        from t23d.data.albedo_reference import parse_albedo_reference, reference_photo_index
+
+        reference_photo_index(
+            parse_albedo_reference(cfg.export.albedo_reference), [str(p) for p in dataset.image_paths]
+        )
     has_alpha = dataset.alphas is not None
     capture: dict[str, Any] = {}
     if resume is None:
@@ -397,7 +403,8 @@ def export_reconstruct_run(
 
     ``export_cfg.texture`` picks what the texture holds: ``radiance`` (the neutral appearance code: the
     training photos' average exposure and lighting) or ``albedo`` (needs the run's shading model). The
-    fidelity check compares the asset with field renders of the same quantity."""
+    fidelity check compares the asset with field renders of the same quantity. ``albedo_reference``
+    scales the albedo to a grey card marked in a photo (:mod:`t23d.reconstruct.calibrate`)."""
     from t23d.common.errors import ConfigError
     from t23d.export import export_asset
     from t23d.render.field_fns import (
@@ -424,6 +431,20 @@ def export_reconstruct_run(
     for module in state.extras.values():
         module.eval()
     occupancy = measured_occupancy(state.field, state.occupancy)
+    calibration = None
+    if export_cfg.albedo_reference is not None and appearance is not None:
+        from t23d.data.albedo_reference import parse_albedo_reference
+        from t23d.reconstruct.calibrate import albedo_gain
+
+        gain, calibration = albedo_gain(
+            state.field,
+            model,
+            occupancy,
+            cfg.render,
+            scene,
+            parse_albedo_reference(export_cfg.albedo_reference),
+        )
+        appearance = dataclasses.replace(appearance, albedo_gain=gain)
     cams = cameras_of(scene, scene["test_indices"] or scene["train_indices"][:8])
     fidelity = _camera_tuples(cams)
     aabb = torch.tensor(scene["aabb"], dtype=torch.float32)
@@ -460,5 +481,6 @@ def export_reconstruct_run(
             eps=float((state.field.aabb()[1] - state.field.aabb()[0]).max()) / export_cfg.resolution,
         ),
         cut_plane=cut,
+        texture_calibration=calibration,
     )
     return report.to_dict() if hasattr(report, "to_dict") else dataclasses.asdict(report)

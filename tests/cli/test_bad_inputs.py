@@ -98,6 +98,10 @@ CASES = [
     Case("rec-rotation-zeros", REC, "rotation is singular (determinant 0; all zeros)", edit=_frame_matrix(lambda m: [[0, 0, 0, 1], [0, 0, 0, 2], [0, 0, 0, 3], [0, 0, 0, 1]])),
     Case("rec-focal-zero", REC, "frame 0 (frame_00000.png): focal length fx (fl_x) is 0.0; accepted: a finite number > 0 (pixels)", edit=_set_key("fl_x", 0)),
     Case("rec-focal-negative", REC, "focal length fy (fl_y) is -50.0", edit=_set_key("fl_y", -50)),
+    Case("rec-albedo-reference-radiance", REC + ["--albedo-reference", "frame_00001.png:4,4,8,8=0.18"], "albedo_reference: a reference of known reflectance calibrates an albedo texture; this export's texture is 'radiance': add --texture albedo"),
+    Case("rec-albedo-reference-syntax", REC + ["--texture", "albedo", "--albedo-reference", "frame_00001.png:4,4,8,8"], "--albedo-reference): invalid value 'frame_00001.png:4,4,8,8': expected PHOTO:x0,y0,x1,y1=REFLECTANCE"),
+    Case("rec-albedo-reference-photo", REC + ["--texture", "albedo", "--albedo-reference", "IMG_1.jpg:4,4,8,8=0.18"], "--albedo-reference names the photo 'IMG_1.jpg', which is not one of this capture's photos (frame_00000.png"),
+    Case("export-albedo-reference-generate", ["export", "{run}", "--texture", "albedo", "--albedo-reference", "a.png:4,4,8,8=0.18", "--out", "{out}"], "--albedo-reference calibrates the albedo of photo runs;"),
     # --- an existing run: damaged checkpoints, an oversized export, a run another process is training
     Case("export-resolution", ["export", "{run}", "--resolution", "10000"], "needs about 18.2 TiB of memory and this machine has"),
     Case("export-truncated-checkpoint", ["export", "{run}", "--out", "{out}"], "no readable checkpoint in", edit=_truncate_checkpoints),
