@@ -78,10 +78,6 @@ class SDFTrainingConfig:
     """Points per step drawn from the render's samples that carry colour (near the surface)."""
     num_uniform_points: int = 512
     """Points per step drawn uniformly in the field's box (keeps the SDF a distance everywhere)."""
-    num_band_points: int = 0
-    """Points per step drawn in the occupancy grid's occupied cells (the band around the whole surface,
-    also where no photo or view sees it) where the curvature loss also applies: without them it acts only
-    on the render's samples, so an unseen underside keeps whatever shape the start gave it."""
     sharpness_floor: Schedule = field(default_factory=lambda: Linear(50.0, 400.0, 0, 1500))
     """Lower bound on the learnt sharpness ``inv_s`` (1/length) at each step. A soft surface early lets
     the shape move; a rising floor makes it opaque and thin on schedule, which also bounds the samples
@@ -143,12 +139,10 @@ def sdf_regulariser_losses(
     cfg: SDFTrainingConfig,
     step: int,
     generator: torch.Generator,
-    band_points: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Weighted eikonal and curvature losses at ``step`` on a subset of ``surface_points`` [M, 3]
-    (detached render samples), ``band_points`` [K, 3] (near the whole surface; curvature as well) and
-    uniform points in the field's box; ``{}`` for density fields or zero weights. Randomness from
-    ``generator`` (CPU), so checkpointed runs resume bit-exactly."""
+    (detached render samples) plus uniform points in the field's box; ``{}`` for density fields or
+    zero weights. Randomness from ``generator`` (CPU), so checkpointed runs resume bit-exactly."""
     w_eik, w_curv = cfg.eikonal.at(step), cfg.curvature.at(step)
     if not getattr(field_, "is_sdf", False) or (w_eik <= 0 and w_curv <= 0):
         return {}
@@ -157,8 +151,6 @@ def sdf_regulariser_losses(
     if surface_points is not None and len(surface_points) and cfg.num_surface_points > 0:
         pick = torch.randint(len(surface_points), (cfg.num_surface_points,), generator=generator)
         parts.append(surface_points[pick.to(surface_points.device)].detach().to(device))
-    if band_points is not None and len(band_points):
-        parts.append(band_points.detach().to(device))
     if cfg.num_uniform_points > 0:
         b = field_.cfg.bound
         u = (torch.rand(cfg.num_uniform_points, 3, generator=generator) * 2.0 - 1.0) * b

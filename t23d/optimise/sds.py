@@ -124,10 +124,7 @@ def sds_step(
     w_opaque = cfg.regularisers.opaque.at(step)
     if w_opaque > 0:
         losses["opaque"] = w_opaque * opacity_entropy(out.opacity)
-    band = None
-    if state.field.is_sdf and cfg.sdf_training.num_band_points > 0:
-        band = state.occupancy.sample_occupied(cfg.sdf_training.num_band_points, gen)
-    losses.update(sdf_regulariser_losses(state.field, out.points, cfg.sdf_training, step, gen, band))
+    losses.update(sdf_regulariser_losses(state.field, out.points, cfg.sdf_training, step, gen))
     if reference is not None:
         t0 = time.perf_counter()
         losses.update(reference.losses(state, cfg.render, step))

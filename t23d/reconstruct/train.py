@@ -168,10 +168,7 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
     if out.distortion is not None:
         losses["distortion"] = w_dist * out.distortion
     t0 = time.perf_counter()
-    band = None
-    if state.field.is_sdf and cfg.sdf_training.num_band_points > 0:
-        band = state.occupancy.sample_occupied(cfg.sdf_training.num_band_points, gen)
-    losses.update(sdf_regulariser_losses(state.field, out.points, cfg.sdf_training, step, gen, band))
+    losses.update(sdf_regulariser_losses(state.field, out.points, cfg.sdf_training, step, gen))
     w_points = cfg.sparse_points.at(step)
     if w_points > 0 and data.points is not None:
         surface = math.log(2.0) / step_size(state.field, cfg.render)  # one step 50 % opaque

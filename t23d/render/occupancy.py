@@ -124,19 +124,6 @@ class OccupancyGrid:
         self.occupied = self.density > thr
         self._refresh_coarse()
 
-    def sample_occupied(self, n: int, generator: torch.Generator) -> Tensor | None:
-        """``n`` world points [n, 3], each uniform in an occupied cell drawn at random (for an SDF field:
-        the band around its whole surface, seen or not); None when no cell is occupied."""
-        cells = self.occupied.nonzero().reshape(-1).cpu()
-        if n <= 0 or not len(cells):
-            return None
-        g = self.cfg.resolution
-        pick = cells[torch.randint(len(cells), (n,), generator=generator)]
-        ijk = torch.stack([pick % g, (pick // g) % g, pick // (g * g)], -1).float()
-        lo, hi = self.aabb[0].cpu(), self.aabb[1].cpu()
-        pts = lo + (ijk + torch.rand(n, 3, generator=generator)) / g * (hi - lo)
-        return pts.to(self.aabb.device)
-
     def frontier(self) -> Tensor:
         """[G^3] bool: free cells with an occupied cell among their 26 neighbours."""
         g = self.cfg.resolution

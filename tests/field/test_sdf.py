@@ -139,38 +139,3 @@ def test_shell_occupancy_marks_cells_near_the_surface_only():
     a = torch.tensor([[0.4251, 0.0, 0.0], [0.4749, 0.0, 0.0]])
     with torch.no_grad():
         assert occ(a)[0] == occ(a)[1]
-
-
-def test_band_points_join_the_curvature_loss_and_lie_in_occupied_cells():
-    """Points drawn in the occupancy band (near the whole surface, seen or not) are where the curvature
-    loss also acts: the loss is the mean over render samples and band points together."""
-    from t23d.common.schedule import Constant
-    from t23d.render.occupancy import OccupancyGrid, OccupancyGridConfig
-
-    f = sdf_field(init_radius=0.5, init_inv_s=300.0, max_inv_s=300.0)
-    gen = torch.Generator().manual_seed(0)
-    grid = OccupancyGrid(OccupancyGridConfig(resolution=32), f.aabb(), 0.01)
-    grid.update(f.occupancy_fn(grid.cell_size), 0, gen, replace=True)
-    band = grid.sample_occupied(300, gen)
-    assert band is not None and band.shape == (300, 3)
-    assert bool(grid.query(band).all())
-    assert float((band.norm(dim=-1) - 0.5).abs().max()) < 0.15  # the shell around the sphere
-    cfg = SDFTrainingConfig(
-        eikonal=Constant(0.0),
-        curvature=Constant(1.0),
-        eps=Constant(0.02),
-        num_surface_points=50,
-        num_uniform_points=0,
-    )
-    seen = torch.nn.functional.normalize(torch.randn(50, 3, generator=gen), dim=-1) * 0.45
-    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    with_band = sdf_regulariser_losses(f, seen, cfg, 0, g1, band)["curvature"]
-    pick = torch.randint(len(seen), (50,), generator=g2)
-    expected = curvature_loss(sdf_derivatives(f.sdf, torch.cat([seen[pick], band]), 0.02).laplacian)
-    assert torch.allclose(with_band, expected, rtol=1e-5)
-    assert not torch.allclose(
-        with_band, sdf_regulariser_losses(f, seen, cfg, 0, torch.Generator().manual_seed(5))["curvature"]
-    )
-    empty = OccupancyGrid(OccupancyGridConfig(resolution=8), f.aabb(), 0.01)
-    empty.occupied.zero_()
-    assert empty.sample_occupied(10, gen) is None
