@@ -77,6 +77,8 @@ def _coerce(value: Any, tp: Any, key: str, current: Any) -> Any:
         return value
     if origin is Literal:
         choices = get_args(tp)
+        if isinstance(value, bool) and {"on", "off"} <= set(choices):
+            value = "on" if value else "off"  # YAML 1.1 reads unquoted on/off (and yes/no) as booleans
         if value not in choices:
             raise ConfigError(
                 f"config key '{key}': invalid value {value!r}; accepted: {', '.join(map(repr, choices))}"

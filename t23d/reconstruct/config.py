@@ -242,6 +242,7 @@ def validate_reconstruct_config(cfg: ReconstructConfig) -> None:
         ),
         Rule("few_view.mode", lambda v: v in ("auto", "on", "off"), "'auto', 'on' or 'off'", "--few-views"),
         Rule("few_view.max_views", is_int(0), "an integer >= 0"),
+        Rule("few_view.smooth_sdf", lambda v: v in ("auto", "on", "off"), "'auto', 'on' or 'off'"),
         Rule("pose_refinement.lr", is_number(0), "a number >= 0"),
         Rule("pose_refinement.start_step", is_int(0), "an integer >= 0 (a step)"),
         Rule("warm_start.steps", is_int(0), "an integer >= 0 (0: no warm start)", "--warm-start"),

@@ -4,11 +4,16 @@ With 10-20 photos a photometric field fits the photos with geometry the photos c
 floaters, noise on plain surfaces. The remedies used here, chosen from the capture by :func:`plan_few_view`
 and written to the run's log, ``run.json`` and ``metrics.json``:
 
-- **coarse-to-fine encoding** (FreeNeRF's frequency regularisation, on the hash grid's levels): only the
-  coarse levels are visible at first, the finer ones fade in linearly (:func:`level_weights`), so the
-  field explains the photos with smooth geometry before it may add detail;
-- **distortion loss** (mip-NeRF 360) for density fields: one compact surface per ray, against fog;
-- a stronger **curvature** loss for SDF fields (Neuralangelo): smooth where the photos are silent;
+- for density fields, **coarse-to-fine encoding** (FreeNeRF's frequency regularisation, on the hash grid's
+  levels): only the coarse levels are visible at first, the finer ones fade in linearly
+  (:func:`level_weights`), so the field explains the photos with smooth geometry before it may add
+  detail; and the **distortion loss** (mip-NeRF 360): one compact surface per ray, against fog. SDF
+  fields get coarse-to-fine with a stronger **curvature** loss (Neuralangelo) only when their photos
+  have no masks (``FewViewConfig.smooth_sdf`` ``auto``): there nothing but the photos' consistency keeps
+  the surface from explaining the surroundings early (measured on raw photos: silhouette IoU within 0.01
+  either way, so unmasked runs keep the old plan). With masks the silhouettes pin the shape from the
+  start, and the same parts made the duck's and the statue's assets worse at 10, 20 and 50 views
+  (2-5 dB, a third of the Chamfer distance; benchmarks/RESULTS.md, issue 12);
 - **view-independent colour**: with few photos each surface point is seen from a handful of directions,
   and a view-dependent colour head fits each photo with its own colour that no other direction shares
   (the 10-view duck's asset came out about 0.1 too blue from every unseen direction, 22.9 dB; with a
@@ -62,7 +67,11 @@ class FewViewConfig:
     distortion: float = 0.01
     """Distortion-loss weight for density fields."""
     curvature: float = 5e-4
-    """Curvature-loss weight for SDF fields (the default run uses ``SDFTrainingConfig.curvature``)."""
+    """Curvature-loss weight for SDF fields with ``smooth_sdf`` (the default run uses
+    ``SDFTrainingConfig.curvature``)."""
+    smooth_sdf: Literal["auto", "on", "off"] = "auto"
+    """Train SDF fields of sparse captures coarse-to-fine with the stronger ``curvature`` loss: ``auto``
+    when the photos have no masks (see the module docstring), ``on`` always, ``off`` never."""
     sparse_points: float = 0.1
     """Weight of the SfM-point surface loss when the capture has sparse points."""
     sparse_points_reach: float = 0.5
@@ -161,17 +170,25 @@ def plan_few_view(
     if not sparse:
         plan.reason += "; unmasked photos: the SfM points pull the surface"
         return dataclasses.replace(cfg, **_sparse_point_changes(fv, num_points, end_step, plan)), plan
-    levels = cfg.field.grid.n_levels
-    start = min(float(levels), fv.start_levels)
-    changes: dict[str, Any] = {"visible_levels": Linear(start, float(levels), 0, end_step)}
-    plan.regularisers["coarse_to_fine"] = {"start_levels": start, "levels": levels, "until_step": end_step}
+    changes: dict[str, Any] = {}
+    sdf = cfg.field.geometry == "sdf"
+    smooth = fv.smooth_sdf == "on" or (fv.smooth_sdf == "auto" and not masked)
+    if not sdf or smooth:
+        levels = cfg.field.grid.n_levels
+        start = min(float(levels), fv.start_levels)
+        changes["visible_levels"] = Linear(start, float(levels), 0, end_step)
+        plan.regularisers["coarse_to_fine"] = {
+            "start_levels": start,
+            "levels": levels,
+            "until_step": end_step,
+        }
     if fv.view_independent and cfg.field.view_dependent:
         changes["field"] = dataclasses.replace(cfg.field, view_dependent=False)
         plan.regularisers["view_independent_colour"] = True
-    if cfg.field.geometry == "sdf":
+    if sdf and smooth:
         changes["sdf_training"] = dataclasses.replace(cfg.sdf_training, curvature=Constant(fv.curvature))
         plan.regularisers["curvature"] = fv.curvature
-    else:
+    elif not sdf:
         changes["distortion"] = Constant(fv.distortion)
         plan.regularisers["distortion"] = fv.distortion
     if num_points > 0 and fv.sparse_points > 0:

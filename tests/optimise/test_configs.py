@@ -71,6 +71,16 @@ def test_bad_overrides_name_the_key_and_what_is_accepted(overrides, message):
         apply_overrides(preset("fast"), overrides)
 
 
+def test_unquoted_yaml_on_and_off_mean_the_choices_on_and_off(tmp_path):
+    """YAML 1.1 reads ``off`` as ``False``: a key whose choices are 'auto' / 'on' / 'off' takes it as 'off'."""
+    path = tmp_path / "few.yaml"
+    path.write_text("few_view:\n  mode: off\n  smooth_sdf: on\n")
+    cfg = apply_overrides(reconstruct_preset("fast"), load_yaml(path))
+    assert cfg.few_view.mode == "off" and cfg.few_view.smooth_sdf == "on"
+    with pytest.raises(ConfigError, match="config key 'export.texture': invalid value True"):
+        apply_overrides(reconstruct_preset("fast"), {"export": {"texture": True}})
+
+
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="unknown preset 'huge'; accepted: fast, latent, default, quality"):
         preset("huge")

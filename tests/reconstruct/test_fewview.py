@@ -50,9 +50,24 @@ def test_auto_regularises_sparse_captures_only_and_picks_per_geometry():
     assert cfg.field == dataclasses.replace(base.field, view_dependent=False)
     keep = dataclasses.replace(base, few_view=FewViewConfig(view_independent=False))
     assert plan_few_view(keep, positions(20), torch.zeros(3), None)[0].field.view_dependent
-    sdf = dataclasses.replace(base, field=FieldConfig(geometry="sdf"))
+    sdf = dataclasses.replace(base, field=dataclasses.replace(base.field, geometry="sdf"))
     cfg, plan = plan_few_view(sdf, positions(20), torch.zeros(3), torch.zeros(50, 3))
-    assert cfg.sdf_training.curvature == Constant(5e-4) and cfg.distortion == Constant(0.0)
+    # masked photos: an SDF keeps its own smoothness, no coarse-to-fine, no stronger curvature (measured
+    # worse), no distortion loss (a density-field remedy); its colour is view-independent, the points pull
+    assert (
+        cfg.visible_levels is None
+        and cfg.sdf_training == sdf.sdf_training
+        and cfg.distortion == Constant(0.0)
+    )
+    assert sorted(plan.regularisers) == ["sfm_points", "view_independent_colour"]
+    # unmasked photos (or smooth_sdf 'on'): coarse-to-fine with the stronger curvature loss too
+    on = dataclasses.replace(sdf, few_view=FewViewConfig(smooth_sdf="on"))
+    for case, masked in ((sdf, False), (on, True)):
+        cfg_s, plan_s = plan_few_view(case, positions(20), torch.zeros(3), None, masked=masked)
+        assert isinstance(cfg_s.visible_levels, Linear) and cfg_s.sdf_training.curvature == Constant(5e-4)
+        assert sorted(plan_s.regularisers) == ["coarse_to_fine", "curvature", "view_independent_colour"]
+    never = dataclasses.replace(sdf, few_view=FewViewConfig(smooth_sdf="off"))
+    assert plan_few_view(never, positions(20), torch.zeros(3), None, masked=False)[0].visible_levels is None
     assert plan.regularisers["sfm_points"] == {"weight": 0.1, "points": 50, "reach": [0.5, 0.05, 500]}
     assert cfg.sparse_points == Constant(0.1)
     # the points pull the surface from far at first (the field starts as a small sphere), then only
@@ -124,6 +139,10 @@ def test_sparse_point_loss_is_zero_on_the_surface_and_robust_to_outliers():
         (
             {"few_view": FewViewConfig(mode="maybe")},
             "--few-views (config key 'few_view.mode'): invalid value",
+        ),  # type: ignore[arg-type]
+        (
+            {"few_view": FewViewConfig(smooth_sdf="yes")},
+            "config key 'few_view.smooth_sdf': invalid value 'yes'; accepted: 'auto', 'on' or 'off'",
         ),  # type: ignore[arg-type]
         ({"appearance": AppearanceConfig(shading="phong")}, "--shading (config key 'appearance.shading')"),  # type: ignore[arg-type]
         ({"appearance": AppearanceConfig(per_image="lighting")}, "'lighting' needs appearance.shading 'sh'"),
