@@ -18,7 +18,6 @@ from t23d.common.errors import T23dError
 from t23d.data.albedo_reference import AlbedoReference, box_pixels, reference_photo_index
 from t23d.field.appearance import AppearanceRender, srgb_to_linear
 from t23d.field.background import Background, ConstantBackground
-from t23d.render.cameras import Cameras
 from t23d.render.occupancy import OccupancyGrid
 from t23d.render.volume import RenderConfig, render_pixels
 
@@ -32,12 +31,13 @@ MIN_PIXELS = 4
 
 def _stored_width(path: str, width: int) -> int:
     """Width in pixels of the photo as stored (the marks' pixels); the run's width when it is not there."""
-    from PIL import Image
+    from pathlib import Path
+
+    from t23d.data.images import image_size
 
     try:
-        with Image.open(path) as im:
-            return int(im.size[0])
-    except OSError:
+        return int(image_size(Path(path))[0])
+    except T23dError:
         log.warning("%s is not readable: taking the albedo reference's box in the run's pixels", path)
         return width
 
@@ -66,12 +66,9 @@ def albedo_gain(
     device = next(field_.parameters()).device
     rr, cc = torch.meshgrid(torch.tensor(list(rows)), torch.tensor(list(cols)), indexing="ij")
     pixels = torch.stack([torch.zeros_like(rr), rr, cc], -1).reshape(-1, 3).to(device)
-    cams = Cameras(
-        torch.tensor(scene["c2w"][i], dtype=torch.float32)[None],
-        torch.tensor(scene["intrinsics"][i], dtype=torch.float32)[None],
-        width,
-        height,
-    ).to(device)
+    from t23d.reconstruct.run import cameras_of  # the run's scene record -> cameras (run imports us lazily)
+
+    cams = cameras_of(scene, [i]).to(device)
     black = Background(ConstantBackground((0.0, 0.0, 0.0))).to(device)
     out = render_pixels(
         field_, black, cams, render_cfg, pixels, occupancy, appearance=AppearanceRender(model, None, "albedo")
