@@ -23,6 +23,7 @@ def export_overrides(base: Any, args: argparse.Namespace) -> Any:
         "origin": args.origin,
         "texture": getattr(args, "texture", None),
         "albedo_reference": getattr(args, "albedo_reference", None),
+        "normal_map": getattr(args, "normal_map", None),
     }
     overrides = {k: v for k, v in flags.items() if v is not None}
     cfg = apply_overrides(base, overrides)

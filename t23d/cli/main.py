@@ -146,6 +146,13 @@ def _add_export_options(p: argparse.ArgumentParser, format_flag: str = "--format
         "removed by the run's shading model: relightable)",
     )
     p.add_argument(
+        "--normal-map",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bake the field's surface detail into a tangent-space normal map (glTF normalTexture; "
+        "off by default)",
+    )
+    p.add_argument(
         "--albedo-reference",
         default=None,
         metavar="PHOTO:x0,y0,x1,y1=REFLECTANCE",

@@ -82,6 +82,7 @@ def test_cli_export_reruns_with_other_options(generated_run, tmp_path):
         "2.0",
         "--origin",
         "bottom",
+        "--normal-map",
         "--out",
         str(tmp_path / "re"),
     )
@@ -91,6 +92,8 @@ def test_cli_export_reruns_with_other_options(generated_run, tmp_path):
     assert validate_gltf(gltf)["issues"]["numErrors"] == 0
     report = json.loads((tmp_path / "re" / "export.json").read_text())
     assert report["num_faces"] <= 600
+    (material,) = json.loads(gltf.read_text())["materials"]
+    assert "normalTexture" in material and report["normal_map"]["error_deg"] >= 0  # --normal-map baked one
     import trimesh
 
     bounds = trimesh.load(gltf).bounds
