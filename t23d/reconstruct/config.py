@@ -57,6 +57,15 @@ class WarmStartConfig:
     rays_per_batch: int = 2048
     """Rays per density step (the main run's own count applies to the SDF steps). 2,048 carved the bowl
     at half the cost of 4,096: the warm start needs the shape, not the fine colours."""
+    unseen_weight: float = 0.0
+    """Weight of the pull that keeps space no warm-start view observed, near the fused surface, at the
+    warm start's signed distance during SDF training (L1, world units; 0: off, the default). No photo
+    pulls on an unseen underside, but the hash grid's shared coarse levels carry every "more solid here"
+    of the seen sides below it. Measured at 1.0 (benchmarks/RESULTS.md, issue 8, session 12): the
+    box+sphere's flat, never-seen bottom kept flat (Chamfer-L1 0.0076 -> 0.0058), but the rounded duck
+    worse (0.0044 -> 0.0077), so it is opt-in for objects with a flat base."""
+    unseen_points: int = 1024
+    """Points of that never-observed shell drawn per SDF step."""
 
 
 @dataclass
@@ -251,6 +260,8 @@ def validate_reconstruct_config(cfg: ReconstructConfig) -> None:
         Rule("warm_start.resolution", is_int(16), "an integer >= 16"),
         Rule("warm_start.fit_steps", is_int(1), "an integer >= 1"),
         Rule("warm_start.rays_per_batch", is_int(1), "an integer >= 1"),
+        Rule("warm_start.unseen_weight", is_number(0), "a number >= 0 (0: off)"),
+        Rule("warm_start.unseen_points", is_int(1), "an integer >= 1"),
     ]
     validate_training_config(cfg, rules)
     if (

@@ -53,6 +53,9 @@ class TrainImages:
     """[T] long indices of training images."""
     points: Tensor | None = None
     """[P, 3] SfM points inside the field's box (normalised frame, on the device), or None."""
+    unseen: tuple[Tensor, Tensor] | None = None
+    """Space no warm-start view observed, near its surface: points [U, 3] and the warm start's signed
+    distance there [U] (:func:`t23d.reconstruct.warm_start.load_unseen`), or None."""
 
 
 def uses_appearance(cfg: ReconstructConfig) -> bool:
@@ -179,6 +182,13 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
             gen,
             surface,
             max_distance=cfg.sparse_points_max_distance.at(step),
+        )
+    w_unseen = cfg.warm_start.unseen_weight
+    if w_unseen > 0 and data.unseen is not None and state.field.is_sdf:
+        from t23d.reconstruct.warm_start import unseen_space_loss
+
+        losses["unseen"] = w_unseen * unseen_space_loss(
+            state.field, data.unseen, cfg.warm_start.unseen_points, gen
         )
     timings["regularisers"] = time.perf_counter() - t0
     check_finite(losses)

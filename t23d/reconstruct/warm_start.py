@@ -13,6 +13,10 @@ in front of it), turns the TSDF into a signed distance on its lattice (enclosed 
 Euclidean distance transform gives the distance), and fits the SDF field's geometry to it by
 regression. NeuS training then starts from that shape instead of a sphere.
 
+What no warm-start view observed near that shape (an underside no camera sees) is written to
+``<run>/warm_start/unseen.npz``: lattice points and their signed distance, which SDF training keeps
+(:func:`unseen_space_loss`, weight ``warm_start.unseen_weight``), since no photo does.
+
 The density field trains as a run of its own in ``<run>/warm_start/`` (checkpoints, progress, Ctrl-C),
 so an interrupted warm start resumes; the fitted SDF field is saved as the main run's step-0
 checkpoint. A density field that shows no surface yet (too few steps) leaves the SDF at its sphere,
@@ -57,7 +61,11 @@ class SignedDistanceGrid:
 
 
 def signed_distance_from_tsdf(
-    values: np.ndarray, origin: np.ndarray, spacing: np.ndarray, weights: np.ndarray | None = None
+    values: np.ndarray,
+    origin: np.ndarray,
+    spacing: np.ndarray,
+    weights: np.ndarray | None = None,
+    surface_box: np.ndarray | None = None,
 ) -> SignedDistanceGrid:
     """The signed distance of the solid a fused TSDF describes.
 
@@ -68,18 +76,34 @@ def signed_distance_from_tsdf(
     object's underside, that interior is open to the outside); and every region the outside cannot
     reach. Without ``weights`` only the enclosed regions are filled. The distance to the other side
     comes from Euclidean distance transforms (half a cell is taken off: the surface lies between two
-    lattice points of opposite sign)."""
+    lattice points of opposite sign).
+
+    ``surface_box`` [2, 3] (world min and max corners of the surface points the depth maps showed) bounds
+    the solid: nothing beyond the extent of what the photos saw is inside. Without it, the truncation band
+    behind the lowest surface a steep camera sees reaches ``trunc`` further down, and an unseen underside
+    (a box standing on its bottom face) is filled down to it, a dome of that depth; with it the unseen
+    face is flat at the level of the lowest surface seen (the prior for faces no photo shows)."""
     from scipy import ndimage
 
     solid = values < 0
+    clip = None
+    if surface_box is not None:
+        sb = np.asarray(surface_box, dtype=np.float64).reshape(2, 3)
+        h = np.asarray(spacing, dtype=np.float64)
+        lo_i = np.maximum(np.ceil((sb[0] - 0.5 * h - origin) / h), 0).astype(int)
+        hi_i = np.floor((sb[1] + 0.5 * h - origin) / h).astype(int) + 1
+        clip = np.zeros_like(solid)
+        clip[lo_i[0] : hi_i[0], lo_i[1] : hi_i[1], lo_i[2] : hi_i[2]] = True
+        solid = solid & clip
     if weights is not None and solid.any():
         # unobserved points inside the observed surface's bounding box (a point outside every camera's
         # view is unobserved too, but is no part of the object)
-        ijk = np.argwhere(solid)
-        lo, hi = ijk.min(0), ijk.max(0) + 1
-        box = np.zeros_like(solid)
-        box[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
-        solid = solid | ((weights <= 0) & box)
+        if clip is None:
+            ijk = np.argwhere(solid)
+            lo, hi = ijk.min(0), ijk.max(0) + 1
+            clip = np.zeros_like(solid)
+            clip[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
+        solid = solid | ((weights <= 0) & clip)
     inside = ndimage.binary_fill_holes(solid)
     h = np.asarray(spacing, dtype=np.float64)
     if inside.all() or not inside.any():
@@ -151,6 +175,42 @@ def warm_start_cameras(cameras: list, max_views: int, max_size: int) -> list:
     return out
 
 
+class SurfaceExtent:
+    """A depth function (``(c2w, intrinsics, H, W) -> (distance [H, W], opacity [H, W])``, the TSDF
+    fusion's) that passes ``depth_fn``'s maps through and records the bounding box of the surface points
+    they show: pixels of opacity >= ``min_opacity`` whose four neighbours are too (image borders count as
+    covered), at their termination distance along the pixel's ray (OpenGL cameras, pixel centres at
+    +0.5). Silhouette pixels are left out: their expected depth mixes the surface with what lies behind
+    it (on the box+sphere's warm start, 25 of 54k such points reached 0.036 below the box's bottom face,
+    interior pixels 0.011 above it). A part thinner than two pixels of these maps is missed at the box's
+    edge; the photos still see it, so the SDF training that follows grows it back."""
+
+    def __init__(self, depth_fn, min_opacity: float = 0.5) -> None:
+        self.depth_fn = depth_fn
+        self.min_opacity = min_opacity
+        self.box: np.ndarray | None = None
+        """[2, 3] world min and max corners of every surface point seen so far (None before any)."""
+
+    def __call__(self, c2w, intrinsics, height: int, width: int):
+        depth, opacity = self.depth_fn(c2w, intrinsics, height, width)
+        hit = np.asarray(opacity) >= self.min_opacity
+        pad = np.pad(hit, 1, constant_values=True)
+        hit = hit & pad[:-2, 1:-1] & pad[2:, 1:-1] & pad[1:-1, :-2] & pad[1:-1, 2:]
+        if hit.any():
+            fx, fy, cx, cy = (float(v) for v in np.asarray(intrinsics).reshape(-1)[:4])
+            rows, cols = np.nonzero(hit)
+            cam = np.stack([(cols + 0.5 - cx) / fx, -(rows + 0.5 - cy) / fy, -np.ones(len(rows))], -1)
+            c2w = np.asarray(c2w, dtype=np.float64)
+            dirs = cam @ c2w[:3, :3].T
+            dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+            pts = c2w[:3, 3] + np.asarray(depth, dtype=np.float64)[rows, cols, None] * dirs
+            lo, hi = pts.min(0), pts.max(0)
+            if self.box is not None:
+                lo, hi = np.minimum(lo, self.box[0]), np.maximum(hi, self.box[1])
+            self.box = np.stack([lo, hi])
+        return depth, opacity
+
+
 def sdf_from_density_field(
     density_field: NeRFField,
     render_depth_fn,
@@ -160,23 +220,84 @@ def sdf_from_density_field(
     generator: torch.Generator,
     resolution: int = 128,
     backend: str = "auto",
-) -> dict[str, float]:
-    """Fuse ``density_field``'s depth at ``cameras`` into a TSDF, convert it to a signed distance and
-    fit ``sdf_field``'s geometry to it. Returns timings (s) and the fit's final error near the surface."""
+) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+    """Fuse ``density_field``'s depth at ``cameras`` into a TSDF, convert it to a signed distance bounded
+    by the extent of the surface the depth maps show (:class:`SurfaceExtent`) and fit ``sdf_field``'s
+    geometry to it. Returns a report (timings in s, the fit's final error near the surface, that extent,
+    the size of the never-observed shell) and that shell (:func:`unseen_shell`)."""
     from t23d.extract.fusion import fuse_tsdf
 
     t0 = time.perf_counter()
     aabb = density_field.aabb().numpy()
-    fused = fuse_tsdf(render_depth_fn, cameras, aabb, resolution, backend=backend)
+    seen = SurfaceExtent(render_depth_fn)
+    fused = fuse_tsdf(seen, cameras, aabb, resolution, backend=backend)
     t_fuse = time.perf_counter() - t0
     t0 = time.perf_counter()
-    grid = signed_distance_from_tsdf(fused.values, fused.origin, fused.spacing, fused.weights)
+    grid = signed_distance_from_tsdf(fused.values, fused.origin, fused.spacing, fused.weights, seen.box)
     band = max(0.05, 4.0 * float(np.max(fused.spacing)))
     err = fit_sdf_to_grid(sdf_field, grid, fit_steps, generator, band=band)
     t_fit = time.perf_counter() - t0
     log.info("warm start: TSDF of %d views in %.1f s, SDF fitted in %.1f s (mean error %.4f near the surface)",
              len(cameras), t_fuse, t_fit, err)  # fmt: skip
-    return {"tsdf_s": t_fuse, "fit_s": t_fit, "fit_error": err}
+    box = None if seen.box is None else np.round(seen.box, 4).tolist()
+    unseen = unseen_shell(grid, fused.weights)
+    report = {
+        "tsdf_s": t_fuse,
+        "fit_s": t_fit,
+        "fit_error": err,
+        "surface_box": box,
+        "unseen_points": len(unseen[0]),
+    }
+    return report, unseen
+
+
+def unseen_shell(
+    grid: SignedDistanceGrid, weights: np.ndarray, cells: float = 3.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lattice points of ``grid`` that no view observed (``weights`` 0) within ``cells`` lattice cells of
+    its surface: ``(points [U, 3] world, signed distance [U])``. The interior deeper than the TSDF's
+    truncation (4 cells) is unobserved too but lies further in, so the shell is the surface no photo shows."""
+    near = (weights <= 0) & (np.abs(grid.values) <= cells * float(np.max(grid.spacing)))
+    ijk = np.argwhere(near)
+    points = (grid.origin + ijk * grid.spacing).astype(np.float32)
+    return points, grid.values[near].astype(np.float32)
+
+
+UNSEEN_FILE = "unseen.npz"
+"""File of ``<run>/warm_start/`` holding :func:`unseen_shell` (``points``, ``sdf``)."""
+
+
+def save_unseen(run_dir, unseen: tuple[np.ndarray, np.ndarray]) -> None:
+    """Write the never-observed shell to ``<run_dir>/warm_start/unseen.npz`` (atomically)."""
+    import io
+
+    from t23d.common.atomic import write_bytes_atomic
+
+    buf = io.BytesIO()
+    np.savez(buf, points=unseen[0], sdf=unseen[1])
+    write_bytes_atomic(run_dir / WARM_START_DIR / UNSEEN_FILE, buf.getvalue())
+
+
+def load_unseen(run_dir, device) -> tuple[Tensor, Tensor] | None:
+    """The never-observed shell a warm start saved in ``run_dir`` (points [U, 3], signed distance [U] on
+    ``device``), or None (no warm start, or nothing unobserved)."""
+    path = run_dir / WARM_START_DIR / UNSEEN_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as f:
+        points, sdf = f["points"], f["sdf"]
+    if len(points) == 0:
+        return None
+    return torch.from_numpy(points).to(device), torch.from_numpy(sdf).to(device)
+
+
+def unseen_space_loss(field_: NeRFField, unseen: tuple[Tensor, Tensor], count: int, generator) -> Tensor:
+    """Mean L1 difference between ``field_``'s SDF and the warm start's at ``count`` points of the
+    never-observed shell (drawn with ``generator``, CPU), so that space no photo constrains keeps the
+    shape the warm start gave it."""
+    points, target = unseen
+    pick = torch.randint(len(points), (count,), generator=generator).to(points.device)
+    return (field_.sdf(points[pick]) - target[pick]).abs().mean()  # type: ignore[union-attr]
 
 
 WARM_START_PHASE = "warm start"
@@ -241,8 +362,9 @@ def run_warm_start(cfg, state, data, run_dir, camera_tuples, callback=None, shou
     cams = warm_start_cameras(camera_tuples, cfg.warm_start.views, cfg.warm_start.view_size)
     depth_fn = render_depth_fn_of(wstate.field, wcfg.render, wstate.occupancy)
     fit_gen = torch.Generator().manual_seed(cfg.seed + 2)
+    unseen = (np.zeros((0, 3), np.float32), np.zeros(0, np.float32))
     try:
-        report: dict = sdf_from_density_field(
+        report, unseen = sdf_from_density_field(
             wstate.field,
             depth_fn,
             state.field,
@@ -255,6 +377,7 @@ def run_warm_start(cfg, state, data, run_dir, camera_tuples, callback=None, shou
     except ValueError as e:  # the density field shows no surface yet (too few steps): keep the sphere
         log.warning("warm start gave no shape (%s); the SDF starts from its sphere", e)
         report = {"fallback": str(e)}
+    save_unseen(run_dir, unseen)
     if "poses" in wstate.extras and "poses" in state.extras:  # learnt pose corrections carry over
         state.extras["poses"].load_state_dict(wstate.extras["poses"].state_dict())
     state.save(run_dir / "checkpoints", cfg.keep_checkpoints)

@@ -19,9 +19,12 @@ from t23d.reconstruct.fewview import FewViewConfig
 from t23d.reconstruct.run import load_reconstruct_state, run_reconstruct
 from t23d.reconstruct.warm_start import (
     SignedDistanceGrid,
+    SurfaceExtent,
     density_warm_start_config,
     fit_sdf_to_grid,
     signed_distance_from_tsdf,
+    unseen_shell,
+    unseen_space_loss,
     warm_start_cameras,
 )
 from t23d.run.state import TrainingInterrupted
@@ -69,6 +72,121 @@ def test_signed_distance_keeps_what_no_view_observed_solid():
     assert np.abs(carved.values - true)[near_seen].max() < 1.5 * H  # exact where the shell was seen
     hollow = signed_distance_from_tsdf(tsdf, ORIGIN, np.full(3, H))  # without weights: the leak stays
     assert hollow.values[N // 2, N // 2, N // 2] > 0
+
+
+def test_an_unseen_underside_is_flat_at_the_lowest_surface_seen():
+    """A cube standing on a face no camera sees. Cameras looking down at its sides leave a truncation
+    band behind the lowest seen surface that reaches below the bottom face, and space under the cube
+    is never observed; bounded by the solid alone, the fill reaches the band's depth (a slab or dome
+    under the true face: the box+sphere's warm start). Bounded by the extent of the surface the depth
+    maps showed, the bottom is flat at the true face."""
+    p = lattice()
+    bottom, trunc = -0.4, 4 * H
+    cube = np.abs(p - [0.0, 0.0, 0.0]).max(-1) - 0.4
+    tsdf = as_fused(cube, trunc)
+    weights = np.where(cube < -trunc, 0.0, 1.0)
+    inside_xy = (np.abs(p[..., :2]) <= 0.4 + 1e-9).all(-1)
+    under = inside_xy & (p[..., 2] < bottom + 1e-9) & (p[..., 2] > bottom - 2 * trunc)
+    tsdf[under], weights[under] = trunc, 0.0  # the bottom face and the space under it: never observed
+    near_wall = inside_xy & (np.abs(p[..., :2]).max(-1) > 0.4 - 2 * H)
+    band = near_wall & (p[..., 2] < bottom) & (p[..., 2] >= bottom - trunc)
+    tsdf[band], weights[band] = -H, 1.0  # behind the lowest side surface, along steep rays
+    centre_below = torch.tensor([[0.0, 0.0, bottom - 0.5 * trunc]])
+    loose = signed_distance_from_tsdf(tsdf, ORIGIN, np.full(3, H), weights)
+    assert float(loose(centre_below)) < 0  # the slab under the face: solid
+    seen = np.array([[-0.4, -0.4, bottom], [0.4, 0.4, 0.4]])
+    flat = signed_distance_from_tsdf(tsdf, ORIGIN, np.full(3, H), weights, surface_box=seen)
+    assert float(flat(centre_below)) > 0.5 * trunc - H
+    column = torch.tensor([[x, 0.1, z] for x in (0.0, 0.3) for z in np.linspace(-0.6, -0.2, 81)])
+    s = flat(column).reshape(2, 81)
+    zs = np.linspace(-0.6, -0.2, 81)
+    for row in s.numpy():
+        k = int(np.argmax(row < 0))  # the first point inside, from below
+        assert abs(zs[k] - bottom) <= H, zs[k]
+    seen_part = (np.abs(cube) > H) & (p[..., 2] > bottom + trunc)
+    assert ((flat.values < 0) == (cube < 0))[seen_part].all()  # the seen sides and top are where they were
+
+
+def test_the_unseen_shell_is_the_surface_no_view_observed():
+    """The lattice points kept for the unseen-space pull: unobserved and near the fused surface (the
+    cube's never-seen bottom face), not the seen faces nor the deep, unobserved interior."""
+    p = lattice()
+    cube = np.abs(p).max(-1) - 0.4
+    weights = np.where(cube < -4 * H, 0.0, 1.0)  # the interior is never observed
+    bottom = (p[..., 2] < -0.4 + 2 * H) & (np.abs(cube) < 4 * H)
+    weights[bottom] = 0.0
+    grid = SignedDistanceGrid(cube.astype(np.float32), ORIGIN, np.full(3, H))
+    points, sdf = unseen_shell(grid, weights)
+    assert len(points) > 0 and np.allclose(sdf, cube[weights <= 0][np.abs(cube[weights <= 0]) <= 3 * H])
+    assert points[:, 2].max() < -0.4 + 2 * H  # the bottom only
+    assert np.abs(sdf).max() <= 3 * H + 1e-6  # not the interior
+
+
+def test_the_unseen_pull_moves_the_sdf_to_the_warm_start_where_nothing_else_does():
+    field_ = NeRFField(
+        FieldConfig(
+            grid=HashGridConfig(n_levels=6, log2_hashmap_size=12, max_resolution=64, implementation="torch"),
+            geometry="sdf",
+            sdf=SDFConfig(init_radius=0.5),
+            hidden_dim=32,
+        ),
+        generator=torch.Generator().manual_seed(0),
+    )
+    g = torch.Generator().manual_seed(1)
+    # a flat face at z = -0.3 under a sphere of radius 0.5: the warm start says the space below is outside
+    xy = torch.rand(400, 2, generator=g) * 0.4 - 0.2
+    points = torch.cat([xy, torch.full((400, 1), -0.4)], 1)
+    target = torch.full((400,), 0.1)
+    with torch.no_grad():
+        before = float(unseen_space_loss(field_, (points, target), 400, torch.Generator().manual_seed(2)))
+    opt = torch.optim.Adam(field_.parameters(), lr=1e-2)
+    for _ in range(150):
+        loss = unseen_space_loss(field_, (points, target), 256, g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = float(unseen_space_loss(field_, (points, target), 400, torch.Generator().manual_seed(2)))
+    assert before > 0.15 and after < 0.01, (before, after)  # the sphere's 0.1 inside -> 0.1 outside
+
+
+def sphere_depth_fn(radius: float, smear: float):
+    """Depth maps of a sphere at the origin (analytic ray hits, opacity 1), whose silhouette pixels (a
+    covered pixel with an uncovered 4-neighbour) report a depth ``smear`` too far, as a mixed pixel does."""
+
+    def depth_fn(c2w, intr, height, width):
+        fx, fy, cx, cy = intr
+        u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+        d = np.stack([(u - cx) / fx, -(v - cy) / fy, -np.ones_like(u)], -1) @ c2w[:3, :3].T
+        d /= np.linalg.norm(d, axis=-1, keepdims=True)
+        o = c2w[:3, 3]
+        b = d @ o
+        disc = b * b - (o @ o - radius * radius)
+        hit = disc > 0
+        t = np.where(hit, -b - np.sqrt(np.maximum(disc, 0.0)), 0.0)
+        pad = np.pad(hit, 1)
+        edge = hit & ~(pad[:-2, 1:-1] & pad[2:, 1:-1] & pad[1:-1, :-2] & pad[1:-1, 2:])
+        return t + smear * edge, hit.astype(np.float64)
+
+    return depth_fn
+
+
+def test_the_surface_extent_is_the_seen_surface_without_its_mixed_silhouette():
+    from t23d.render.mesh import look_at
+
+    size, f = 64, 0.5 * 64 / np.tan(np.radians(20.0))
+    eyes = [np.array(e, dtype=float) * 2.5 for e in ([1, 0, 0.1], [-1, 0, 0.1], [0, 1, 0.1], [0, -1, 0.1])]
+    eyes += [np.array([0.1, 0.0, 2.5]), np.array([0.1, 0.0, -2.5])]
+    cams = [(look_at(e, np.zeros(3)), np.array([f, f, 32.0, 32.0]), size, size) for e in eyes]
+    seen = SurfaceExtent(sphere_depth_fn(0.5, smear=0.5))
+    for cam in cams:
+        depth, opacity = seen(*cam)
+        assert depth.shape == (size, size) and opacity.max() == 1.0  # the maps pass through unchanged
+    assert seen.box is not None
+    assert np.allclose(seen.box, [[-0.5] * 3, [0.5] * 3], atol=0.03), seen.box
+    naive = SurfaceExtent(sphere_depth_fn(0.5, smear=0.0))  # no mixing: the same box
+    for cam in cams:
+        naive(*cam)
+    assert np.allclose(naive.box, seen.box, atol=0.03)
 
 
 def test_signed_distance_keeps_an_open_concavity_outside():
@@ -139,7 +257,9 @@ def test_the_warm_start_trains_density_with_its_own_ray_count():
 def _config(data, steps, warm_steps, **changes):
     cfg = schedules_for_steps(reconstruct_preset("fast", "sdf"), steps)
     cfg = dataclasses.replace(cfg, input=str(data), steps=steps, device="cpu", **changes)
-    ws = WarmStartConfig(steps=warm_steps, views=6, view_size=32, resolution=32, fit_steps=20)
+    ws = WarmStartConfig(
+        steps=warm_steps, views=6, view_size=32, resolution=32, fit_steps=20, unseen_weight=1.0
+    )
     return dataclasses.replace(cfg, warm_start=ws, few_view=FewViewConfig(mode="off"))
 
 
@@ -176,6 +296,17 @@ def test_warm_start_run_records_itself_and_resumes_bit_exactly_after_an_interrup
     _, s2 = load_reconstruct_state(part, torch.device("cpu"))
     assert s1.step == s2.step == 3
     for (k, a), (_, b) in zip(s1.field.state_dict().items(), s2.field.state_dict().items()):
+        assert torch.equal(a, b), k
+    # the never-observed shell is saved with the warm start, and a resume of the SDF steps reads it again
+    shell = np.load(full / "warm_start" / "unseen.npz")
+    assert len(shell["points"]) == info["warm_start"]["unseen_points"] > 0
+    with pytest.raises(TrainingInterrupted):
+        run_reconstruct(_config(data, 3, 20, export_at_end=False), tmp_path / "c", should_stop=StopAfter(22))
+    late = next((tmp_path / "c").iterdir())
+    assert 0 < json.loads((late / "progress.json").read_text())["step"] < 3
+    run_reconstruct(_config(data, 3, 20, export_at_end=False), resume=late)
+    _, s3 = load_reconstruct_state(late, torch.device("cpu"))
+    for (k, a), (_, b) in zip(s1.field.state_dict().items(), s3.field.state_dict().items()):
         assert torch.equal(a, b), k
 
 
