@@ -359,7 +359,9 @@ def _run_reconstruct(
                 train_cams = _camera_tuples(cameras_of(read_scene(run_dir), list(dataset.train_indices)))
                 report = run_warm_start(cfg, state, data, run_dir, train_cams, callback, should_stop)
                 update_run(run_dir, warm_start=report)
-            if cfg.field.geometry == "sdf":  # what no warm-start view saw keeps its shape (also on resume)
+            if (
+                cfg.field.geometry == "sdf" and cfg.warm_start.unseen_weight > 0
+            ):  # the opt-in pull (resumes too)
                 from t23d.reconstruct.warm_start import load_unseen
 
                 data.unseen = load_unseen(run_dir, device)

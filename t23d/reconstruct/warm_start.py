@@ -60,6 +60,13 @@ class SignedDistanceGrid:
         return torch.from_numpy(out.astype(np.float32)).to(points.device)
 
 
+def _index_box(shape: tuple[int, ...], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Boolean lattice of ``shape``, True on the index box ``[lo, hi)`` (clipped to the lattice)."""
+    box = np.zeros(shape, dtype=bool)
+    box[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
+    return box
+
+
 def signed_distance_from_tsdf(
     values: np.ndarray,
     origin: np.ndarray,
@@ -86,26 +93,21 @@ def signed_distance_from_tsdf(
     from scipy import ndimage
 
     solid = values < 0
+    h = np.asarray(spacing, dtype=np.float64)
     clip = None
     if surface_box is not None:
         sb = np.asarray(surface_box, dtype=np.float64).reshape(2, 3)
-        h = np.asarray(spacing, dtype=np.float64)
         lo_i = np.maximum(np.ceil((sb[0] - 0.5 * h - origin) / h), 0).astype(int)
-        hi_i = np.floor((sb[1] + 0.5 * h - origin) / h).astype(int) + 1
-        clip = np.zeros_like(solid)
-        clip[lo_i[0] : hi_i[0], lo_i[1] : hi_i[1], lo_i[2] : hi_i[2]] = True
+        clip = _index_box(solid.shape, lo_i, np.floor((sb[1] + 0.5 * h - origin) / h).astype(int) + 1)
         solid = solid & clip
     if weights is not None and solid.any():
         # unobserved points inside the observed surface's bounding box (a point outside every camera's
         # view is unobserved too, but is no part of the object)
         if clip is None:
             ijk = np.argwhere(solid)
-            lo, hi = ijk.min(0), ijk.max(0) + 1
-            clip = np.zeros_like(solid)
-            clip[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
+            clip = _index_box(solid.shape, ijk.min(0), ijk.max(0) + 1)
         solid = solid | ((weights <= 0) & clip)
     inside = ndimage.binary_fill_holes(solid)
-    h = np.asarray(spacing, dtype=np.float64)
     if inside.all() or not inside.any():
         raise ValueError("the fused TSDF has no surface: the warm-start field is empty or fills the box")
     d_out = ndimage.distance_transform_edt(~inside, sampling=h)  # outside points: distance to inside
@@ -193,9 +195,10 @@ class SurfaceExtent:
 
     def __call__(self, c2w, intrinsics, height: int, width: int):
         depth, opacity = self.depth_fn(c2w, intrinsics, height, width)
-        hit = np.asarray(opacity) >= self.min_opacity
-        pad = np.pad(hit, 1, constant_values=True)
-        hit = hit & pad[:-2, 1:-1] & pad[2:, 1:-1] & pad[1:-1, :-2] & pad[1:-1, 2:]
+        from scipy import ndimage
+
+        # covered pixels whose four neighbours are covered too (outside the image counts as covered)
+        hit = ndimage.binary_erosion(np.asarray(opacity) >= self.min_opacity, border_value=1)
         if hit.any():
             fx, fy, cx, cy = (float(v) for v in np.asarray(intrinsics).reshape(-1)[:4])
             rows, cols = np.nonzero(hit)
