@@ -22,6 +22,7 @@ def export_overrides(base: Any, args: argparse.Namespace) -> Any:
         "height": args.height,
         "origin": args.origin,
         "texture": getattr(args, "texture", None),
+        "texture_source": getattr(args, "texture_source", None),
         "albedo_reference": getattr(args, "albedo_reference", None),
         "normal_map": getattr(args, "normal_map", None),
     }
@@ -66,6 +67,11 @@ def main(args: argparse.Namespace) -> int:
         raise T23dError(
             f"--albedo-reference calibrates the albedo of photo runs; {run_dir} is a '{kind}' run, whose "
             "colours come from a prior, not from photos of a card: drop --albedo-reference"
+        )
+    if export_cfg.texture_source == "photos" and kind != "reconstruct":
+        raise T23dError(
+            f"--texture-source photos projects the photos of a photo run; {run_dir} is a '{kind}' run, which "
+            "has none: drop --texture-source (its texture is the field's)"
         )
     out_dir = Path(args.out) if args.out else run_dir / "export"
     with contextlib.ExitStack() as held:

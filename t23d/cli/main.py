@@ -146,6 +146,13 @@ def _add_export_options(p: argparse.ArgumentParser, format_flag: str = "--format
         "removed by the run's shading model: relightable)",
     )
     p.add_argument(
+        "--texture-source",
+        default=None,
+        choices=("field", "photos"),
+        help="photo runs with --texture radiance: photos (project the training photos onto the mesh, "
+        "sharper) | field (bake the field's colour)",
+    )
+    p.add_argument(
         "--normal-map",
         action=argparse.BooleanOptionalAction,
         default=None,

@@ -90,6 +90,20 @@ class ExportConfig:
     ``"PHOTO:x0,y0,x1,y1=REFLECTANCE"`` (a grey card; syntax in :mod:`t23d.data.albedo_reference`). The
     albedo texture is scaled per colour channel so that the card comes out at its reflectance: the shading
     model alone leaves that scale open. None: the albedo as learnt."""
+    texture_source: Literal["field", "photos"] = "field"
+    """Where the texels' colours come from: ``field`` (the colour field, baked) or ``photos`` (photo runs
+    with ``texture = "radiance"``: the training photos projected onto the mesh, the best ``photo_top_k``
+    per texel, occlusion-tested against the mesh; the field's colour where no photo sees the surface;
+    :mod:`t23d.texture.photos`; textured formats only: PLY's vertex colours stay the field's). On the benchmark's 256-px captures it measured 0.1-0.4 dB below the
+    field's bake (benchmarks/RESULTS.md): there the field holds the photos' detail and the geometry limits
+    the asset. It is meant for photos sharper than the field resolves (not measured)."""
+    photo_top_k: int = 3
+    """With ``texture_source = "photos"``: how many photos (the ones with the most pixels on the texel's
+    surface) are blended per texel."""
+    photo_match_exposure: bool = False
+    """With ``texture_source = "photos"``: scale each photo's colours per channel to the field's at the
+    texels it sees (the capture's neutral exposure and white balance), so photos of different exposure
+    blend without seams; ``export.json`` → ``photo_texture.gain_range`` reports the gains."""
     color_mode: Literal["albedo", "normal_view"] = "albedo"
     """How the colour field is read for the texture: "albedo" = one query per texel looking straight
     at the surface (view dir = -normal); "normal_view" = mean of five views within 30 degrees of the
@@ -188,6 +202,16 @@ def validate_export_config(cfg: ExportConfig) -> None:
                 f"export's texture is {cfg.texture!r}: add --texture albedo (a run trained with the shading "
                 "model) or drop --albedo-reference"
             )
+    if cfg.texture_source not in ("field", "photos"):
+        raise ConfigError(
+            f"texture_source: invalid value {cfg.texture_source!r}; accepted: 'field', 'photos'"
+        )
+    if cfg.texture_source == "photos" and cfg.texture == "albedo":
+        raise ConfigError(
+            "texture_source: 'photos' projects the photos, with the capture's lighting in them, onto the "
+            "mesh; an albedo texture comes from the run's shading model: use texture_source 'field' with "
+            "texture 'albedo', or texture 'radiance' with the photos"
+        )
     if cfg.color_mode not in ("albedo", "normal_view"):
         raise ConfigError(f"color_mode: invalid value {cfg.color_mode!r}; accepted: 'albedo', 'normal_view'")
     if cfg.render_backend not in ("auto", "open3d", "raster"):
@@ -228,6 +252,7 @@ def validate_export_config(cfg: ExportConfig) -> None:
             "a number in (0, 64]",
         ),
         ("chunk_size", cfg.chunk_size, cfg.chunk_size >= 1, "an integer >= 1"),
+        ("photo_top_k", cfg.photo_top_k, cfg.photo_top_k >= 1, "an integer >= 1"),
         (
             "min_component_fraction",
             cfg.min_component_fraction,

@@ -41,6 +41,7 @@ from t23d.extract.grid import DensityFn, check_aabb
 from t23d.render.mesh import Camera, MeshAppearance, orbit_cameras, render_preview, resolve_backend
 from t23d.texture.bake import ColorFn
 from t23d.texture.normal_map import NormalFn
+from t23d.texture.photos import PhotoSet
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,9 @@ class ExportReport:
     texture_calibration: dict | None = None
     """How the texture's colours were calibrated (e.g. to a grey card: the gain and what it was measured
     on), or None."""
+    photo_texture: dict | None = None
+    """With ``texture_source = "photos"``: photos projected, ``covered`` (fraction of texels a photo
+    sees) and ``mean_views`` (photos seeing a covered texel); None when the texture is the field's."""
     normal_map: dict | None = None
     """With a normal map: its ``size``, the texels baked, and ``error_deg`` / ``baseline_deg``: the mean
     angle between the detail normals and the decoded normal map / the asset's plain vertex normals."""
@@ -96,6 +100,15 @@ class ExportReport:
             out[k] = str(out[k])
         out["files"] = [str(p) for p in self.files]
         return out
+
+
+def check_photos(cfg: ExportConfig, photos: PhotoSet | None) -> None:
+    """Raise ConfigError when ``cfg`` textures from photos that this export does not have."""
+    if cfg.texture_source == "photos" and photos is None and cfg.format != "ply":
+        raise ConfigError(
+            "texture_source: 'photos' projects a photo run's photos onto the mesh; this export has none "
+            "(a generate or refine run, or no photos were passed): use texture_source 'field'"
+        )
 
 
 def check_destination(out_dir: Path) -> None:
@@ -186,6 +199,7 @@ def export_asset(
     tsdf_cameras: list[Camera] | None = None,
     cut_plane: np.ndarray | None = None,
     texture_calibration: dict | None = None,
+    photos: PhotoSet | None = None,
 ) -> ExportReport:
     """Extract, texture and export the field inside ``aabb`` as ``<out_dir>/<name>.<format>``.
 
@@ -214,6 +228,8 @@ def export_asset(
             meshed (photo runs: the table or floor the object stands on is cut off, the cut closed flat;
             see :func:`t23d.extract.grid.cut_below_plane`). None meshes the whole ``aabb``.
         texture_calibration: how ``color_fn``'s colours were calibrated (written to the report as is).
+        photos: the posed photos, field frame, that ``cfg.texture_source == "photos"`` projects onto the
+            mesh (photo runs); required then, unused otherwise.
 
     Returns:
         An :class:`ExportReport`; the same data is in ``<out_dir>/export.json``.
@@ -226,6 +242,7 @@ def export_asset(
 
     t_start = time.perf_counter()
     validate_export_config(cfg)
+    check_photos(cfg, photos)
     if cfg.normal_map and normal_fn is None and cfg.format in ("glb", "gltf"):
         raise ConfigError(
             "normal_map: true needs the field's detail normals (normal_fn) to bake from; pass normal_fn, "
@@ -264,6 +281,7 @@ def export_asset(
         vertices, faces, color_fn, Path(out_dir), name, cfg, world_transform=world_transform,
         render_field_fn=render_field_fn, fidelity_cameras=fidelity_cameras, threshold=threshold,
         timings=timings, t_start=t_start, normal_fn=normal_fn, texture_calibration=texture_calibration,
+        photos=photos,
     )  # fmt: skip
 
 
@@ -299,6 +317,7 @@ def export_mesh_asset(
 
     t_start = time.perf_counter()
     validate_export_config(cfg)
+    check_photos(cfg, None)
     check_asset_name(name)
     check_world_transform(world_transform)
     resolve_backend(cfg.render_backend)
@@ -344,6 +363,7 @@ def _export_mesh(
     t_start: float,
     normal_fn: NormalFn | None = None,
     texture_calibration: dict | None = None,
+    photos: PhotoSet | None = None,
 ) -> ExportReport:
     """The stages after the mesh exists: UV unwrap + bake (or vertex colours), transform, encode, preview,
     fidelity, atomic writes. ``vertices``/``faces`` are in the field frame, outward-oriented."""
@@ -381,6 +401,8 @@ def _export_mesh(
         texture = bake_texture(
             vertices, faces, uvs, normals, color_fn, cfg.texture_size, cfg.padding,
             color_mode=cfg.color_mode, chunk_size=cfg.chunk_size, stats=stats,
+            photos=photos if cfg.texture_source == "photos" else None, photo_top_k=cfg.photo_top_k,
+            photo_match_exposure=cfg.photo_match_exposure, backend=backend,
         )  # fmt: skip
         t0 = lap("bake", t0)
         if cfg.normal_map and cfg.format in ("glb", "gltf") and normal_fn is not None:
@@ -459,6 +481,7 @@ def _export_mesh(
         texture_coverage=stats.get("coverage"),
         normal_map=normal_info,
         texture_calibration=texture_calibration,
+        photo_texture=stats.get("photo_texture"),
     )
     doc = {"t23d_version": t23d.__version__, **report.to_dict(), "config": to_dict(cfg)}
     try:

@@ -155,6 +155,35 @@ def _saved_sfm_model(run_dir: Path) -> Path | None:
     return model_dir
 
 
+def training_photos(run_dir: Path, cfg: ReconstructConfig, scene: dict[str, Any], dataset: Any = None):
+    """The run's training photos with their cameras (normalised frame), for a texture projected from
+    photos (:class:`t23d.texture.photos.PhotoSet`). ``dataset`` is the loaded input; None loads
+    ``cfg.input`` again (posed with the run's saved SfM model) and checks its cameras are the run's."""
+    from t23d.data import load_dataset
+    from t23d.texture.photos import PhotoSet
+
+    if dataset is None:
+        if not cfg.input or not Path(cfg.input).exists():
+            raise T23dError(
+                f"texture_source 'photos' reads the run's photos from {cfg.input!r}, which is not there any "
+                "more: restore it, or export with --texture-source field"
+            )
+        dataset = load_dataset(Path(cfg.input), cfg.data, _saved_sfm_model(run_dir), min_size=SSIM_WINDOW)
+        run_c2w = np.asarray(scene["c2w"], dtype=np.float64)
+        c2w = dataset.c2w.double().numpy()
+        if c2w.shape != run_c2w.shape or np.abs(c2w - run_c2w).max() > 1e-3:
+            raise T23dError(
+                f"the photos in {cfg.input} are not posed as when {run_dir} was trained (the folder changed): "
+                "export with --texture-source field, or train a new run on the photos as they are now"
+            )
+    idx = list(scene["train_indices"])
+    cams = _camera_tuples(cameras_of(scene, idx))
+    cams = [(np.asarray(c), np.asarray(k), h, w) for c, k, h, w in cams]
+    images = [dataset.images[i].numpy() for i in idx]
+    alphas = None if dataset.alphas is None else [dataset.alphas[i].numpy() for i in idx]
+    return PhotoSet(cams, images, alphas)
+
+
 def _warm_starts(cfg: ReconstructConfig) -> bool:
     """Whether ``cfg``'s SDF field starts from a density warm start (:mod:`t23d.reconstruct.warm_start`)."""
     return cfg.field.geometry == "sdf" and cfg.warm_start.steps > 0
@@ -391,7 +420,9 @@ def _run_reconstruct(
         update_run(run_dir, metrics=summary)
         export_info = None
         if cfg.export_at_end:
-            export_info = timed_export(run_dir, timings, lambda: export_reconstruct_run(run_dir, cfg, state))
+            export_info = timed_export(
+                run_dir, timings, lambda: export_reconstruct_run(run_dir, cfg, state, dataset=dataset)
+            )
         update_run(
             run_dir, status="completed", completed_steps=state.step, timings=timings, export=export_info
         )
@@ -404,13 +435,16 @@ def export_reconstruct_run(
     state: TrainingState,
     export_cfg: Any = None,
     out_dir: Path | None = None,
+    dataset: Any = None,
 ) -> dict[str, Any]:
     """Export the asset of a reconstruct run in the input's world frame (converted to glTF Y-up).
 
     ``export_cfg.texture`` picks what the texture holds: ``radiance`` (the neutral appearance code: the
     training photos' average exposure and lighting) or ``albedo`` (needs the run's shading model). The
     fidelity check compares the asset with field renders of the same quantity. ``albedo_reference``
-    scales the albedo to a grey card marked in a photo (:mod:`t23d.reconstruct.calibrate`)."""
+    scales the albedo to a grey card marked in a photo (:mod:`t23d.reconstruct.calibrate`).
+    ``export_cfg.texture_source == "photos"`` projects the training photos (``dataset``, or loaded again
+    from ``cfg.input``, posed as the run was) onto the mesh."""
     from t23d.common.errors import ConfigError
     from t23d.export import export_asset
     from t23d.render.field_fns import (
@@ -488,5 +522,8 @@ def export_reconstruct_run(
         ),
         cut_plane=cut,
         texture_calibration=calibration,
+        photos=training_photos(run_dir, cfg, scene, dataset)
+        if export_cfg.texture_source == "photos"
+        else None,
     )
     return report.to_dict() if hasattr(report, "to_dict") else dataclasses.asdict(report)

@@ -14,8 +14,9 @@ toward the surface point.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ from torch import Tensor
 
 from t23d.common.errors import ConfigError, T23dError
 from t23d.render.raster import rasterize
+
+if TYPE_CHECKING:
+    from t23d.texture.photos import PhotoSet
 
 ColorFn = Callable[[Tensor, Tensor], Tensor]
 """(points [N, 3], view_dirs [N, 3] unit, camera -> point) -> sRGB colour [N, 3] in [0, 1]."""
@@ -142,6 +146,10 @@ def bake_texture(
     color_mode: ColorMode = "albedo",
     chunk_size: int = 65_536,
     stats: dict | None = None,
+    photos: PhotoSet | None = None,
+    photo_top_k: int = 3,
+    photo_match_exposure: bool = True,
+    backend: str = "auto",
 ) -> np.ndarray:
     """Bake ``color_fn`` on the mesh surface into an sRGB texture.
 
@@ -155,7 +163,12 @@ def bake_texture(
         padding: texels of dilation around every chart (>= 0).
         color_mode: how view directions are chosen, see :func:`query_colors`.
         chunk_size: points per ``color_fn`` call.
-        stats: optional dict receiving ``texels_baked`` and ``coverage`` (fraction of the texture).
+        stats: optional dict receiving ``texels_baked``, ``coverage`` (fraction of the texture) and, with
+            ``photos``, ``photo_texture`` (:class:`t23d.texture.photos.PhotoTextureStats` as a dict).
+        photos: posed photos in the mesh's frame: texels take their colour from them, ``color_fn``'s
+            only where no photo sees them (:func:`t23d.texture.photos.project_photos`).
+        photo_top_k: photos blended per texel. photo_match_exposure: scale each photo to the field's
+            colours first. backend: mesh ray casting for the photos' occlusion.
 
     Returns:
         [S, S, 3] uint8 image, row 0 at the top (v = 1).
@@ -168,6 +181,14 @@ def bake_texture(
     size = int(texture_size)
     pix, _, _, points, nrm = texel_samples(vertices, faces, uvs, normals, size)
     rgb = query_colors(color_fn, points, nrm, color_mode, chunk_size)  # [P, 3]
+    photo_stats = None
+    if photos is not None:
+        from t23d.texture.photos import project_photos
+
+        rgb, photo_stats = project_photos(
+            points, nrm, rgb, vertices, faces, photos, top_k=photo_top_k,
+            match_field=photo_match_exposure, backend=backend,
+        )  # fmt: skip
     image = np.zeros((size * size, 3), dtype=np.float32)
     filled = np.zeros(size * size, dtype=bool)
     image[pix] = rgb
@@ -176,4 +197,6 @@ def bake_texture(
     if stats is not None:
         stats["texels_baked"] = int(len(pix))
         stats["coverage"] = float(len(pix)) / (size * size)
+        if photo_stats is not None:
+            stats["photo_texture"] = dataclasses.asdict(photo_stats)
     return np.round(image * 255.0).astype(np.uint8)

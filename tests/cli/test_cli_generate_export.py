@@ -112,6 +112,12 @@ def test_cli_export_unknown_format(generated_run, tmp_path):
     assert res.returncode == 2 and "fbx" in res.stderr and "glb" in res.stderr
 
 
+def test_cli_export_refuses_photo_textures_for_a_run_without_photos(generated_run, tmp_path):
+    res = run_t23d("export", str(generated_run), "--texture-source", "photos", "--out", str(tmp_path / "x"))
+    assert res.returncode == 2 and "has none: drop --texture-source" in res.stderr, res.stderr[-800:]
+    assert not (tmp_path / "x").exists()
+
+
 def test_cli_export_run_without_checkpoint(generated_run, tmp_path):
     import shutil
 

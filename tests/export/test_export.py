@@ -248,6 +248,13 @@ def test_no_surface_writes_nothing(tmp_path):
         ({"texture_size": 1000}, r"texture_size must be a power of two.*got 1000"),
         ({"origin": "top"}, r"origin: invalid value 'top'"),
         ({"height": -1.0}, r"height: invalid value -1.0"),
+        ({"texture_source": "photos"}, r"this export has none .* use texture_source 'field'"),
+        (
+            {"texture_source": "photos", "texture": "albedo"},
+            r"an albedo texture comes from the run's shading",
+        ),
+        ({"texture_source": "web"}, r"texture_source: invalid value 'web'"),
+        ({"photo_top_k": 0}, r"photo_top_k: invalid value 0"),
     ],
 )
 def test_bad_config_raises_before_any_work(tmp_path, kw, match):
