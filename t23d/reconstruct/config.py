@@ -170,7 +170,7 @@ def reconstruct_preset(name: str, geometry: str | None = None) -> ReconstructCon
         cfg = dataclasses.replace(
             cfg,
             field=dataclasses.replace(cfg.field, geometry="sdf"),
-            sdf_training=sdf_training_for(cfg.steps),
+            sdf_training=sdf_training_for(cfg.steps, anneal_curvature=True),
             export=dataclasses.replace(cfg.export, surface_optical_depth=None),
         )
         if name != "fast":

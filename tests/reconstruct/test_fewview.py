@@ -14,7 +14,7 @@ from t23d.data.synthetic import orbit_poses
 from t23d.field.appearance import AppearanceConfig
 from t23d.field.hashgrid import HashGridConfig
 from t23d.field.nerf import FieldConfig, NeRFField, SDFConfig
-from t23d.reconstruct.config import ReconstructConfig, validate_reconstruct_config
+from t23d.reconstruct.config import ReconstructConfig, reconstruct_preset, validate_reconstruct_config
 from t23d.reconstruct.fewview import (
     FewViewConfig,
     apply_visible_levels,
@@ -60,6 +60,12 @@ def test_auto_regularises_sparse_captures_only_and_picks_per_geometry():
         and cfg.distortion == Constant(0.0)
     )
     assert sorted(plan.regularisers) == ["sfm_points", "view_independent_colour"]
+    # the SDF presets anneal the curvature weight late for dense captures; a sparse one keeps it constant
+    preset = dataclasses.replace(reconstruct_preset("default", "sdf"), steps=1000)
+    assert isinstance(preset.sdf_training.curvature, Linear)
+    cfg_p, plan_p = plan_few_view(preset, positions(20), torch.zeros(3), None)
+    assert cfg_p.sdf_training.curvature == Constant(1e-4) and plan_p.regularisers["curvature"] == 1e-4
+    assert plan_few_view(preset, positions(100), torch.zeros(3), None)[0] == preset  # dense: as it was
     # unmasked photos (or smooth_sdf 'on'): coarse-to-fine with the stronger curvature loss too
     on = dataclasses.replace(sdf, few_view=FewViewConfig(smooth_sdf="on"))
     for case, masked in ((sdf, False), (on, True)):
