@@ -94,9 +94,10 @@ class ExportConfig:
     """Where the texels' colours come from: ``field`` (the colour field, baked) or ``photos`` (photo runs
     with ``texture = "radiance"``: the training photos projected onto the mesh, the best ``photo_top_k``
     per texel, occlusion-tested against the mesh; the field's colour where no photo sees the surface;
-    :mod:`t23d.texture.photos`; textured formats only: PLY's vertex colours stay the field's). On the benchmark's 256-px captures it measured 0.1-0.4 dB below the
-    field's bake (benchmarks/RESULTS.md): there the field holds the photos' detail and the geometry limits
-    the asset. It is meant for photos sharper than the field resolves (not measured)."""
+    :mod:`t23d.texture.photos`; textured formats only: PLY's vertex colours stay the field's). On the
+    benchmark's 256-px captures it measured 0.1-0.4 dB below the field's bake (benchmarks/RESULTS.md):
+    there the field holds the photos' detail and the geometry limits the asset. It is meant for photos
+    sharper than the field resolves (not measured)."""
     photo_top_k: int = 3
     """With ``texture_source = "photos"``: how many photos (the ones with the most pixels on the texel's
     surface) are blended per texel."""

@@ -148,7 +148,7 @@ def bake_texture(
     stats: dict | None = None,
     photos: PhotoSet | None = None,
     photo_top_k: int = 3,
-    photo_match_exposure: bool = True,
+    photo_match_exposure: bool = False,
     backend: str = "auto",
 ) -> np.ndarray:
     """Bake ``color_fn`` on the mesh surface into an sRGB texture.

@@ -14,7 +14,7 @@ For every texel's surface point ``p`` (unit normal ``n``) and every photo, the p
   in the background).
 
 Each photo is first scaled per colour channel to agree with the field's colours at the texels it sees
-(``match_field``), so photos of different exposure or white balance blend without seams. The texel's
+(``match_field``, off by default), so photos of different exposure or white balance blend without seams. The texel's
 colour is the weighted mean of the ``top_k`` best photos (bilinear samples), weight
 ``(cos * f / depth)^2``: the photo's pixels per unit of surface, so frontal, close photos dominate and
 sub-pixel misregistration between many photos does not blur the texture. The field's colour joins the
@@ -90,30 +90,16 @@ def _depth_maps(vertices: np.ndarray, faces: np.ndarray, cams: list[Camera], bac
         yield depth.reshape(h, w)
 
 
-def _window(a: np.ndarray, op) -> np.ndarray:
-    """``op`` (np.minimum / np.maximum) over each pixel's 3x3 neighbourhood (edges replicated)."""
-    p = np.pad(a, 1, mode="edge")
-    h, w = a.shape
-    out = p[1 : h + 1, 1 : w + 1].copy()
-    for dy in (0, 1, 2):
-        for dx in (0, 1, 2):
-            out = op(out, p[dy : dy + h, dx : dx + w])
-    return out
-
-
 def _bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Bilinear samples [N, C] of ``image`` [H, W, C] at continuous pixel coordinates (centres at +0.5)."""
-    h, w = image.shape[:2]
-    fx = np.clip(x - 0.5, 0.0, w - 1.0)
-    fy = np.clip(y - 0.5, 0.0, h - 1.0)
-    x0 = np.minimum(np.floor(fx).astype(np.int64), w - 2 if w > 1 else 0)
-    y0 = np.minimum(np.floor(fy).astype(np.int64), h - 2 if h > 1 else 0)
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    ax, ay = (fx - x0)[:, None], (fy - y0)[:, None]
+    """Bilinear samples [N, C] of ``image`` [H, W, C] at continuous pixel coordinates (centres at +0.5),
+    clamped at the border."""
+    from scipy.ndimage import map_coordinates
+
     img = np.asarray(image, dtype=np.float32)
-    top = img[y0, x0] * (1 - ax) + img[y0, x1] * ax
-    bottom = img[y1, x0] * (1 - ax) + img[y1, x1] * ax
-    return top * (1 - ay) + bottom * ay
+    coords = np.stack([y - 0.5, x - 0.5])
+    return np.stack(
+        [map_coordinates(img[..., c], coords, order=1, mode="nearest") for c in range(img.shape[-1])], 1
+    )
 
 
 def project_photos(
@@ -126,7 +112,7 @@ def project_photos(
     *,
     top_k: int = 3,
     min_cos: float = 0.15,
-    match_field: bool = True,
+    match_field: bool = False,
     backend: str = "auto",
 ) -> tuple[np.ndarray, PhotoTextureStats]:
     """Colours [P, 3] float32 of surface ``points`` [P, 3] (unit ``normals`` [P, 3]) from ``photos``.
@@ -141,14 +127,17 @@ def project_photos(
         raise ConfigError(f"photo_top_k must be an integer >= 1; got {top_k}")
     if not 0.0 < min_cos < 1.0:
         raise ConfigError(f"min_cos must be in (0, 1); got {min_cos}")
+    from scipy.ndimage import maximum_filter, minimum_filter
+
     p = np.asarray(points, dtype=np.float64)
     n = np.asarray(normals, dtype=np.float64)
+    field = np.asarray(field_rgb, dtype=np.float64)
     count = len(p)
     best_w = np.zeros((count, top_k), dtype=np.float32)  # the top_k weights so far (0 = empty slot)
     best_c = np.zeros((count, top_k, 3), dtype=np.float32)
     seen = np.zeros(count, dtype=np.int32)
     gains: list[np.ndarray] = []
-    focal_depth = []  # f / depth of every accepted sample's camera: the typical pixels per unit
+    focal_depth = []  # per photo, the median f / depth of its accepted samples: pixels per unit length
     cams = photos.cameras
     for i, depth_map in enumerate(_depth_maps(vertices, faces, cams, backend)):
         c2w, intr, h, w = cams[i]
@@ -170,13 +159,14 @@ def project_photos(
         idx, z, u, v, col, row = idx[inside], z[inside], u[inside], v[inside], col[inside], row[inside]
         footprint = z / fx  # surface length one pixel spans, facing the camera
         # no depth edge around the pixel, and the pixel's surface is this point's
-        near, far = _window(depth_map, np.minimum), _window(depth_map, np.maximum)
+        near = minimum_filter(depth_map, size=3, mode="nearest")
+        far = maximum_filter(depth_map, size=3, mode="nearest")
         c = np.maximum(cos[idx], min_cos)
         slope = footprint / c  # depth change per pixel on a surface this oblique, roughly
         ok = (far[row, col] - near[row, col] < 8.0 * slope) & (np.abs(depth_map[row, col] - z) < 2.0 * slope)
         if photos.alphas is not None:
             alpha = np.asarray(photos.alphas[i], dtype=np.float32)
-            ok &= _window(alpha, np.minimum)[row, col] >= 0.99
+            ok &= minimum_filter(alpha, size=3, mode="nearest")[row, col] >= 0.99
         idx, z, u, v = idx[ok], z[ok], u[ok], v[ok]
         if len(idx) == 0:
             continue
@@ -184,7 +174,7 @@ def project_photos(
         focal_depth.append(np.median(fx / z))
         rgb = _bilinear(np.asarray(photos.images[i]), u, v)
         if match_field:
-            ref = np.asarray(field_rgb, dtype=np.float64)[idx]
+            ref = field[idx]
             gain = (rgb * ref).sum(axis=0) / np.maximum((rgb.astype(np.float64) ** 2).sum(axis=0), 1e-12)
             rgb = rgb * gain.astype(np.float32)
             gains.append(gain)
@@ -199,9 +189,7 @@ def project_photos(
     scale = float(np.median(focal_depth)) ** 2 if focal_depth else 1.0
     wsum = best_w.sum(axis=1) / scale
     field_w = 0.25 * min_cos**2
-    out = (np.einsum("pk,pkc->pc", best_w / scale, best_c) + field_w * np.asarray(field_rgb)) / (
-        wsum + field_w
-    )[:, None]
+    out = (np.einsum("pk,pkc->pc", best_w / scale, best_c) + field_w * field) / (wsum + field_w)[:, None]
     covered = seen > 0
     stats = PhotoTextureStats(
         photos=len(cams),

@@ -134,7 +134,7 @@ def test_photos_of_different_exposure_are_matched_to_the_fields_colour():
     truth = _pattern(p)
     blurred = 0.5 + 0.8 * (truth - 0.5)  # a field that knows the neutral colour, with less contrast
     seen = p[:, 2] / 0.6 > -0.1
-    matched, stats = project_photos(p, n, blurred, v, f, photos)
+    matched, stats = project_photos(p, n, blurred, v, f, photos, match_field=True)
     raw, _ = project_photos(p, n, blurred, v, f, photos, match_field=False)
     err_matched = np.abs(matched - truth)[seen].mean()
     err_raw = np.abs(raw - truth)[seen].mean()
