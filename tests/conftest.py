@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from t23d.common.runtime import prepare_runtime
+
+prepare_runtime()  # as the CLI does, before torch loads (passive OpenMP threads: the suite runs on busy machines)
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")

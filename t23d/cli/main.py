@@ -7,6 +7,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from t23d.common.runtime import prepare_runtime
+
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -405,20 +407,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _passive_openmp_wait() -> None:
-    """Let OpenMP threads (torch's and the hash-grid kernel's) sleep instead of spinning while they wait,
-    unless the user chose ``OMP_WAIT_POLICY``. On a machine shared with other busy processes, spinning
-    threads burn the cores the other threads need (a training step of the learned toy prior took 5-8 s with
-    passive threads and 40-55 s with spinning ones at load 13-15 on 2 cores: benchmarks/learned_prior/train.py).
-    Only effective before torch loads its OpenMP runtime, so it runs before any subcommand is imported."""
-    import os
-
-    if "torch" in sys.modules:
-        logging.getLogger(__name__).debug("torch already loaded: OMP_WAIT_POLICY left as it is")
-        return
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code: 0 ok, 2 bad input, 130 stopped by Ctrl-C (SIGINT), 143 by
     SIGTERM (training commands save a checkpoint first; see ``t23d.cli.common.stop_on_signals``)."""
@@ -435,7 +423,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    _passive_openmp_wait()
+    if "torch" in sys.modules:
+        logging.getLogger(__name__).debug("torch already loaded: OpenMP/MKL settings left as they are")
+    prepare_runtime()  # before any subcommand imports torch
     import importlib
 
     module, func = args.handler.split(":")

@@ -67,6 +67,11 @@ class RefineState:
     topology: Any
     step: int = 0
 
+    @property
+    def device(self) -> torch.device:
+        """The mesh's device."""
+        return self.mesh.offsets.device
+
     def train(self) -> None:
         """Modules in training mode."""
         self.mesh.train()

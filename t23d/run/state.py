@@ -15,6 +15,7 @@ from torch import Tensor
 
 from t23d.common.errors import T23dError
 from t23d.common.interrupts import graceful_stop_window
+from t23d.common.runtime import deterministic_algorithms
 from t23d.field.background import Background
 from t23d.field.nerf import NeRFField
 from t23d.render.occupancy import OccupancyGrid
@@ -140,6 +141,11 @@ class LoopState(Protocol):
         """Checkpoint everything that evolves (atomically)."""
         ...
 
+    @property
+    def device(self) -> torch.device:
+        """Where the trained tensors live (CPU loops run torch's deterministic algorithms)."""
+        ...
+
     def train(self) -> None:
         """Put the trainable modules in training mode."""
         ...
@@ -157,6 +163,11 @@ class TrainingState:
     step: int = 0
     extras: dict[str, torch.nn.Module] = field(default_factory=dict)
     """Further trained modules of a loop (photo runs: ``appearance``, ``poses``), checkpointed by name."""
+
+    @property
+    def device(self) -> torch.device:
+        """The field's device."""
+        return next(self.field.parameters()).device
 
     def train(self) -> None:
         """Field, background and extras in training mode."""
@@ -317,7 +328,7 @@ def run_training_loop(
     progress = ProgressFile(progress_dir or run_dir, total_steps, start_step=state.step, phase=phase)
     last_preview = time.monotonic()
     state.train()
-    with graceful_stop_window():
+    with graceful_stop_window(), deterministic_algorithms(state.device.type == "cpu"):
         while state.step < total_steps:
             if should_stop is not None and should_stop():
                 state.save(ckpt_dir, keep_checkpoints)
