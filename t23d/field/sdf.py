@@ -92,8 +92,8 @@ def sdf_training_for(
     ``floor[1]`` over the first half, the finite-difference step shrinks from 0.02 to 0.004 over the
     first two thirds. ``anneal_curvature``: the curvature weight falls linearly to 0 between half and
     five sixths of the run (as Neuralangelo anneals it), so the smoothing that shapes the surface early
-    does not round the creases and edges the photos show at the end (photo runs of dense captures:
-    benchmarks/RESULTS.md: `.glb` +0.4 to +4.5 dB, lower Chamfer-L1 on four scenes)."""
+    does not round the creases and edges the photos show at the end (photo runs, benchmarks/RESULTS.md:
+    `.glb` +0.3 to +4.5 dB and lower Chamfer-L1 on all eight scenes measured, a 20-view one among them)."""
     base = SDFTrainingConfig()
     curvature = (
         Linear(base.curvature.at(0), 0.0, max(1, steps // 2), max(2, (5 * steps) // 6))

@@ -188,11 +188,6 @@ def plan_few_view(
     if sdf and smooth:
         changes["sdf_training"] = dataclasses.replace(cfg.sdf_training, curvature=Constant(fv.curvature))
         plan.regularisers["curvature"] = fv.curvature
-    elif sdf and not isinstance(cfg.sdf_training.curvature, Constant):
-        # the presets' late curvature anneal is measured on dense captures only: constant here
-        kept = float(cfg.sdf_training.curvature.at(0))
-        changes["sdf_training"] = dataclasses.replace(cfg.sdf_training, curvature=Constant(kept))
-        plan.regularisers["curvature"] = kept
     elif not sdf:
         changes["distortion"] = Constant(fv.distortion)
         plan.regularisers["distortion"] = fv.distortion

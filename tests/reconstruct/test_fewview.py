@@ -60,11 +60,12 @@ def test_auto_regularises_sparse_captures_only_and_picks_per_geometry():
         and cfg.distortion == Constant(0.0)
     )
     assert sorted(plan.regularisers) == ["sfm_points", "view_independent_colour"]
-    # the SDF presets anneal the curvature weight late for dense captures; a sparse one keeps it constant
+    # the SDF presets' late curvature anneal is kept for masked sparse captures too (duck-walk20: measured
+    # better than the constant weight)
     preset = dataclasses.replace(reconstruct_preset("default", "sdf"), steps=1000)
     assert isinstance(preset.sdf_training.curvature, Linear)
     cfg_p, plan_p = plan_few_view(preset, positions(20), torch.zeros(3), None)
-    assert cfg_p.sdf_training.curvature == Constant(1e-4) and plan_p.regularisers["curvature"] == 1e-4
+    assert cfg_p.sdf_training == preset.sdf_training and "curvature" not in plan_p.regularisers
     assert plan_few_view(preset, positions(100), torch.zeros(3), None)[0] == preset  # dense: as it was
     # unmasked photos (or smooth_sdf 'on'): coarse-to-fine with the stronger curvature loss too
     on = dataclasses.replace(sdf, few_view=FewViewConfig(smooth_sdf="on"))
