@@ -90,13 +90,15 @@ def sdf_training_for(
 ) -> SDFTrainingConfig:
     """The SDF schedules scaled to a run of ``steps``: the sharpness floor rises from ``floor[0]`` to
     ``floor[1]`` over the first half, the finite-difference step shrinks from 0.02 to 0.004 over the
-    first two thirds. ``anneal_curvature``: the curvature weight falls linearly to 0 between half and
-    five sixths of the run (as Neuralangelo anneals it), so the smoothing that shapes the surface early
+    first two thirds. ``anneal_curvature``: the curvature weight falls linearly to 0 between a quarter and
+    seven twelfths of the run (as Neuralangelo anneals it), so the smoothing that shapes the surface early
     does not round the creases and edges the photos show at the end (photo runs, benchmarks/RESULTS.md:
-    `.glb` +0.3 to +4.5 dB and lower Chamfer-L1 on all eight scenes measured, a 20-view one among them)."""
+    annealing at all gave `.glb` +0.3 to +4.5 dB and lower Chamfer-L1 on all eight scenes measured; ending
+    at 7/12 rather than 5/6 a further +1.0 and +1.25 dB on the box+sphere and statue, -0.24 dB on the
+    glossy duck, lower Chamfer-L1 on all three)."""
     base = SDFTrainingConfig()
     curvature = (
-        Linear(base.curvature.at(0), 0.0, max(1, steps // 2), max(2, (5 * steps) // 6))
+        Linear(base.curvature.at(0), 0.0, max(1, steps // 4), max(2, (7 * steps) // 12))
         if anneal_curvature
         else base.curvature
     )

@@ -141,14 +141,14 @@ def test_shell_occupancy_marks_cells_near_the_surface_only():
         assert occ(a)[0] == occ(a)[1]
 
 
-def test_the_curvature_anneal_falls_to_zero_late_and_follows_a_steps_override():
+def test_the_curvature_anneal_falls_to_zero_mid_run_and_follows_a_steps_override():
     from t23d.common.schedule import Constant, Linear
     from t23d.field.sdf import rescale_sdf_training, sdf_training_for
 
     assert sdf_training_for(2400).curvature == Constant(1e-4)  # off unless asked (generate keeps it)
     cfg = sdf_training_for(2400, anneal_curvature=True)
     assert isinstance(cfg.curvature, Linear)
-    assert cfg.curvature.at(0) == cfg.curvature.at(1200) == 1e-4  # shapes the surface for half the run
-    assert cfg.curvature.at(1600) == pytest.approx(5e-5) and cfg.curvature.at(2000) == 0.0
+    assert cfg.curvature.at(0) == cfg.curvature.at(600) == 1e-4  # shapes the surface for a quarter of the run
+    assert cfg.curvature.at(1000) == pytest.approx(5e-5) and cfg.curvature.at(1400) == 0.0
     short = rescale_sdf_training(cfg, 2400, 600)  # --steps 600
-    assert short.curvature.at(300) == 1e-4 and short.curvature.at(500) == 0.0
+    assert short.curvature.at(150) == 1e-4 and short.curvature.at(350) == 0.0
