@@ -424,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     if "torch" in sys.modules:
-        logging.getLogger(__name__).debug("torch already loaded: OpenMP/MKL settings left as they are")
+        logging.getLogger(__name__).debug("torch already loaded: OMP_WAIT_POLICY left as it is")
     prepare_runtime()  # before any subcommand imports torch
     import importlib
 
