@@ -13,9 +13,9 @@ For every texel's surface point ``p`` (unit normal ``n``) and every photo, the p
 - the photo's alpha is 1 over those 3x3 pixels, where the photos have one (the silhouette's pixels mix
   in the background).
 
-Each photo is first scaled per colour channel to agree with the field's colours at the texels it sees
-(``match_field``, off by default), so photos of different exposure or white balance blend without seams. The texel's
-colour is the weighted mean of the ``top_k`` best photos (bilinear samples), weight
+With ``match_field`` (off by default) each photo is first scaled per colour channel to agree with the
+field's colours at the texels it sees, so photos of different exposure or white balance blend without
+seams. The texel's colour is the weighted mean of the ``top_k`` best photos (bilinear samples), weight
 ``(cos * f / depth)^2``: the photo's pixels per unit of surface, so frontal, close photos dominate and
 sub-pixel misregistration between many photos does not blur the texture. The field's colour joins the
 mean with a small weight (a quarter of a photo at ``min_cos``), so texels no photo sees keep the field's
