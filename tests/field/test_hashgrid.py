@@ -311,9 +311,8 @@ def test_tcnn_matches_reference():
     with torch.no_grad():
         encoding.table.copy_(_random_table(cfg).cuda())
     generator = torch.Generator().manual_seed(0)
-    x = torch.rand(
-        4000, 3, generator=generator
-    )  # not a multiple of 128: exercises the batch padding.cuda().requires_grad_(True)
+    # 4000 is not a multiple of 128: exercises the batch padding
+    x = torch.rand(4000, 3, generator=generator).cuda().requires_grad_(True)
     grad_out = torch.randn(len(x), cfg.output_dim, generator=generator).cuda()
 
     out = encoding(x)

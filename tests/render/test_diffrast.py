@@ -194,8 +194,9 @@ def test_backend_choice_and_errors():
         resolve_backend("opengl", torch.device("cpu"))
 
 
-@pytest.mark.gpu
-def test_torch_backend_matches_nvdiffrast_on_cuda():
+def _both_backends_on_cuda(antialiased: bool):
+    """Render an icosphere with the torch and the nvdiffrast backends on CUDA: per backend the raster
+    output, the image and the vertex gradient of a squared-image loss (with or without anti-aliasing)."""
     pytest.importorskip("nvdiffrast.torch", reason="nvdiffrast is not installed (optional CUDA backend)")
     import trimesh
 
@@ -210,14 +211,33 @@ def test_torch_backend_matches_nvdiffrast_on_cuda():
         r = Rasterizer(RasterizerConfig(backend=backend), dev)
         v = verts.clone().requires_grad_(True)
         out = r.rasterize(v, faces, cams)
-        img = interpolate(colors, out, faces)
-        img = r.antialias(img + (~out.mask)[..., None].float() * 0.5, out, faces, r.topology(faces, len(v)))
+        img = interpolate(colors, out, faces) + (~out.mask)[..., None].float() * 0.5
+        if antialiased:
+            img = r.antialias(img, out, faces, r.topology(faces, len(v)))
         img.square().sum().backward()
         results[backend] = (out, img.detach(), v.grad)
-    (ta, ia, ga), (tb, ib, gb) = results["torch"], results["nvdiffrast"]
+    return results["torch"], results["nvdiffrast"]
+
+
+def _gradient_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return torch.nn.functional.cosine_similarity(a.reshape(1, -1), b.reshape(1, -1)).item()
+
+
+@pytest.mark.gpu
+def test_torch_backend_matches_nvdiffrast_on_cuda_without_antialiasing():
+    """Coverage, barycentrics, image and the interior (barycentric) vertex gradients agree."""
+    (ta, ia, ga), (tb, ib, gb) = _both_backends_on_cuda(antialiased=False)
     same = ta.tri == tb.tri
     assert same.float().mean() > 0.98
     assert (ta.bary - tb.bary)[same].abs().max() < 1e-3
     assert (ia - ib).abs().mean() < 5e-3
-    cos = torch.nn.functional.cosine_similarity(ga.reshape(1, -1), gb.reshape(1, -1)).item()
-    assert cos > 0.95
+    assert _gradient_cosine(ga, gb) > 0.99
+
+
+@pytest.mark.gpu
+def test_torch_backend_matches_nvdiffrast_on_cuda_with_antialiasing():
+    """With the silhouette anti-aliasing, images and vertex gradients agree (on an H200 in session 15 this
+    whole-pipeline gradient cosine was 0.87: kept at 0.95 until the split above tells which part differs)."""
+    (ta, ia, ga), (tb, ib, gb) = _both_backends_on_cuda(antialiased=True)
+    assert (ia - ib).abs().mean() < 5e-3
+    assert _gradient_cosine(ga, gb) > 0.95
