@@ -167,7 +167,10 @@ def load_component(
     refused with a message saying how to convert them (:func:`check_safetensors_weights`).
     """
     cache_dir = hub_cache_dir()
-    logger.info("loading %s from %s", subfolder, source)
+    dtype = kwargs.get("torch_dtype")
+    logger.info(
+        "loading %s from %s%s", subfolder, source, f" ({str(dtype).removeprefix('torch.')})" if dtype else ""
+    )
     if _holds_weights(load_fn):
         kwargs.setdefault("use_safetensors", True)
         if is_local:

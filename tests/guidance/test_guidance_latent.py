@@ -87,3 +87,13 @@ def test_select_dtype_names_the_accepted_cpu_dtypes() -> None:
     assert select_dtype(True, "cpu") == torch.float32
     with pytest.raises(ConfigError, match=r"guidance.cpu_dtype.*'float16'.*accepted: 'float32', 'bfloat16'"):
         select_dtype(True, "cpu", "float16")
+
+
+def test_loading_log_names_the_weights_precision(tiny_sd_dir: Path, caplog) -> None:
+    """The log says in which precision each weighted component was loaded (float16 on CUDA by default)."""
+    cfg = StableDiffusionGuidanceConfig(pretrained=str(tiny_sd_dir), cpu_dtype="bfloat16")
+    with caplog.at_level(logging.INFO, logger="t23d.guidance.loading"):
+        build_guidance(cfg, "a stone grotto", "", "cpu")
+    lines = [r.getMessage() for r in caplog.records]
+    assert f"loading unet from {tiny_sd_dir} (bfloat16)" in lines
+    assert f"loading tokenizer from {tiny_sd_dir}" in lines  # no weights, no precision
