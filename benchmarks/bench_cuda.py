@@ -5,8 +5,10 @@ around every timing):
 
 - **hash grid**: the encoding as the field uses it (``HashGridEncoding``, so tcnn goes through t23d's own
   functional hand-over of the table), forward and forward + backward (table and point gradients) on
-  random points, for ``tcnn`` (tiny-cuda-nn, when it imports) and ``torch`` (the reference), plus the
-  largest forward difference between them on the same table;
+  random points, for ``tcnn`` (tiny-cuda-nn, when it imports), ``torch`` (the reference) and the
+  reference with a plain-indexing gather (its CUDA backward before session 15, for comparison; on CPU
+  the reference always gathers that way), plus the largest forward difference between tcnn and the
+  reference on the same table;
 - **rasteriser**: ``Rasterizer.rasterize`` + ``interpolate`` + ``antialias`` + backward on an icosphere
   seen by a batch of orbit cameras, for ``nvdiffrast`` (when it imports) and ``torch``, plus the share
   of pixels whose triangle id agrees.
@@ -22,12 +24,15 @@ Needs no model weights. The numbers go into benchmarks/RESULTS.md ("CUDA paths")
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import torch
 
+from t23d.field import hashgrid
 from t23d.field.hashgrid import HashGridConfig, HashGridEncoding, tcnn_available
 from t23d.render.cameras import orbit_cameras
 from t23d.render.diffrast import Rasterizer, RasterizerConfig, interpolate, nvdiffrast_available
@@ -51,9 +56,24 @@ def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int)
     return statistics.median(times)
 
 
+@contextlib.contextmanager
+def _plain_indexing_gather(enabled: bool):
+    """Within the block, the reference gathers with plain ``table[index]`` (an ``index_put_`` backward),
+    as before session 15, for a side-by-side timing of the two backwards."""
+    if not enabled:
+        yield
+        return
+    original = hashgrid._GatherRows
+    hashgrid._GatherRows = SimpleNamespace(apply=lambda table, index: table[index])  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        hashgrid._GatherRows = original
+
+
 def bench_hashgrid(device: torch.device, num_points: int, repeats: int) -> list[str]:
     """Markdown rows: per implementation, seconds per forward / forward+backward and points/s."""
-    impls = ["torch"]
+    impls = ["torch", "torch, plain-indexing backward"]
     if device.type == "cuda" and tcnn_available()[0]:
         impls.insert(0, "tcnn")
     generator = torch.Generator().manual_seed(0)
@@ -62,7 +82,8 @@ def bench_hashgrid(device: torch.device, num_points: int, repeats: int) -> list[
     outputs = {}
     rows = []
     for impl in impls:
-        cfg = HashGridConfig(implementation=impl)  # the field's default grid: 16 levels x 2, 2^19
+        # the field's default grid: 16 levels x 2, 2^19
+        cfg = HashGridConfig(implementation="torch" if impl.startswith("torch") else impl)
         enc = HashGridEncoding(cfg, device=device)
         if table is None:
             table = enc.table.detach().clone()
@@ -80,14 +101,15 @@ def bench_hashgrid(device: torch.device, num_points: int, repeats: int) -> list[
             xg.grad = None
             enc(xg).backward(grad_out)
 
-        outputs[impl] = forward()
-        fwd = median_seconds(forward, device, repeats)
-        total = median_seconds(forward_backward, device, repeats)
+        with _plain_indexing_gather(impl.endswith("plain-indexing backward")):
+            outputs[impl] = forward()
+            fwd = median_seconds(forward, device, repeats)
+            total = median_seconds(forward_backward, device, repeats)
         rows.append(
             f"| {impl} | {device.type} | {num_points:,} | {fwd * 1e3:.2f} | {total * 1e3:.2f} | "
             f"{num_points / total / 1e6:,.1f} |"
         )
-    if len(outputs) == 2:
+    if "tcnn" in outputs:
         diff = (outputs["tcnn"] - outputs["torch"]).abs().max().item()
         rows.append(f"| (max forward difference tcnn vs torch: {diff:.2e}) | | | | | |")
     return rows

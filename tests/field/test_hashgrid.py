@@ -327,3 +327,22 @@ def test_tcnn_matches_reference():
     torch.testing.assert_close(out, out_ref, rtol=1e-4, atol=1e-5)
     assert _max_relative_error(grad_table, grad_table_ref) <= 1e-4
     assert _max_relative_error(grad_x, grad_x_ref) <= 1e-3
+
+
+# ------------------------------------------------------------------- the reference's gather backward
+
+
+def test_reference_gather_backward_equals_plain_indexing_and_is_twice_differentiable():
+    """The reference's table gather (index_add backward, for CUDA speed) gives plain indexing's gradients,
+    duplicate rows summed, and its backward is differentiable again (gradgradcheck in float64)."""
+    from t23d.field.hashgrid import _GatherRows
+
+    generator = torch.Generator().manual_seed(0)
+    table = torch.randn(7, 2, generator=generator, dtype=torch.float64, requires_grad=True)
+    index = torch.tensor([[0, 3, 3], [6, 0, 3]])  # repeated rows: their gradients must add up
+    upstream = torch.randn(2, 3, 2, generator=generator, dtype=torch.float64)
+    (expected,) = torch.autograd.grad((table[index] * upstream).sum(), table)
+    (actual,) = torch.autograd.grad((_GatherRows.apply(table, index) * upstream).sum(), table)
+    torch.testing.assert_close(actual, expected, rtol=0, atol=0)
+    assert actual[3].abs().sum() > 0 and actual[1].abs().sum() == 0  # row 1 is never gathered
+    assert torch.autograd.gradgradcheck(lambda t: _GatherRows.apply(t, index) ** 2, (table,))
