@@ -9,8 +9,9 @@ loads into another:
   ``torch.utils.cpp_extension`` and cached), multi-threaded with OpenMP and deterministic.
 - ``"tcnn"``: tiny-cuda-nn's ``HashGrid`` on CUDA devices (optional install).
 
-``"auto"`` picks tcnn on a CUDA device when tinycudann imports, the C++ kernel on CPU when it builds,
-and otherwise the reference; it logs its choice once. An explicit choice that is unavailable raises.
+``"auto"`` picks tcnn on a CUDA device when tinycudann imports and a tiny forward + backward runs (in a
+child process: a broken build can crash), the C++ kernel on CPU when it builds, and otherwise the
+reference; it logs its choice once. An explicit choice that is unavailable raises.
 
 The layout and indexing follow tiny-cuda-nn's ``GridEncoding`` exactly, so parameters can be copied
 between implementations: level ``l`` has scale ``s_l = base_resolution * per_level_scale**l - 1`` and
@@ -23,7 +24,11 @@ indexed densely (``c0 + c1 r + c2 r^2``) when ``r_l**3 <= T_l`` and otherwise by
 
 from __future__ import annotations
 
+import functools
 import logging
+import signal
+import subprocess
+import sys
 from typing import Literal
 
 import torch
@@ -111,15 +116,61 @@ def hash_grid_encode_reference(x: Tensor, table: Tensor, cfg: HashGridConfig) ->
     return torch.cat(outputs, dim=-1)  # [N, L * F]
 
 
+TCNN_PROBE = """
+import torch, tinycudann
+grid = {"otype": "HashGrid", "n_levels": 2, "n_features_per_level": 2, "log2_hashmap_size": 10,
+        "base_resolution": 4, "per_level_scale": 2.0}
+encoding = tinycudann.Encoding(3, grid, dtype=torch.float32)
+x = torch.rand(256, 3, device="cuda", requires_grad=True)
+encoding(x).sum().backward()
+torch.cuda.synchronize()
+"""
+"""A tiny tcnn forward + backward, run in a child process by :func:`tcnn_runs`."""
+
+TCNN_PROBE_TIMEOUT_S = 300.0
+"""A first tcnn call may JIT-compile kernels (tcnn's runtime compilation): allow minutes."""
+
+
+@functools.cache
+def tcnn_runs() -> tuple[bool, str]:
+    """Whether a tiny tcnn forward + backward runs, tried once per process in a child process.
+
+    A tiny-cuda-nn build can import and then crash the process at its first call: on an H200 machine, a
+    build whose compiler linked libstdc++ statically segfaulted in tcnn's own allocator log
+    (benchmarks/RESULTS.md, "CUDA paths"). Trying it in a child turns that into a reason here instead of
+    a dead run.
+    """
+    try:
+        res = subprocess.run(
+            [sys.executable, "-c", TCNN_PROBE], capture_output=True, text=True, timeout=TCNN_PROBE_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        return False, f"a tiny tinycudann forward + backward did not finish in {TCNN_PROBE_TIMEOUT_S:.0f} s"
+    if res.returncode == 0:
+        return True, ""
+    if res.returncode < 0:
+        try:
+            name = signal.Signals(-res.returncode).name
+        except ValueError:
+            name = f"signal {-res.returncode}"
+        return False, (
+            f"tinycudann imports but a tiny forward + backward crashed ({name}); a build whose compiler "
+            "linked libstdc++ statically crashes this way: rebuild tiny-cuda-nn with a g++ that links the "
+            "shared libstdc++ (see benchmarks/cuda_check.sh)"
+        )
+    lines = res.stderr.strip().splitlines() or [f"exit status {res.returncode}"]
+    return False, f"tinycudann imports but a tiny forward + backward failed ({lines[-1]})"
+
+
 def tcnn_available() -> tuple[bool, str]:
-    """Whether tiny-cuda-nn can be used, and why not."""
+    """Whether tiny-cuda-nn can be used, and why not (it must import and run: :func:`tcnn_runs`)."""
     if not torch.cuda.is_available():
         return False, "no CUDA device is available"
     try:
         import tinycudann  # noqa: F401
     except Exception as e:  # ImportError, or a CUDA/ABI mismatch raising something else
         return False, f"tinycudann does not import ({type(e).__name__}: {e})"
-    return True, ""
+    return tcnn_runs()
 
 
 _auto_logged: set[str] = set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -294,6 +295,49 @@ def test_cpp_on_non_cpu_device_and_unknown_implementation_raise():
         T23dError, match="unknown hash-grid implementation 'cuda'; accepted: auto, tcnn, cpp, torch"
     ):
         resolve_implementation("cuda", torch.device("cpu"))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def tcnn_probe(monkeypatch):
+    """Set the tcnn probe's child script for one test; the cached verdict is cleared before and after."""
+
+    def set_probe(script: str) -> None:
+        monkeypatch.setattr(hashgrid, "TCNN_PROBE", script)
+        hashgrid.tcnn_runs.cache_clear()
+
+    yield set_probe
+    hashgrid.tcnn_runs.cache_clear()
+
+
+def test_tcnn_probe_turns_a_crash_or_an_error_into_a_reason(tcnn_probe):
+    """A tcnn build that crashes at its first call kills the probe's child, not this process."""
+    tcnn_probe("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    ok, why = hashgrid.tcnn_runs()
+    assert not ok and "crashed (SIGSEGV)" in why and "shared libstdc++" in why, why
+    tcnn_probe("raise RuntimeError('CUDA error: no kernel image is available')")
+    assert hashgrid.tcnn_runs() == (
+        False,
+        "tinycudann imports but a tiny forward + backward failed "
+        "(RuntimeError: CUDA error: no kernel image is available)",
+    )
+    tcnn_probe("pass")
+    assert hashgrid.tcnn_runs() == (True, "")
+
+
+def test_auto_on_cuda_falls_back_to_the_reference_when_tcnn_does_not_run(monkeypatch):
+    """CUDA and an importable tinycudann are not enough: auto takes the reference when the probe fails,
+    and an explicit 'tcnn' raises with the probe's reason."""
+    import types
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setitem(sys.modules, "tinycudann", types.ModuleType("tinycudann"))
+    monkeypatch.setattr(hashgrid, "tcnn_runs", lambda: (False, "a tiny forward + backward crashed (SIGSEGV)"))
+    assert hashgrid.tcnn_available() == (False, "a tiny forward + backward crashed (SIGSEGV)")
+    assert resolve_implementation("auto", torch.device("cuda")) == "torch"
+    with pytest.raises(T23dError, match=r"'tcnn' is unavailable: a tiny forward \+ backward crashed"):
+        resolve_implementation("tcnn", torch.device("cuda"))
+    monkeypatch.setattr(hashgrid, "tcnn_runs", lambda: (True, ""))
+    assert resolve_implementation("auto", torch.device("cuda")) == "tcnn"
 
 
 # --------------------------------------------------------------------------------------------- tcnn (GPU)
