@@ -36,9 +36,10 @@ class SfmConfig:
     not independent Gaussian noise, so the threshold is set from measurements rather than a chi-squared
     table: on 24-photo captures of an object on a plain backdrop a correct known focal length scored
     4-20, one 10 % wrong 71, 20 % wrong 355, and one 20 % wrong in busy surroundings 37,000. Such a
-    capture barely determines the focal length, and bundle adjustment trades it against distortion:
-    -5 % focal length and k1 -0.07 on a 45-degree capture, whose asset came out 0.03 too large all round
-    (benchmarks/RESULTS.md). Negative: always keep the refined intrinsics."""
+    capture barely determines the focal length: bundle adjustment settled 4.7 % short (k1 -0.06) on a
+    45-degree capture, and 5.5 % short with no distortion parameter at all (``SIMPLE_PINHOLE``), so it is
+    not a trade against distortion; that asset came out 0.03 too large all round (benchmarks/RESULTS.md).
+    Negative: always keep the refined intrinsics."""
     matcher: Literal["auto", "exhaustive", "sequential"] = "auto"
     """Feature matching: ``exhaustive`` matches every pair; ``sequential`` matches each photo with the
     next ``sequential_overlap`` in file-name order (walk-around captures, video frames), closing the loop
