@@ -90,15 +90,15 @@ def sdf_training_for(
 ) -> SDFTrainingConfig:
     """The SDF schedules scaled to a run of ``steps``: the sharpness floor rises from ``floor[0]`` to
     ``floor[1]`` over the first half, the finite-difference step shrinks from 0.02 to 0.004 over the
-    first two thirds. ``anneal_curvature``: the curvature weight falls linearly to 0 between a quarter and
-    seven twelfths of the run (as Neuralangelo anneals it), so the smoothing that shapes the surface early
-    does not round the creases and edges the photos show at the end (photo runs, benchmarks/RESULTS.md:
-    annealing at all gave `.glb` +0.3 to +4.5 dB and lower Chamfer-L1 on all eight scenes measured; ending
-    at 7/12 rather than 5/6 a further +1.0 and +1.25 dB on the box+sphere and statue, -0.24 dB on the
-    glossy duck, lower Chamfer-L1 on all three)."""
+    first two thirds. ``anneal_curvature``: the curvature weight falls linearly to 0 between a tenth and a
+    third of the run (as Neuralangelo anneals it), so the smoothing that shapes the surface early does not
+    round the creases and edges the photos show at the end (photo runs, benchmarks/RESULTS.md: annealing
+    at all gave `.glb` +0.3 to +4.5 dB and lower Chamfer-L1 on all eight scenes measured; ending at 7/12
+    rather than 5/6 a further +1.0 and +1.25 dB on the box+sphere and statue, -0.24 dB on the glossy duck;
+    ending at 1/3 rather than 7/12 a further +0.80, +0.34 and +0.33 dB on the same three)."""
     base = SDFTrainingConfig()
     curvature = (
-        Linear(base.curvature.at(0), 0.0, max(1, steps // 4), max(2, (7 * steps) // 12))
+        Linear(base.curvature.at(0), 0.0, max(1, steps // 10), max(2, steps // 3))
         if anneal_curvature
         else base.curvature
     )

@@ -148,7 +148,8 @@ def test_the_curvature_anneal_falls_to_zero_mid_run_and_follows_a_steps_override
     assert sdf_training_for(2400).curvature == Constant(1e-4)  # off unless asked (generate keeps it)
     cfg = sdf_training_for(2400, anneal_curvature=True)
     assert isinstance(cfg.curvature, Linear)
-    assert cfg.curvature.at(0) == cfg.curvature.at(600) == 1e-4  # shapes the surface for a quarter of the run
-    assert cfg.curvature.at(1000) == pytest.approx(5e-5) and cfg.curvature.at(1400) == 0.0
+    assert cfg.curvature.at(0) == cfg.curvature.at(240) == 1e-4  # shapes the surface for a tenth of the run
+    assert cfg.curvature.at(520) == pytest.approx(5e-5) and cfg.curvature.at(800) == 0.0
+    assert cfg.curvature.at(2400) == 0.0
     short = rescale_sdf_training(cfg, 2400, 600)  # --steps 600
-    assert short.curvature.at(150) == 1e-4 and short.curvature.at(350) == 0.0
+    assert short.curvature.at(60) == 1e-4 and short.curvature.at(200) == 0.0
