@@ -96,6 +96,31 @@ class SfmConfig:
 
 
 @dataclass
+class TriangulationConfig:
+    """Sparse points for posed photos that have neither masks nor points (:mod:`t23d.data.triangulate`)."""
+
+    mode: Literal["auto", "off"] = "auto"
+    """``auto``: posed photos (Blender, nerfstudio, COLMAP without points) without masks or alpha get sparse
+    points triangulated with their given poses, so the object region and the support plane are found in
+    them as for raw photos and the surroundings are kept out of the asset. ``off``: without points the
+    object is assumed to fill the narrowest field of view, and nothing is cut."""
+    neighbours: int = 12
+    """Each photo is matched with this many nearest photos (camera centre and viewing direction)."""
+    peak_threshold: float = 0.001
+    """SIFT contrast threshold: low, so plain surfaces such as a table top get features (the poses are
+    known, so weak features only need to match along epipolar lines)."""
+    min_feature_image_size: int = 512
+    """Photos whose long side is smaller are enlarged (whole factor, up to 4) before feature extraction."""
+    max_images: int = 200
+    """At most this many training photos are used, evenly spread."""
+    min_track_length: int = 3
+    """Points seen in fewer photos are dropped: a wrong match between two photos still triangulates (to
+    wherever the rays meet), only a third photo can refute it."""
+    min_points: int = 50
+    """Fewer triangulated points than this are not used (a warning says why)."""
+
+
+@dataclass
 class DataConfig:
     """How to read a photo dataset: format, resizing, split and background."""
 
@@ -131,3 +156,5 @@ class DataConfig:
     support_plane_margin: float = 0.02
     """How far above the support plane the asset is cut, in units of the normalised frame (the object
     region's radius is about 0.9 of them), at least twice the plane's point noise."""
+    triangulation: TriangulationConfig = field(default_factory=TriangulationConfig)
+    """Sparse points for posed photos without masks (the object region and support plane come from them)."""

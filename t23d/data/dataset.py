@@ -76,6 +76,9 @@ class PhotoDataset:
     """The metric scale set from ``DataConfig.scale`` and its uncertainty (:func:`t23d.data.scale.metric_scale`)."""
     support_plane: SupportPlane | None = None
     """The plane the object stands on (normalised frame), found in the sparse points, or None."""
+    triangulation: dict | None = None
+    """How the sparse points of posed photos without masks were triangulated
+    (:func:`t23d.data.triangulate.triangulate_posed`'s report), or None when they were not."""
 
     @property
     def num_images(self) -> int:
@@ -200,6 +203,9 @@ def _validate(cfg: DataConfig) -> None:
             f"config key 'data.support_plane_margin': invalid value {cfg.support_plane_margin!r}; "
             "accepted: a number >= 0 (normalised units)"
         )
+    from t23d.data.triangulate import validate_triangulation_config
+
+    validate_triangulation_config(cfg.triangulation)
     if cfg.scale is not None:
         from t23d.data.scale import parse_scale
 
@@ -219,6 +225,35 @@ def _check_min_size(scene: SceneFrames, cfg: DataConfig, width: int, height: int
         + f") leaves {width}x{height} px images of the {cam.width}x{cam.height} photos; at least {min_size} px a "
         f"side are needed (the held-out SSIM's window): use --downscale {largest} or less"
     )
+
+
+def _triangulate(
+    scene: SceneFrames, train: list[int], cfg: DataConfig, saved_model: Path | None
+) -> dict | None:
+    """Give posed photos without masks or points sparse points (:mod:`t23d.data.triangulate`) from the
+    training photos: in place on ``scene`` (``points``, and ``sfm_model`` to save in a run). A resumed
+    run's ``saved_model`` (the model it saved) is read instead of matching again. Returns the report, or
+    None when no usable points came out (a warning says what follows)."""
+    from t23d.data.colmap import model_extension, read_reconstruction, reconstruction_points
+    from t23d.data.triangulate import triangulate_posed
+
+    if saved_model is not None and model_extension(saved_model) is not None:
+        rec = read_reconstruction(saved_model)
+        points, _ = reconstruction_points(rec)
+        report = {"num_points": len(points), "source": f"saved model {saved_model}"}
+        log.info("sparse points: %d, from the run's saved model %s", len(points), saved_model)
+    else:
+        points, rec, report = triangulate_posed([scene.frames[i] for i in train], cfg.triangulation)
+    if len(points) < cfg.triangulation.min_points:
+        log.warning(
+            "only %d sparse points could be triangulated from the posed photos (data.triangulation.min_points "
+            "%d): without masks, the object region is a guess from the field of view and no table is looked "
+            "for; give masks, or --bbox",
+            len(points), cfg.triangulation.min_points,
+        )  # fmt: skip
+        return None
+    scene.points, scene.sfm_model = points, rec
+    return report
 
 
 def load_dataset(
@@ -300,6 +335,19 @@ def load_dataset(
         for f in scene.frames
     )
     bbox = None if cfg.bbox is None else np.asarray(cfg.bbox, dtype=np.float64).reshape(2, 3)
+    n = len(scene.frames)
+    if scene.test_mask is not None:
+        test = [i for i in range(n) if scene.test_mask[i]]
+    elif cfg.holdout_every > 0 and n >= 2:
+        test = list(range(0, n, cfg.holdout_every))
+    else:
+        test = []
+    train = [i for i in range(n) if i not in set(test)]
+    if not train:
+        raise T23dError(f"all {n} images of {path} are in the test split; nothing left to train on")
+    triangulation = None
+    if scene.points is None and not any_alpha and bbox is None and cfg.triangulation.mode == "auto":
+        triangulation = _triangulate(scene, train, cfg, sfm_model_dir)
     world_from_normalised, aabb, plane = compute_normalisation(
         c2w_in, scene.points, half_fov, bbox, support_plane=cfg.support_plane == "auto"
     )
@@ -315,17 +363,6 @@ def load_dataset(
         points = torch.from_numpy(
             ((scene.points - world_from_normalised[:3, 3]) / world_from_normalised[0, 0]).astype(np.float32)
         )
-
-    n = len(scene.frames)
-    if scene.test_mask is not None:
-        test = [i for i in range(n) if scene.test_mask[i]]
-    elif cfg.holdout_every > 0 and n >= 2:
-        test = list(range(0, n, cfg.holdout_every))
-    else:
-        test = []
-    train = [i for i in range(n) if i not in set(test)]
-    if not train:
-        raise T23dError(f"all {n} images of {path} are in the test split; nothing left to train on")
 
     ds = PhotoDataset(
         images=torch.from_numpy(np.stack(images)),
@@ -345,6 +382,7 @@ def load_dataset(
         sfm_model=scene.sfm_model,
         scale_report=scale_report,
         support_plane=plane,
+        triangulation=triangulation,
     )
     log.info(
         "loaded %d images (%dx%d, %s) from %s in %.1f s: %d train, %d test",

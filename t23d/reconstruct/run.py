@@ -50,7 +50,8 @@ from t23d.run.state import (
 
 logger = logging.getLogger(__name__)
 SCENE_JSON = "scene.json"
-#: Folder of the run directory holding the COLMAP model SfM posed raw photos with (reused on resume).
+#: Folder of the run directory holding the COLMAP model SfM posed raw photos with, or the one posed
+#: photos' sparse points were triangulated into (reused on resume).
 SFM_MODEL_DIR = "sfm"
 #: Entries of the SfM report copied into ``metrics.json`` (the registration's accuracy report).
 REGISTRATION_KEYS = (
@@ -92,6 +93,21 @@ def cut_plane_of(scene: dict[str, Any], margin: float) -> np.ndarray | None:
         return None
     lift = max(float(margin), 2.0 * float(plane["rms"]))
     return np.array([*plane["normal"], float(plane["offset"]) + lift], dtype=np.float64)
+
+
+def asset_region(aabb: torch.Tensor, cut: np.ndarray | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``points [N, 3] -> bool [N]``: inside the box ``aabb [2, 3]`` the asset is meshed in and above the
+    ``cut`` plane ``(nx, ny, nz, d)`` (None: no cut), normalised frame."""
+    plane = None if cut is None else torch.tensor(cut, dtype=torch.float32)
+
+    def inside(points: torch.Tensor) -> torch.Tensor:
+        box = aabb.to(points.device)
+        keep = ((points >= box[0]) & (points <= box[1])).all(-1)
+        if plane is not None:
+            keep &= points @ plane[:3].to(points.device) > plane[3]
+        return keep
+
+    return inside
 
 
 def cameras_of(scene: dict[str, Any], indices: list[int] | None = None) -> Cameras:
@@ -137,13 +153,15 @@ _DATA_BACKGROUND = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "random"
 
 
 def _saved_sfm_model(run_dir: Path) -> Path | None:
-    """The SfM model a run on raw photos saved, to pose the photos identically on resume (None for
-    other inputs; a run saved before models were kept is posed again, with a warning)."""
+    """The COLMAP model a run saved: for raw photos, the SfM model, to pose the photos identically on
+    resume (a run saved before models were kept is posed again, with a warning); for posed photos, the
+    model their sparse points were triangulated into (:mod:`t23d.data.triangulate`), to read the same
+    points. None when there is none."""
     from t23d.data.colmap import model_extension
 
-    if read_scene(run_dir).get("source_format") != "images":
-        return None
     model_dir = run_dir / SFM_MODEL_DIR
+    if read_scene(run_dir).get("source_format") != "images":
+        return model_dir if model_extension(model_dir) is not None else None
     if model_extension(model_dir) is None:
         logger.warning(
             "%s has no saved SfM model (%s/); the photos are posed again, so the cameras may differ slightly "
@@ -350,6 +368,7 @@ def _run_reconstruct(
             num_test=len(dataset.test_indices),
             image_size=[dataset.width, dataset.height],
             sfm=dataset.sfm_report,
+            triangulation=dataset.triangulation,
             capture=capture,
             scale=dataset.scale_report,
             steps=cfg.steps,
@@ -408,6 +427,8 @@ def _run_reconstruct(
             metrics["registration"] = {k: recorded["sfm"].get(k) for k in REGISTRATION_KEYS}
         if recorded.get("scale"):
             metrics["scale"] = recorded["scale"]
+        if recorded.get("triangulation"):
+            metrics["triangulation"] = recorded["triangulation"]
         metrics["support_plane"] = read_scene(run_dir).get("support_plane")
         write_json_atomic(run_dir / "metrics.json", metrics)
         timings["eval_s"] = time.perf_counter() - t0
@@ -510,6 +531,8 @@ def export_reconstruct_run(
             occupancy,
             appearance=appearance,
             supersample=export_cfg.fidelity_supersample,
+            # unmasked photos: the field holds the surroundings too, which the asset leaves out
+            region=None if scene.get("has_alpha", True) else asset_region(aabb, cut),
         ),
         fidelity_cameras=fidelity,
         render_step=step_size(state.field, cfg.render),

@@ -107,9 +107,15 @@ def render_field_fn_of(
     occupancy: OccupancyGrid | None,
     appearance: AppearanceRender | None = None,
     supersample: int = 1,
+    region: Callable[[Tensor], Tensor] | None = None,
 ):
     """``(c2w [4, 4], intrinsics [4], H, W) -> (rgb [H, W, 3] on black, opacity [H, W])`` of the field
     (through ``appearance``, neutral code, when given).
+
+    ``region``: ``points [N, 3] -> bool [N]``, the part of the field an asset was cut from (its box, above
+    the table it stands on). A pixel whose ray ends outside it (where the ray's expected termination
+    lies) renders empty, as the asset shows it: what the asset leaves out is not counted as the asset's
+    disagreement with the field.
 
     ``supersample`` s > 1 anti-aliases as :func:`t23d.render.mesh.render_mesh` does (s x s rays per pixel
     on the same regular grid, averaged), adaptively: every pixel is rendered through its centre first,
@@ -127,6 +133,10 @@ def render_field_fn_of(
         cams = Cameras(c2w[None].float().to(dev), intrinsics[None].float().to(dev), int(width), int(height))
         out = render_images(field_, black, cams, render_cfg, occupancy, appearance=appearance)
         rgb, opacity = out["rgb"][0].cpu(), out["opacity"][0].cpu()
+        if region is not None:
+            outside = _ends_outside(region, cams, None, out["depth"].reshape(-1), out["opacity"].reshape(-1))
+            rgb[outside.reshape(opacity.shape)] = 0.0
+            opacity[outside.reshape(opacity.shape)] = 0.0
         if s == 1:
             return rgb, opacity
         rows, cols = edge_pixels(rgb, opacity).nonzero(as_tuple=True)
@@ -138,11 +148,28 @@ def render_field_fn_of(
         sub_c = (cols[:, None, None] * s + k[None, None, :]).expand(-1, s, s).reshape(-1)
         pixels = torch.stack([torch.zeros_like(sub_r), sub_r, sub_c], -1).to(dev)
         sub = render_pixels(field_, black, fine, render_cfg, pixels, occupancy, appearance=appearance)
+        if region is not None:
+            outside = _ends_outside(region, fine, pixels, sub["depth"], sub["opacity"])
+            sub["rgb"][outside] = 0.0
+            sub["opacity"][outside] = 0.0
         rgb[rows, cols] = sub["rgb"].cpu().reshape(-1, s * s, 3).mean(1)
         opacity[rows, cols] = sub["opacity"].cpu().reshape(-1, s * s).mean(1)
         return rgb, opacity
 
     return render_field
+
+
+def _ends_outside(
+    region: Callable[[Tensor], Tensor], cams: Cameras, pixels: Tensor | None, depth: Tensor, opacity: Tensor
+) -> Tensor:
+    """``[R]`` bool (on the CPU): rays through ``pixels`` (None: all, as :func:`camera_rays` orders them)
+    whose expected termination ``depth / opacity`` (renderer outputs ``[R]``) lies outside ``region``."""
+    from t23d.render.rays import camera_rays
+
+    rays = camera_rays(cams, pixels)
+    t = depth / opacity.clamp(min=1e-6)
+    ends = rays.origins + rays.directions * t[:, None]  # [R, 3]
+    return (~region(ends).bool() & (opacity > 0)).cpu()
 
 
 EDGE_OPACITY_STEP = 1.0 / 64.0

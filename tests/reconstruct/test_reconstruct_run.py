@@ -179,6 +179,54 @@ def test_colmap_format_without_masks(scene, tmp_path):
     assert cd < 0.09, cd
 
 
+@pytest.fixture(scope="module")
+def on_a_table(tmp_path_factory):
+    """Posed photos (nerfstudio) without masks or points of the object on a printed sheet in a room."""
+    scene = SyntheticScene(background="textured", ground="printed")
+    data = tmp_path_factory.mktemp("posed")
+    write_nerfstudio(scene, data, n_views=24, resolution=96)
+    return scene, data
+
+
+def test_posed_photos_without_masks_keep_their_triangulated_points_on_resume(
+    on_a_table, tmp_path, monkeypatch
+):
+    """Issue 12 item 0 for posed captures: the loader triangulates points with the given poses (no masks,
+    no points); the run records how, finds the sheet the object stands on, and saves the points so that a
+    resume reads them instead of matching again."""
+    pytest.importorskip("pycolmap")
+    import t23d.data.triangulate
+
+    _, data = on_a_table
+    kw = {"export_at_end": False, "checkpoint_every": 2}
+    run_dir = run_reconstruct(fast_config(data, steps=2, **kw), tmp_path / "out")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["triangulation"]["num_points"] >= 200 and metrics["support_plane"] is not None
+    assert (run_dir / "sfm" / "points3D.bin").is_file()
+    scene_before = json.loads((run_dir / "scene.json").read_text())
+
+    def no_matching(*args, **kwargs):
+        raise AssertionError("triangulated again on resume")
+
+    monkeypatch.setattr(t23d.data.triangulate, "triangulate_posed", no_matching)
+    run_reconstruct(fast_config(data, steps=4, **kw), resume=run_dir)
+    assert json.loads((run_dir / "run.json").read_text())["completed_steps"] == 4
+    assert json.loads((run_dir / "scene.json").read_text()) == scene_before
+
+
+@pytest.mark.slow  # ~50-70 s: 100 steps on unmasked photos (the outer field) and an export
+def test_posed_photos_without_masks_are_cut_above_the_table_they_stand_on(on_a_table, tmp_path):
+    """The asset of a posed capture without masks leaves out the sheet the object stands on (without
+    triangulated points it kept the sheet: the object region was the whole field of view)."""
+    pytest.importorskip("pycolmap")
+    scene, data = on_a_table
+    run_dir = run_reconstruct(fast_config(data, steps=100), tmp_path / "out")
+    pts = asset_points_in_input_frame(next((run_dir / "export").glob("*.glb")))
+    # nothing of the sheet (a 1.6-unit disc) nor under it; the object is 0.9 wide
+    assert pts[:, 2].min() > scene.ground_height(), pts[:, 2].min()
+    assert np.abs(pts[:, :2]).max() < 0.8, np.abs(pts[:, :2]).max()
+
+
 def test_resume_on_raw_photos_reuses_the_saved_sfm_poses(tmp_path, monkeypatch):
     """Issue 9 item 3: resuming a run on raw photos ran SfM again, whose poses can differ from the
     checkpoint's. The run keeps its SfM model; a resume poses the photos by it, bit for bit."""
