@@ -14,9 +14,9 @@ the input's up axis and orientation are kept::
   no points, the object is assumed to fill the narrowest field of view:
   ``median camera distance x sin(half fov)``. Either way the object lands inside the unit sphere.
 * a user-given box (``DataConfig.bbox``) replaces all of the above: centred, longest side 0.95 x 2.
-* ``aabb``: with points, their 1st-99th percentile box padded by 20 % and clipped to ``[-1, 1]^3``
-  (with a support plane, the points' footprints on the plane count too: the object reaches down to
-  what it stands on); else ``[-1, 1]^3``.
+* ``aabb``: with points, their 0.5th-99.5th percentile box padded by 10 % and clipped to ``[-1, 1]^3``;
+  else ``[-1, 1]^3``. Over a support plane the points' footprints on it count too: the object's region
+  reaches down to what it stands on (the cut just above the plane then ends the asset).
 * a **support plane** (a table, the floor; :func:`find_support_plane`): when many of the points near the
   cameras' target lie on one plane that every camera looks down on and that has the rest of the points
   above it, those points are surroundings, not object: ``scale`` and ``aabb`` come from the points above
@@ -55,9 +55,13 @@ def convergence_point(c2w: np.ndarray) -> tuple[np.ndarray, float]:
 #: and handles have few points, and a region that cuts them off loses them from the asset).
 RADIUS_PERCENTILE = 99
 
-#: The object region's box is the sparse points' 1st-99th percentile box padded by this fraction of its
-#: size on each side (thin parts have few points: a monkey's ears reach 12 % beyond its points' box).
-AABB_PAD = 0.2
+#: The object region's box is the sparse points' 0.5th-99.5th percentile box (thin parts have few
+#: points: a monkey head's ears reach 12 % of the box's size beyond its points' 1st-99th percentile
+#: box, 9 % beyond this one).
+AABB_PERCENTILE = 0.5
+#: The box is padded by this fraction of its size on each side (more padding lets more of a table's
+#: uneven surface stay above the cut, inside the box).
+AABB_PAD = 0.1
 
 #: Inlier distance of :func:`find_support_plane`, as a fraction of the median camera distance.
 PLANE_TOLERANCE = 0.01
@@ -244,7 +248,7 @@ def compute_normalisation(
         if plane is not None:  # the object stands on the plane: its region reaches down to it
             inner = np.concatenate([inner, inner - plane.height(inner)[:, None] * plane.normal[None]])
         p = (inner - centre) / radius
-        lo, hi = np.percentile(p, 1, axis=0), np.percentile(p, 99, axis=0)
+        lo, hi = np.percentile(p, AABB_PERCENTILE, axis=0), np.percentile(p, 100 - AABB_PERCENTILE, axis=0)
         pad = AABB_PAD * (hi - lo) + 1e-3
         aabb = np.clip(np.stack([lo - pad, hi + pad]), -1.0, 1.0)
     return world_from_normalised, aabb, None if plane is None else plane.in_frame(world_from_normalised)
