@@ -169,10 +169,16 @@ def run_reconstruct_cli(data_dir: Path, runs: Path, args: argparse.Namespace) ->
 def field_metrics_of_interrupted(run_dir: Path) -> dict:
     """Held-out PSNR/SSIM of a run stopped before its evaluation, with the product's own evaluation."""
     from t23d.data import load_dataset
-    from t23d.reconstruct.run import _DATA_BACKGROUND, evaluate_views, load_reconstruct_state
+    from t23d.reconstruct.run import (
+        _DATA_BACKGROUND,
+        _saved_sfm_model,
+        evaluate_views,
+        load_reconstruct_state,
+    )
 
     cfg, state = load_reconstruct_state(run_dir, torch.device("cpu"))
-    ds = load_dataset(Path(cfg.input), cfg.data)
+    # the run's saved model: raw photos posed as the run posed them, posed photos' triangulated points
+    ds = load_dataset(Path(cfg.input), cfg.data, _saved_sfm_model(run_dir))
     bg = torch.tensor(_DATA_BACKGROUND[cfg.data.background]) if ds.alphas is not None else None
     return evaluate_views(cfg, state, ds, bg)
 

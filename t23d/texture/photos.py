@@ -163,7 +163,10 @@ def project_photos(
         far = maximum_filter(depth_map, size=3, mode="nearest")
         c = np.maximum(cos[idx], min_cos)
         slope = footprint / c  # depth change per pixel on a surface this oblique, roughly
-        ok = (far[row, col] - near[row, col] < 8.0 * slope) & (np.abs(depth_map[row, col] - z) < 2.0 * slope)
+        with np.errstate(invalid="ignore"):  # inf - inf where the 3 x 3 pixels see no mesh: NaN, rejected
+            ok = (far[row, col] - near[row, col] < 8.0 * slope) & (
+                np.abs(depth_map[row, col] - z) < 2.0 * slope
+            )
         if photos.alphas is not None:
             alpha = np.asarray(photos.alphas[i], dtype=np.float32)
             ok &= minimum_filter(alpha, size=3, mode="nearest")[row, col] >= 0.99
