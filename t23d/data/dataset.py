@@ -243,7 +243,15 @@ def _triangulate(
         report = {"num_points": len(points), "source": f"saved model {saved_model}"}
         log.info("sparse points: %d, from the run's saved model %s", len(points), saved_model)
     else:
-        points, rec, report = triangulate_posed([scene.frames[i] for i in train], cfg.triangulation)
+        try:
+            points, rec, report = triangulate_posed([scene.frames[i] for i in train], cfg.triangulation)
+        except RuntimeError as e:  # pycolmap's own failures: the photos still load, as without points
+            log.warning(
+                "triangulating sparse points from the posed photos failed (%s): without masks, the object "
+                "region is a guess from the field of view and no table is looked for; give masks, or --bbox",
+                e,
+            )
+            return None
     if len(points) < cfg.triangulation.min_points:
         log.warning(
             "only %d sparse points could be triangulated from the posed photos (data.triangulation.min_points "

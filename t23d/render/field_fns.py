@@ -135,8 +135,9 @@ def render_field_fn_of(
         rgb, opacity = out["rgb"][0].cpu(), out["opacity"][0].cpu()
         if region is not None:
             outside = _ends_outside(region, cams, None, out["depth"].reshape(-1), out["opacity"].reshape(-1))
-            rgb[outside.reshape(opacity.shape)] = 0.0
-            opacity[outside.reshape(opacity.shape)] = 0.0
+            outside = outside.cpu().reshape(opacity.shape)
+            rgb[outside] = 0.0
+            opacity[outside] = 0.0
         if s == 1:
             return rgb, opacity
         rows, cols = edge_pixels(rgb, opacity).nonzero(as_tuple=True)
@@ -162,14 +163,15 @@ def render_field_fn_of(
 def _ends_outside(
     region: Callable[[Tensor], Tensor], cams: Cameras, pixels: Tensor | None, depth: Tensor, opacity: Tensor
 ) -> Tensor:
-    """``[R]`` bool (on the CPU): rays through ``pixels`` (None: all, as :func:`camera_rays` orders them)
-    whose expected termination ``depth / opacity`` (renderer outputs ``[R]``) lies outside ``region``."""
+    """``[R]`` bool (on ``opacity``'s device): rays through ``pixels`` (None: all, as :func:`camera_rays`
+    orders them) whose expected termination ``depth / opacity`` (renderer outputs ``[R]``) lies outside
+    ``region``."""
     from t23d.render.rays import camera_rays
 
     rays = camera_rays(cams, pixels)
     t = depth / opacity.clamp(min=1e-6)
     ends = rays.origins + rays.directions * t[:, None]  # [R, 3]
-    return (~region(ends).bool() & (opacity > 0)).cpu()
+    return ~region(ends).bool().to(opacity.device) & (opacity > 0)
 
 
 EDGE_OPACITY_STEP = 1.0 / 64.0

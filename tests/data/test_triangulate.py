@@ -129,3 +129,18 @@ def test_bad_triangulation_options_are_refused_before_loading(key, value, accept
         ConfigError, match=rf"'data.triangulation.{key}': invalid value .*; accepted: {accepted}"
     ):
         load_dataset(tmp_path / "missing", DataConfig(triangulation=TriangulationConfig(**{key: value})))
+
+
+def test_a_failed_triangulation_still_loads_the_photos(posed, monkeypatch, caplog):
+    """pycolmap failing inside is no reason to refuse photos that loaded before: a warning, no points."""
+    import t23d.data.triangulate
+    from t23d.data import DataConfig, load_dataset
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(t23d.data.triangulate, "triangulate_posed", broken)
+    with caplog.at_level("WARNING"):
+        ds = load_dataset(posed, DataConfig(holdout_every=0))
+    assert ds.points is None and ds.triangulation is None and ds.support_plane is None
+    assert "database is locked" in caplog.text and "give masks, or --bbox" in caplog.text
