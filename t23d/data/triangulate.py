@@ -88,8 +88,9 @@ def triangulate_posed(
 
     Returns ``points [P, 3]`` (the frames' world frame), the ``pycolmap.Reconstruction`` (the given
     cameras, images named ``0000.png``... in the order of ``frames``, and the points) and a report:
-    ``num_images`` (used), ``num_pairs``, ``num_points``, ``mean_reprojection_error_px`` (pixels of the
-    photos as given), ``upsample``, ``peak_threshold`` and ``timings_s``.
+    ``num_images`` (used), ``num_pairs``, ``num_points`` (kept), ``num_dropped_short_tracks`` (points seen
+    in fewer than ``cfg.min_track_length`` photos), ``mean_reprojection_error_px`` (of the kept points,
+    pixels of the photos as given), ``upsample``, ``peak_threshold`` and ``timings_s``.
     """
     validate_triangulation_config(cfg)
     if len(frames) < 2:
@@ -178,6 +179,9 @@ def triangulate_posed(
         timings["triangulation"] = time.perf_counter() - t0
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    short = [pid for pid, p in rec.points3D.items() if p.track.length() < cfg.min_track_length]
+    for pid in short:  # a match in two photos triangulates wherever it lies on the epipolar line
+        rec.delete_point3D(pid)
     error = float(rec.compute_mean_reprojection_error()) / up if rec.num_points3D() else None
     if up > 1:  # cameras and 2D points back in pixels of the photos as given
         for cam in rec.cameras.values():
@@ -185,9 +189,7 @@ def triangulate_posed(
         for image_id in rec.reg_image_ids():
             for p in rec.images[image_id].points2D:
                 p.xy = p.xy / up
-    short = [pid for pid, p in rec.points3D.items() if p.track.length() < cfg.min_track_length]
-    for pid in short:  # a match in two photos triangulates wherever it lies on the epipolar line
-        rec.delete_point3D(pid)
+        rec.update_point_3d_errors()  # the points' stored errors, in the photos' pixels too
     points, _ = reconstruction_points(rec)
     report = {
         "num_images": len(used),

@@ -42,6 +42,12 @@ def test_posed_photos_without_masks_get_points_the_table_and_the_object_region(p
     pts = ds.points.numpy() * w[0, 0] + w[:3, 3]
     assert ds.triangulation["num_points"] == len(pts) >= 200  # measured 418
     assert ds.triangulation["mean_reprojection_error_px"] < 0.5  # measured 0.21 px
+    # the saved model is in pixels of the photos as given (features ran on enlarged copies)
+    ds.sfm_model.update_point_3d_errors()
+    assert ds.sfm_model.compute_mean_reprojection_error() == pytest.approx(
+        ds.triangulation["mean_reprojection_error_px"], rel=1e-6
+    )
+    assert {(c.width, c.height) for c in ds.sfm_model.cameras.values()} == {(96, 96)}
     # the points lie on the object, the printed sheet, or the room (8 units away)
     on_object = np.abs(SCENE.signed_distance(pts)) < 0.03
     on_sheet = np.abs(pts[:, 2] - SCENE.ground_height()) < 0.03
