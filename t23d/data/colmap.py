@@ -169,6 +169,17 @@ def write_reconstruction(rec: pycolmap.Reconstruction, model_dir: Path, text: bo
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def shrink_model(rec: pycolmap.Reconstruction, factor: int) -> None:
+    """Undo an enlargement of the photos by the whole ``factor`` in ``rec``, in place: its cameras and its
+    registered images' 2D points in pixels of the photos as given (the points' stored reprojection errors
+    are left as they were)."""
+    for cam in rec.cameras.values():
+        cam.rescale(cam.width // factor, cam.height // factor)
+    for image_id in rec.reg_image_ids():
+        for p in rec.images[image_id].points2D:
+            p.xy = p.xy / factor
+
+
 def reconstruction_points(rec: pycolmap.Reconstruction) -> tuple[np.ndarray, np.ndarray]:
     """``xyz [P, 3]`` float64 and ``rgb [P, 3]`` uint8 of a reconstruction's 3D points (by point id)."""
     ids = sorted(rec.points3D)

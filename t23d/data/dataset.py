@@ -227,6 +227,13 @@ def _check_min_size(scene: SceneFrames, cfg: DataConfig, width: int, height: int
     )
 
 
+#: What follows when posed photos without masks get no sparse points, and what to do about it.
+_WITHOUT_POINTS = (
+    "without masks, the object region is a guess from the field of view and no table is looked for; give "
+    "masks, or --bbox"
+)
+
+
 def _triangulate(
     scene: SceneFrames, train: list[int], cfg: DataConfig, saved_model: Path | None
 ) -> dict | None:
@@ -247,17 +254,14 @@ def _triangulate(
             points, rec, report = triangulate_posed([scene.frames[i] for i in train], cfg.triangulation)
         except RuntimeError as e:  # pycolmap's own failures: the photos still load, as without points
             log.warning(
-                "triangulating sparse points from the posed photos failed (%s): without masks, the object "
-                "region is a guess from the field of view and no table is looked for; give masks, or --bbox",
-                e,
+                "triangulating sparse points from the posed photos failed (%s): %s", e, _WITHOUT_POINTS
             )
             return None
     if len(points) < cfg.triangulation.min_points:
         log.warning(
             "only %d sparse points could be triangulated from the posed photos (data.triangulation.min_points "
-            "%d): without masks, the object region is a guess from the field of view and no table is looked "
-            "for; give masks, or --bbox",
-            len(points), cfg.triangulation.min_points,
+            "%d): %s",
+            len(points), cfg.triangulation.min_points, _WITHOUT_POINTS,
         )  # fmt: skip
         return None
     scene.points, scene.sfm_model = points, rec

@@ -28,7 +28,13 @@ import numpy as np
 
 from t23d.common.errors import ConfigError, T23dError
 from t23d.data.cameras import SceneFrames
-from t23d.data.colmap import import_pycolmap, read_colmap_scene, read_reconstruction, write_reconstruction
+from t23d.data.colmap import (
+    import_pycolmap,
+    read_colmap_scene,
+    read_reconstruction,
+    shrink_model,
+    write_reconstruction,
+)
 from t23d.data.config import SfmConfig
 from t23d.data.images import image_size, load_image
 
@@ -63,11 +69,17 @@ class Attempt:
     """Inliers a photo pair needs to count as matched (two-view verification and mapping)."""
 
 
+def upsample_factor(long_side: int, min_size: int) -> int:
+    """Whole factor (1 to 4) by which photos whose long side is ``long_side`` pixels are enlarged before
+    feature extraction, so that it reaches ``min_size`` (0: never enlarged)."""
+    if min_size > 0 and long_side < min_size:
+        return min(4, math.ceil(min_size / long_side))
+    return 1
+
+
 def plan_attempts(cfg: SfmConfig, num_images: int, long_side: int) -> list[Attempt]:
     """The first attempt from ``cfg`` and, with ``cfg.retry``, the relaxed second one."""
-    up = 1
-    if cfg.min_feature_image_size > 0 and long_side < cfg.min_feature_image_size:
-        up = min(4, math.ceil(cfg.min_feature_image_size / long_side))
+    up = upsample_factor(long_side, cfg.min_feature_image_size)
     matcher = cfg.matcher
     if matcher == "auto":
         matcher = "exhaustive" if num_images <= cfg.exhaustive_max_images else "sequential"
@@ -443,14 +455,10 @@ def _restore_photo_names_and_size(rec: Any, att: Attempt, sizes: dict[str, tuple
     image names without the ``.png`` the enlarged copies carry."""
     if att.upsample == 1:
         return
-    for cam in rec.cameras.values():
-        w, h = cam.width // att.upsample, cam.height // att.upsample
-        cam.rescale(w, h)
+    shrink_model(rec, att.upsample)
     for image_id in rec.reg_image_ids():
         image = rec.images[image_id]
         image.name = image.name[: -len(".png")]
-        for p in image.points2D:
-            p.xy = p.xy / att.upsample
     for image_id in rec.reg_image_ids():
         image = rec.images[image_id]
         cam = rec.cameras[image.camera_id]

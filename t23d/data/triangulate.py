@@ -19,7 +19,6 @@ the same points on resume instead of matching again (matching on several threads
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 import tempfile
 import time
@@ -30,8 +29,9 @@ import numpy as np
 
 from t23d.common.errors import ConfigError, T23dError
 from t23d.data.cameras import Frame, opencv_to_opengl
-from t23d.data.colmap import camera_to_colmap_params, import_pycolmap, reconstruction_points
+from t23d.data.colmap import camera_to_colmap_params, import_pycolmap, reconstruction_points, shrink_model
 from t23d.data.config import TriangulationConfig
+from t23d.data.sfm import upsample_factor
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +99,7 @@ def triangulate_posed(
     pc.set_random_seed(seed)
     used = [frames[i] for i in _even_subset(len(frames), cfg.max_images)]
     long_side = max(max(f.camera.width, f.camera.height) for f in used)  # type: ignore[union-attr]
-    up = 1
-    if cfg.min_feature_image_size > 0 and long_side < cfg.min_feature_image_size:
-        up = min(4, math.ceil(cfg.min_feature_image_size / long_side))
+    up = upsample_factor(long_side, cfg.min_feature_image_size)
     names = [f"{i:04d}.png" for i in range(len(used))]
     timings: dict[str, float] = {}
     work = Path(tempfile.mkdtemp(prefix="t23d_triangulate_"))
@@ -184,11 +182,7 @@ def triangulate_posed(
         rec.delete_point3D(pid)
     error = float(rec.compute_mean_reprojection_error()) / up if rec.num_points3D() else None
     if up > 1:  # cameras and 2D points back in pixels of the photos as given
-        for cam in rec.cameras.values():
-            cam.rescale(cam.width // up, cam.height // up)
-        for image_id in rec.reg_image_ids():
-            for p in rec.images[image_id].points2D:
-                p.xy = p.xy / up
+        shrink_model(rec, up)
         rec.update_point_3d_errors()  # the points' stored errors, in the photos' pixels too
     points, _ = reconstruction_points(rec)
     report = {
