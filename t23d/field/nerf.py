@@ -94,6 +94,13 @@ class FieldConfig:
     (clean zero level set for the asset; see the module docstring)."""
     sdf: SDFConfig = field(default_factory=SDFConfig)
     """Signed-distance settings (used when ``geometry == "sdf"``)."""
+    ground_plane: list[float] | None = None
+    """SDF geometry: ``(nx, ny, nz, d)``, a unit normal and offset (field frame) of a plane whose lower
+    side ``n . x < d`` is solid. The field's SDF is then the union (minimum) of the learnt one and the
+    plane's ``n . x - d``: the table or floor a photographed object stands on is part of the geometry
+    exactly, so the learnt surface (the object, what is exported) does not have to bend into it at the
+    contact. Set by ``t23d reconstruct`` from the support plane it finds (``ground: auto``); None: no
+    plane."""
 
 
 class _TruncExp(torch.autograd.Function):
@@ -108,6 +115,22 @@ class _TruncExp(torch.autograd.Function):
     def backward(ctx, g: Tensor) -> Tensor:  # type: ignore[override]
         (x,) = ctx.saved_tensors
         return g * torch.exp(x.clamp(max=15))
+
+
+def _ground_plane(cfg: FieldConfig) -> Tensor:
+    """``cfg.ground_plane`` as a ``[4]`` tensor, checked (SDF geometry, 4 finite numbers, unit normal)."""
+    from t23d.common.errors import ConfigError
+
+    g = torch.tensor([float(v) for v in cfg.ground_plane or []], dtype=torch.float32)
+    if cfg.geometry != "sdf":
+        raise ConfigError(
+            "field.ground_plane needs geometry 'sdf' (a density field has no union with a plane)"
+        )
+    if g.shape != (4,) or not bool(torch.isfinite(g).all()) or abs(float(g[:3].norm()) - 1.0) > 1e-4:
+        raise ConfigError(
+            f"field.ground_plane must be 4 finite numbers (nx, ny, nz, d) with a unit normal; got {cfg.ground_plane}"
+        )
+    return g
 
 
 class NeRFField(nn.Module):
@@ -160,6 +183,10 @@ class NeRFField(nn.Module):
                 )
             # log-sharpness, learnt with the MLPs (NeuS's "variance network")
             self.log_inv_s = nn.Parameter(torch.tensor(math.log(sd.init_inv_s)))
+        self.ground: Tensor | None = None
+        """``[4]`` the ground plane ``(nx, ny, nz, d)`` (``cfg.ground_plane``), or None."""
+        if cfg.ground_plane is not None:
+            self.ground = _ground_plane(cfg)
         self.level_weights: Tensor | None = None
         """``[n_levels]`` weights of the hash grid's levels (coarse-to-fine training masks the finer
         ones), or None for all 1. Not saved: training loops set it from their schedule and step."""
@@ -207,15 +234,22 @@ class NeRFField(nn.Module):
         h = self.density_mlp(enc)  # [N, 1 + G]
         return h[:, 0], h[:, 1:], inside
 
-    def sdf(self, x: Tensor, return_features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    def sdf(
+        self, x: Tensor, return_features: bool = False, ground: bool = True
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """Signed distance ``s`` [N] (world units, negative inside) of world points ``x`` [N, 3].
 
-        SDF geometry only. With ``return_features`` also returns the geometry features ``[N, G]``.
+        SDF geometry only. With ``return_features`` also returns the geometry features ``[N, G]``. With
+        a ground plane (``cfg.ground_plane``) this is the union of the learnt SDF and the plane's; with
+        ``ground=False`` the learnt SDF alone (what is regularised and exported).
         """
         if not self.is_sdf:
             raise ValueError("sdf() needs a field with geometry 'sdf'")
         raw, feats, _ = self._geometry(x)
         s = raw + x.norm(dim=-1) - self.cfg.sdf.init_radius  # [N]
+        if ground and self.ground is not None:
+            g = self.ground.to(x)
+            s = torch.minimum(s, x @ g[:3] - g[3])
         return (s, feats) if return_features else s
 
     def density(self, x: Tensor, return_features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
@@ -297,9 +331,10 @@ class NeRFField(nn.Module):
         sigma, feats = self.density(x, return_features=True)  # type: ignore[misc]
         return sigma, self.color(feats, directions)
 
-    def normals(self, x: Tensor, eps: float = 1e-2) -> Tensor:
+    def normals(self, x: Tensor, eps: float = 1e-2, ground: bool = True) -> Tensor:
         """Unit outward normals [N, 3] by finite differences: ``-grad(sigma)/|grad(sigma)|`` for density
-        geometry, ``grad(s)/|grad(s)|`` for SDF geometry.
+        geometry, ``grad(s)/|grad(s)|`` for SDF geometry (``ground=False``: of the learnt SDF alone,
+        without the ground plane).
 
         Uses the four-tap tetrahedron stencil (second-order accurate, 4 evaluations); it is
         differentiable, so orientation losses train the geometry.
@@ -309,7 +344,7 @@ class NeRFField(nn.Module):
         )  # [4, 3]
         pts = (x[:, None, :] + eps * k[None]).reshape(-1, 3)  # [N*4, 3]
         if self.is_sdf:
-            val = self.sdf(pts).reshape(-1, 4)  # type: ignore[union-attr]
+            val = self.sdf(pts, ground=ground).reshape(-1, 4)  # type: ignore[union-attr]
             sign = 1.0
         else:
             val = self.density(pts).reshape(-1, 4)  # type: ignore[union-attr]

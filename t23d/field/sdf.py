@@ -172,12 +172,20 @@ def sdf_regulariser_losses(
     if not parts:
         return {}
     pts = torch.cat(parts)
-    d = sdf_derivatives(field_.sdf, pts, cfg.eps.at(step))
+    # the learnt SDF alone: a ground plane (field.ground_plane) is exact, and its crease with the object
+    # would otherwise be smoothed into a fillet
+    d = sdf_derivatives(lambda p: field_.sdf(p, ground=False), pts, cfg.eps.at(step))
     losses: dict[str, Tensor] = {}
     if w_eik > 0:
         losses["eikonal"] = w_eik * eikonal_loss(d.gradient)
     if w_curv > 0:
         n_surf = len(pts) - (cfg.num_uniform_points if cfg.num_uniform_points > 0 else 0)
         lap = d.laplacian[:n_surf] if n_surf > 0 else d.laplacian
-        losses["curvature"] = w_curv * curvature_loss(lap)
+        if n_surf > 0 and field_.ground is not None:
+            # render samples on the ground plane are far from the learnt surface: flattening the learnt
+            # SDF's level sets there would pull the object's underside down towards the table
+            g = field_.ground.to(pts)
+            lap = lap[d.value[:n_surf].detach() <= pts[:n_surf] @ g[:3] - g[3]]
+        if len(lap):
+            losses["curvature"] = w_curv * curvature_loss(lap)
     return losses

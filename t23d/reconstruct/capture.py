@@ -41,6 +41,13 @@ def resolve_for_capture(cfg: ReconstructConfig, dataset: Any) -> tuple[Reconstru
             "go to the specular residual"
         )
         field_cfg = dataclasses.replace(field_cfg, view_dependent=False)
+    ground = ground_plane_for(cfg, dataset)
+    if ground is not None:
+        log.info(
+            "the support plane is part of the SDF's geometry (ground: auto): the object's surface is "
+            "learnt apart from the table"
+        )
+        field_cfg = dataclasses.replace(field_cfg, ground_plane=ground)
     cfg = dataclasses.replace(cfg, appearance=appearance, field=field_cfg)
     train = list(dataset.train_indices)
     positions = dataset.c2w[train, :3, 3]
@@ -57,7 +64,17 @@ def resolve_for_capture(cfg: ReconstructConfig, dataset: Any) -> tuple[Reconstru
         plan.reason,
         f": {plan.regularisers}" if plan.regularisers else "",
     )
-    return cfg, {"few_view": plan.to_dict()}
+    return cfg, {"few_view": plan.to_dict(), "ground_plane": ground}
+
+
+def ground_plane_for(cfg: ReconstructConfig, dataset: Any) -> list[float] | None:
+    """``field.ground_plane`` for ``dataset`` under ``cfg.ground``: the dataset's support plane
+    ``(nx, ny, nz, d)`` (normalised frame) for SDF runs with ``ground: auto``; else ``cfg``'s own value
+    (None unless set by hand)."""
+    plane = getattr(dataset, "support_plane", None)
+    if cfg.ground != "auto" or cfg.field.geometry != "sdf" or plane is None:
+        return cfg.field.ground_plane
+    return [float(v) for v in plane.normal] + [float(plane.offset)]
 
 
 @torch.no_grad()

@@ -101,6 +101,15 @@ class ReconstructConfig:
     """Eikonal and curvature losses (SDF geometry only)."""
     warm_start: WarmStartConfig = _field(default_factory=WarmStartConfig)
     """Density warm start of SDF geometry (off by default)."""
+    ground: Literal["auto", "off"] = "off"
+    """``auto``: an SDF run whose photos stand the object on a support plane (``data.support_plane``,
+    unmasked photos) makes that plane part of its geometry exactly (``field.ground_plane``, set when the
+    run starts): the field's SDF is the union of the learnt one and the plane's, the warm start's shape
+    is cut above the plane before the SDF is fitted to it, and the curvature loss leaves out samples on
+    the plane. The learnt surface, which is exported, then has no crease with the table to round into a
+    fillet. ``off`` (the default): the table is learnt like the rest and cut off at export. Opt-in
+    because it measured worse (benchmarks/RESULTS.md, session 18): on the unmasked monkey-head capture
+    the fillet went, but space under the back of the head filled (Chamfer-L1 0.0066 -> 0.0179)."""
     appearance: AppearanceConfig = _field(default_factory=AppearanceConfig)
     """Shading model (albedo lit by a learnt environment) and per-photo appearance codes."""
     pose_refinement: PoseRefinementConfig = _field(default_factory=PoseRefinementConfig)
@@ -262,6 +271,7 @@ def validate_reconstruct_config(cfg: ReconstructConfig) -> None:
         Rule("warm_start.rays_per_batch", is_int(1), "an integer >= 1"),
         Rule("warm_start.unseen_weight", is_number(0), "a number >= 0 (0: off)"),
         Rule("warm_start.unseen_points", is_int(1), "an integer >= 1"),
+        Rule("ground", lambda v: v in ("auto", "off"), "'auto' or 'off'"),
     ]
     validate_training_config(cfg, rules)
     if (

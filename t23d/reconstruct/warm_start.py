@@ -110,11 +110,35 @@ def signed_distance_from_tsdf(
     inside = ndimage.binary_fill_holes(solid)
     if inside.all() or not inside.any():
         raise ValueError("the fused TSDF has no surface: the warm-start field is empty or fills the box")
+    return _distance_of(inside, np.asarray(origin, dtype=np.float64), h)
+
+
+def _distance_of(inside: np.ndarray, origin: np.ndarray, h: np.ndarray) -> SignedDistanceGrid:
+    """The signed distance of the lattice solid ``inside`` (Euclidean distance transforms of both sides;
+    half a cell is taken off: the surface lies between two lattice points of opposite sign)."""
+    from scipy import ndimage
+
     d_out = ndimage.distance_transform_edt(~inside, sampling=h)  # outside points: distance to inside
     d_in = ndimage.distance_transform_edt(inside, sampling=h)  # inside points: distance to outside
     half = 0.5 * float(h.min())
     sdf = np.where(inside, -(d_in - half), d_out - half).astype(np.float32)
-    return SignedDistanceGrid(sdf, np.asarray(origin, dtype=np.float64), h)
+    return SignedDistanceGrid(sdf, origin, h)
+
+
+def cut_below(grid: SignedDistanceGrid, plane: np.ndarray) -> SignedDistanceGrid:
+    """``grid``'s solid with everything below ``plane`` ``(nx, ny, nz, d)`` (unit normal) removed, as a
+    signed distance again: the solid is intersected with the half-space ``n . x > d`` on the lattice and
+    its distances recomputed (a CSG ``max`` would keep the right surface but not distances: just above a
+    removed table it would read the height above the table, not the distance to the object)."""
+    p = np.asarray(plane, dtype=np.float64).reshape(4)
+    axes = [grid.origin[i] + np.arange(grid.values.shape[i]) * grid.spacing[i] for i in range(3)]
+    height = (
+        axes[0][:, None, None] * p[0] + axes[1][None, :, None] * p[1] + axes[2][None, None, :] * p[2] - p[3]
+    )
+    inside = (grid.values < 0) & (height > 0)
+    if not inside.any():
+        raise ValueError("the warm start's shape lies below the ground plane: nothing is left above it")
+    return _distance_of(inside, grid.origin, np.asarray(grid.spacing, dtype=np.float64))
 
 
 def fit_sdf_to_grid(
@@ -151,7 +175,7 @@ def fit_sdf_to_grid(
         pts = torch.cat([u, (near_pts[pick] + jitter).clamp(-b, b)]).to(device)
         with torch.no_grad():
             tgt = target(pts).clamp(-cap, cap)
-        pred = field_.sdf(pts).clamp(-cap, cap)  # type: ignore[union-attr]
+        pred = field_.sdf(pts, ground=False).clamp(-cap, cap)  # type: ignore[union-attr]
         diff = (pred - tgt).abs()
         loss = diff.mean()
         opt.zero_grad(set_to_none=True)
@@ -223,11 +247,14 @@ def sdf_from_density_field(
     generator: torch.Generator,
     resolution: int = 128,
     backend: str = "auto",
+    keep_above: np.ndarray | None = None,
 ) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
     """Fuse ``density_field``'s depth at ``cameras`` into a TSDF, convert it to a signed distance bounded
     by the extent of the surface the depth maps show (:class:`SurfaceExtent`) and fit ``sdf_field``'s
-    geometry to it. Returns a report (timings in s, the fit's final error near the surface, that extent,
-    the size of the never-observed shell) and that shell (:func:`unseen_shell`)."""
+    learnt geometry to it. ``keep_above`` ``[4]`` ``(nx, ny, nz, d)``: only the side ``n . x > d`` of
+    that shape is kept (:func:`cut_below`; the object without the table it stands on, when the field
+    has that table as its ground plane). Returns a report (timings in s, the fit's final error near the
+    surface, that extent, the size of the never-observed shell) and that shell (:func:`unseen_shell`)."""
     from t23d.extract.fusion import fuse_tsdf
 
     t0 = time.perf_counter()
@@ -237,6 +264,8 @@ def sdf_from_density_field(
     t_fuse = time.perf_counter() - t0
     t0 = time.perf_counter()
     grid = signed_distance_from_tsdf(fused.values, fused.origin, fused.spacing, fused.weights, seen.box)
+    if keep_above is not None:
+        grid = cut_below(grid, keep_above)
     band = max(0.05, 4.0 * float(np.max(fused.spacing)))
     err = fit_sdf_to_grid(sdf_field, grid, fit_steps, generator, band=band)
     t_fit = time.perf_counter() - t0
@@ -300,7 +329,7 @@ def unseen_space_loss(field_: NeRFField, unseen: tuple[Tensor, Tensor], count: i
     shape the warm start gave it."""
     points, target = unseen
     pick = torch.randint(len(points), (count,), generator=generator).to(points.device)
-    return (field_.sdf(points[pick]) - target[pick]).abs().mean()  # type: ignore[union-attr]
+    return (field_.sdf(points[pick], ground=False) - target[pick]).abs().mean()  # type: ignore[union-attr]
 
 
 WARM_START_PHASE = "warm start"
@@ -318,7 +347,7 @@ def density_warm_start_config(cfg):
     steps = cfg.warm_start.steps
     return dataclasses.replace(
         cfg,
-        field=dataclasses.replace(cfg.field, geometry="density"),
+        field=dataclasses.replace(cfg.field, geometry="density", ground_plane=None),
         steps=steps,
         rays_per_batch=cfg.warm_start.rays_per_batch,
         lr_decay_start=steps // 2,
@@ -366,6 +395,10 @@ def run_warm_start(cfg, state, data, run_dir, camera_tuples, callback=None, shou
     depth_fn = render_depth_fn_of(wstate.field, wcfg.render, wstate.occupancy)
     fit_gen = torch.Generator().manual_seed(cfg.seed + 2)
     unseen = (np.zeros((0, 3), np.float32), np.zeros(0, np.float32))
+    keep_above = None
+    if cfg.field.ground_plane is not None:  # the field has the table: fit the object above it alone
+        keep_above = np.asarray(cfg.field.ground_plane, dtype=np.float64)
+        keep_above[3] += cfg.data.support_plane_margin
     try:
         report, unseen = sdf_from_density_field(
             wstate.field,
@@ -376,6 +409,7 @@ def run_warm_start(cfg, state, data, run_dir, camera_tuples, callback=None, shou
             fit_gen,
             resolution=cfg.warm_start.resolution,
             backend=cfg.export.tsdf_backend,
+            keep_above=keep_above,
         )
     except ValueError as e:  # the density field shows no surface yet (too few steps): keep the sphere
         log.warning("warm start gave no shape (%s); the SDF starts from its sphere", e)

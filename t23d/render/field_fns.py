@@ -27,14 +27,15 @@ def density_fn_of(field_: NeRFField) -> Callable[[Tensor], Tensor]:
 
 
 def sdf_fn_of(field_: NeRFField) -> Callable[[Tensor], Tensor] | None:
-    """``points [N, 3] -> signed distance [N]`` without gradients for SDF fields; None for density fields."""
+    """``points [N, 3] -> signed distance [N]`` without gradients for SDF fields; None for density fields.
+    The learnt SDF alone: a ground plane (``field.ground_plane``) is surroundings, not the asset."""
     if not field_.is_sdf:
         return None
 
     @torch.no_grad()
     def sdf_fn(points: Tensor) -> Tensor:
         dev = next(field_.parameters()).device
-        return field_.sdf(points.to(dev)).float().cpu()  # type: ignore[union-attr]
+        return field_.sdf(points.to(dev), ground=False).float().cpu()  # type: ignore[union-attr]
 
     return sdf_fn
 
@@ -194,7 +195,8 @@ def normal_fn_of(field_: NeRFField, eps: float, chunk: int = 65_536):
     """Detail normals for normal-map baking (:data:`t23d.texture.normal_map.NormalFn`): the field's own
     outward normal (finite differences of the density or SDF with step ``eps``, world units) at each
     surface point. Where the field's gradient vanishes or points more than 90 degrees away from the
-    mesh's normal (noise, thin sheets), the mesh's normal is kept."""
+    mesh's normal (noise, thin sheets), the mesh's normal is kept. A ground plane (``field.ground_plane``)
+    is left out, as the asset leaves it out."""
     import numpy as np
 
     @torch.no_grad()
@@ -203,7 +205,7 @@ def normal_fn_of(field_: NeRFField, eps: float, chunk: int = 65_536):
         out = []
         for s in range(0, len(points), chunk):
             p = torch.as_tensor(points[s : s + chunk], dtype=torch.float32, device=dev)
-            out.append(field_.normals(p, eps).double().cpu().numpy())
+            out.append(field_.normals(p, eps, ground=False).double().cpu().numpy())
         n = np.concatenate(out) if out else np.zeros((0, 3))
         mesh_n = np.asarray(normals, dtype=np.float64)
         ok = np.isfinite(n).all(-1) & (np.linalg.norm(n, axis=-1) > 0.5) & ((n * mesh_n).sum(-1) > 0.0)

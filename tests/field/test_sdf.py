@@ -153,3 +153,80 @@ def test_the_curvature_anneal_falls_to_zero_mid_run_and_follows_a_steps_override
     assert cfg.curvature.at(2400) == 0.0
     short = rescale_sdf_training(cfg, 2400, 600)  # --steps 600
     assert short.curvature.at(60) == 1e-4 and short.curvature.at(200) == 0.0
+
+
+def grounded_field(height: float = -0.3) -> NeRFField:
+    """The init sphere of radius 0.5 on a ground plane ``z = height`` (tilted fields use other normals)."""
+    cfg = FieldConfig(
+        grid=SMALL_GRID, geometry="sdf", sdf=SDFConfig(init_radius=0.5), hidden_dim=32,
+        ground_plane=[0.0, 0.0, 1.0, height],
+    )  # fmt: skip
+    return NeRFField(cfg, generator=torch.Generator().manual_seed(0))
+
+
+def test_a_ground_plane_is_a_union_with_the_learnt_sdf():
+    """With ``ground_plane`` the field's SDF is min(learnt, height above the plane): a ray straight down
+    beside the sphere ends on the plane, one through the sphere on the sphere; ``ground=False`` is the
+    learnt SDF alone (what the asset is made of)."""
+    f, bare = grounded_field(-0.3), sdf_field(init_radius=0.5)
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(512, 3, generator=g) * 2 - 1
+    with torch.no_grad():
+        learnt = f.sdf(x, ground=False)
+        assert torch.allclose(learnt, bare.sdf(x), atol=1e-6)  # same init, same weights
+        assert torch.allclose(f.sdf(x), torch.minimum(learnt, x[:, 2] + 0.3), atol=1e-6)
+        # the density along a vertical line at x = 0.8 (beside the sphere) turns on at the plane
+        z = torch.linspace(0.9, -0.9, 1801)
+        line = torch.stack([torch.full_like(z, 0.8), torch.zeros_like(z), z], -1)
+        sigma = f.density(line)
+        opaque_at = float(z[int(torch.nonzero(torch.cumsum(sigma, 0) * 1e-3 > math.log(2.0))[0])])
+        assert opaque_at == pytest.approx(-0.3, abs=0.01)
+        assert float(bare.density(line).max()) < 1.0  # the sphere alone is far from that line
+        # its normals: the plane's beside the sphere; without the ground, the sphere's
+        p = torch.tensor([[0.8, 0.0, -0.3]])
+        assert torch.allclose(f.normals(p), torch.tensor([[0.0, 0.0, 1.0]]), atol=1e-4)
+        assert torch.allclose(f.normals(p, ground=False), torch.nn.functional.normalize(p, dim=-1), atol=0.01)
+
+
+def test_the_regularisers_see_the_learnt_sdf_without_its_ground_plane():
+    """The plane is exact; the eikonal and curvature losses are those of the learnt SDF, so the crease
+    where an object meets its ground (a kink of the union) is not smoothed into a fillet, and render
+    samples on the plane away from the object (where the learnt SDF is far from its surface) are left out
+    of the curvature loss, which would flatten the object's underside towards the table."""
+    f, bare = grounded_field(-0.3), sdf_field(init_radius=0.5)
+    cfg = SDFTrainingConfig(num_surface_points=256, num_uniform_points=64)
+    a = torch.linspace(0, 6, 64)
+    on_sphere = 0.5 * torch.stack([a.cos() * 0.6, a.sin() * 0.6, torch.full_like(a, 0.8)], -1)  # z = 0.4
+    on_plane = torch.stack([0.9 * a.cos(), 0.9 * a.sin(), torch.full_like(a, -0.3)], -1)  # far from it
+    g = torch.Generator().manual_seed(3)
+    grounded = sdf_regulariser_losses(f, torch.cat([on_sphere, on_plane]), cfg, 0, g)
+    # the same draws of surface points (indices into the 128 points): only those on the sphere count
+    pick = torch.randint(128, (cfg.num_surface_points,), generator=torch.Generator().manual_seed(3))
+    kept = torch.cat([on_sphere, on_plane])[pick][pick < 64]
+    lap = sdf_derivatives(lambda p: bare.sdf(p), kept, cfg.eps.at(0)).laplacian
+    assert float(grounded["curvature"]) == pytest.approx(
+        cfg.curvature.at(0) * float(lap.abs().mean()), rel=1e-4
+    )
+    every = sdf_derivatives(lambda p: bare.sdf(p), torch.cat([on_sphere, on_plane])[pick], cfg.eps.at(0))
+    assert (
+        abs(float(grounded["curvature"]) / (cfg.curvature.at(0) * float(every.laplacian.abs().mean())) - 1)
+        > 0.1
+    )
+    # the union's own curvature at the crease (sphere radius 0.5 meets z = -0.3 at |xy| = 0.4) is far
+    # larger than the learnt SDF's: that is what the losses must not see
+    ring = torch.stack([0.4 * a.cos(), 0.4 * a.sin(), torch.full_like(a, -0.3)], -1)
+    union = sdf_derivatives(f.sdf, ring, 0.02).laplacian.abs().mean()
+    assert float(union) > 3 * float(sdf_derivatives(bare.sdf, ring, 0.02).laplacian.abs().mean())
+    # eikonal: of the learnt SDF at every point (a distance either way)
+    assert float(grounded["eikonal"]) == pytest.approx(
+        float(sdf_regulariser_losses(bare, torch.cat([on_sphere, on_plane]), cfg, 0,
+                                     torch.Generator().manual_seed(3))["eikonal"]), rel=1e-5)  # fmt: skip
+
+
+def test_a_bad_ground_plane_is_refused_by_name():
+    with pytest.raises(ConfigError, match="ground_plane.*unit normal"):
+        NeRFField(FieldConfig(grid=SMALL_GRID, geometry="sdf", ground_plane=[0.0, 0.0, 2.0, 0.1]))
+    with pytest.raises(ConfigError, match="ground_plane.*unit normal"):
+        NeRFField(FieldConfig(grid=SMALL_GRID, geometry="sdf", ground_plane=[0.0, 1.0, 0.1]))
+    with pytest.raises(ConfigError, match="ground_plane needs geometry 'sdf'"):
+        NeRFField(FieldConfig(grid=SMALL_GRID, ground_plane=[0.0, 0.0, 1.0, 0.1]))

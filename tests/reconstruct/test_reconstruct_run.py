@@ -198,10 +198,14 @@ def test_posed_photos_without_masks_keep_their_triangulated_points_on_resume(
     import t23d.data.triangulate
 
     _, data = on_a_table
-    kw = {"export_at_end": False, "checkpoint_every": 2}
-    run_dir = run_reconstruct(fast_config(data, steps=2, **kw), tmp_path / "out")
+    kw = {"export_at_end": False, "checkpoint_every": 2, "ground": "auto"}
+    run_dir = run_reconstruct(fast_config(data, steps=2, geometry="sdf", **kw), tmp_path / "out")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["triangulation"]["num_points"] >= 200 and metrics["support_plane"] is not None
+    # with ground: auto the plane is part of the SDF's geometry, recorded in the resolved config
+    plane = metrics["support_plane"]
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())["field"]["ground_plane"]
+    assert saved == pytest.approx([*plane["normal"], plane["offset"]]) and metrics["ground_plane"] == saved
     assert (run_dir / "sfm" / "points3D.bin").is_file()
     scene_before = json.loads((run_dir / "scene.json").read_text())
 
@@ -209,7 +213,7 @@ def test_posed_photos_without_masks_keep_their_triangulated_points_on_resume(
         raise AssertionError("triangulated again on resume")
 
     monkeypatch.setattr(t23d.data.triangulate, "triangulate_posed", no_matching)
-    run_reconstruct(fast_config(data, steps=4, **kw), resume=run_dir)
+    run_reconstruct(fast_config(data, steps=4, geometry="sdf", **kw), resume=run_dir)
     assert json.loads((run_dir / "run.json").read_text())["completed_steps"] == 4
     # the saved points give the run's own object region and plane again
     from t23d.data import load_dataset

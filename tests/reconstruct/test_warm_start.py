@@ -20,6 +20,7 @@ from t23d.reconstruct.run import load_reconstruct_state, run_reconstruct
 from t23d.reconstruct.warm_start import (
     SignedDistanceGrid,
     SurfaceExtent,
+    cut_below,
     density_warm_start_config,
     fit_sdf_to_grid,
     signed_distance_from_tsdf,
@@ -236,6 +237,38 @@ def test_sdf_field_fits_a_shape_unlike_its_init_sphere():
     assert float(s[0]) < -0.25 and float(s[1]) > 0.02 and float(s[2]) > 0.2, s
 
 
+def test_a_grounded_sdf_field_fits_the_shape_above_its_ground_alone():
+    """A field with a ground plane (the table a photographed object stands on) fits its learnt SDF to the
+    warm start's shape cut above that plane (:func:`cut_below`): the fused table is not learnt twice, and
+    the union of the fit and the plane is the object on its table."""
+    cfg = FieldConfig(
+        grid=HashGridConfig(n_levels=8, log2_hashmap_size=14, max_resolution=64, implementation="torch"),
+        geometry="sdf",
+        sdf=SDFConfig(init_radius=0.5),
+        hidden_dim=32,
+        ground_plane=[0.0, 0.0, 1.0, -0.45],
+    )
+    field_ = NeRFField(cfg, generator=torch.Generator().manual_seed(0))
+    p = lattice()
+    ball = np.linalg.norm(p - [0.0, 0.0, -0.1], axis=-1) - 0.35  # resting on the plane z = -0.45
+    table = p[..., 2] + 0.45  # the fused shape holds the table slab too
+    fused = signed_distance_from_tsdf(as_fused(np.minimum(ball, table), 4 * H), ORIGIN, np.full(3, H))
+    target = cut_below(fused, np.array([0.0, 0.0, 1.0, -0.45 + 0.02]))
+    # below the cut everything is outside now; above it the ball is unchanged
+    in_table = torch.tensor([[0.8, 0.0, -0.5]])
+    assert float(target(in_table)) > 0.0 > float(fused(in_table))
+    centre, top = torch.tensor([[0.0, 0.0, -0.1]]), torch.tensor([[0.0, 0.0, 0.15]])
+    assert float(target(top)) == pytest.approx(float(fused(top)), abs=1e-6)
+    err = fit_sdf_to_grid(field_, target, steps=200, generator=torch.Generator().manual_seed(1), band=0.1)
+    assert err < 0.01, err
+    beside = torch.tensor([[0.7, 0.0, -0.4], [0.7, 0.0, -0.5]])  # above and below the table, off the ball
+    with torch.no_grad():
+        learnt, union = field_.sdf(beside, ground=False), field_.sdf(beside)
+        assert float(field_.sdf(centre, ground=False)) < -0.25
+    assert float(learnt.min()) > 0.1  # no table in the learnt SDF
+    assert float(union[0]) > 0.03 and float(union[1]) < -0.03  # the ground plane holds it
+
+
 def test_warm_start_cameras_are_spread_and_scaled():
     k = np.array([100.0, 100.0, 64.0, 32.0])
     cams = [(np.eye(4) * (i + 1), k, 64, 128) for i in range(10)]
@@ -252,6 +285,9 @@ def test_the_warm_start_trains_density_with_its_own_ray_count():
     w = density_warm_start_config(cfg)
     assert (w.field.geometry, w.steps, w.rays_per_batch, w.export_at_end) == ("density", 300, 1024, False)
     assert cfg.rays_per_batch != 1024 and w.field.grid == cfg.field.grid
+    # a density field has no ground plane (only an SDF is a union with it)
+    grounded = dataclasses.replace(cfg, field=dataclasses.replace(cfg.field, ground_plane=[0, 0, 1, -0.5]))
+    assert density_warm_start_config(grounded).field.ground_plane is None
 
 
 def _config(data, steps, warm_steps, **changes):

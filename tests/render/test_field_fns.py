@@ -126,3 +126,25 @@ def test_a_region_leaves_out_what_the_asset_was_cut_from():
     assert torch.equal(opa_cut[upper], opa[upper]) and torch.equal(rgb_cut[upper], rgb[upper])
     assert (opa_cut[lower] == 0).all() and (rgb_cut[lower] == 0).all()
     assert torch.equal(opa_cut[opa == 0], opa[opa == 0])  # nothing appears
+
+
+def test_the_export_functions_leave_out_a_ground_plane():
+    """A field's ground plane (the table of a photo run) is surroundings: the SDF the asset is extracted
+    from and the normals baked into it are the learnt ones alone; the field still renders the plane."""
+    from t23d.render.field_fns import density_fn_of, normal_fn_of, sdf_fn_of
+
+    small = HashGridConfig(n_levels=4, log2_hashmap_size=12, max_resolution=64, implementation="torch")
+    cfg = FieldConfig(
+        grid=small,
+        geometry="sdf",
+        sdf=SDFConfig(init_radius=RADIUS, init_inv_s=200.0),
+        ground_plane=[0, 0, 1, -0.4],
+    )
+    field = NeRFField(cfg, generator=torch.Generator().manual_seed(0))
+    beside = torch.tensor([[0.8, 0.0, -0.41], [0.8, 0.0, -0.3]])  # just under and over the plane
+    with torch.no_grad():
+        assert torch.allclose(sdf_fn_of(field)(beside), field.sdf(beside, ground=False))
+        assert float(sdf_fn_of(field)(beside).min()) > 0.2  # no table in the asset's SDF
+    assert float(density_fn_of(field)(beside)[0]) > 10 * float(density_fn_of(field)(beside)[1])  # rendered
+    n = normal_fn_of(field, eps=0.01)(beside.numpy().astype("float64"), beside.numpy() / 0.9)
+    assert n[0] @ [0, 0, 1] < 0.5  # the sphere's normal there, not the plane's (0, 0, 1)
