@@ -62,8 +62,9 @@ class _GatherRows(torch.autograd.Function):
     """``table[index]`` whose backward adds the gradient rows with ``index_add`` instead of ``index_put_``.
 
     The backward of advanced indexing is ``index_put_(..., accumulate=True)``, which CUDA implements by
-    sorting every index: on an H200 the reference encoding's forward + backward took 86x its forward
-    (benchmarks/RESULTS.md, "CUDA paths"). ``index_add`` accumulates with atomics on CUDA. Used on CUDA
+    sorting every index; ``index_add`` accumulates with atomics. On an H200 the reference's forward +
+    backward at 1M points took 39 ms with this gather and 67 ms with plain indexing (benchmarks/
+    RESULTS.md, "CUDA paths", session 19; the 86x of session 15 was mostly ``prod``'s backward). Used on CUDA
     only: on one CPU thread ``index_add`` made the reference's forward + backward 20-40% slower than
     plain indexing (same sums). The backward is itself differentiable (``index_add`` is differentiable
     w.r.t. its source), so second-order gradients still flow.
@@ -108,7 +109,11 @@ def hash_grid_encode_reference(x: Tensor, table: Tensor, cfg: HashGridConfig) ->
         corners = pos_grid[:, None, :] + corner_offsets[None]  # [N, 8, 3]
         # trilinear weights: prod over dims of (frac if bit else 1 - frac)
         bits = corner_offsets[None].to(x.dtype)  # [1, 8, 3]
-        weights = (bits * frac[:, None, :] + (1 - bits) * (1 - frac[:, None, :])).prod(-1)  # [N, 8]
+        factors = bits * frac[:, None, :] + (1 - bits) * (1 - frac[:, None, :])  # [N, 8, 3]
+        # an explicit product, not .prod(-1): prod's backward takes a slow cumprod path whenever a factor
+        # is 0 (a point on a grid plane); on an H200 that path made the fwd+bwd 39x slower (benchmarks/
+        # RESULTS.md, "CUDA paths", session 19)
+        weights = factors[..., 0] * factors[..., 1] * factors[..., 2]  # [N, 8]
         hashmap_size = offsets[level + 1] - offsets[level]
         index = _grid_index(corners, resolutions[level], hashmap_size) + offsets[level]  # [N, 8]
         feats = _GatherRows.apply(table, index) if table.is_cuda else table[index]  # [N, 8, F]

@@ -366,11 +366,21 @@ def test_tcnn_matches_reference():
     out_ref = hash_grid_encode_reference(x_ref, table_ref, cfg)
     grad_x_ref, grad_table_ref = torch.autograd.grad(out_ref, (x_ref, table_ref), grad_out)
 
-    # tcnn fuses x * scale + 0.5 into an FMA, so a point can rarely land in a neighbouring cell: compare
-    # with tolerances, and gradients relative to their largest magnitude.
-    torch.testing.assert_close(out, out_ref, rtol=1e-4, atol=1e-5)
-    assert _max_relative_error(grad_table, grad_table_ref) <= 1e-4
-    assert _max_relative_error(grad_x, grad_x_ref) <= 1e-3
+    # tcnn computes each level's scale with its own float32 exp2 (fast-math) and x * scale + 0.5 as one
+    # FMA: a point's position in the cell differs from the reference's by a few float32 ulps of the
+    # scale, so each level is compared in those units (an O(1) table moves the output by at most ~2 per
+    # unit of position; on an H200, session 19, the largest difference was 8 ulps at the finest level,
+    # against the reference's own 0.8 from float64). A wrong layout, hash or interpolation is off by O(1).
+    scales, _, _ = level_layout(cfg)
+    f = cfg.n_features_per_level
+    for level, scale in enumerate(scales):
+        ulp = scale * 2.0**-23
+        diff = (out[:, level * f : (level + 1) * f] - out_ref[:, level * f : (level + 1) * f]).abs().max()
+        assert diff.item() <= 64 * ulp, f"level {level}: {diff.item():.2e} = {diff.item() / ulp:.1f} ulps"
+    assert _max_relative_error(grad_table, grad_table_ref) <= 2e-3
+    # a point within a few ulps of a cell face can land in the neighbouring cell, where d out / d x jumps
+    big = (grad_x - grad_x_ref).abs() > 1e-3 * grad_x_ref.abs().max()
+    assert big.float().mean().item() <= 1e-3
 
 
 # ------------------------------------------------------------------- the reference's gather backward
