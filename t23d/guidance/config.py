@@ -12,7 +12,7 @@ InputSpace = Literal["rgb", "latent"]
 """What a latent prior is given: ``rgb`` renders encoded by its VAE, or ``latent`` renders of the prior's own
 4-channel latent (Latent-NeRF, Metzer et al. 2023: the field has a latent colour head; no VAE runs)."""
 
-CpuDtype = Literal["float32", "bfloat16"]
+CpuDtype = Literal["float32", "bfloat16", "auto"]
 """Precision of a prior on CPU (see ``cpu_dtype``)."""
 
 Weighting = Literal["sds", "uniform", "fantasia3d"]
@@ -73,8 +73,10 @@ class _CpuDtypeConfig:
     cpu_dtype: CpuDtype = "float32"
     """Precision of the prior's weights and activations on CPU. ``bfloat16`` halves the memory and, on CPUs
     with native bfloat16 dot products (AVX512-BF16 or AMX: AMD Zen 4+, Intel Sapphire Rapids+), runs the
-    UNet up to twice as fast; elsewhere it is emulated and slower (logged). SDS only needs the noise
-    prediction to a few digits; the SDS gradient itself is computed in float32."""
+    UNet up to twice as fast; elsewhere it is emulated and far slower (logged; 35x slower than float32 for
+    an SD-sized UNet on a 2-core EPYC without them, benchmarks/RESULTS.md). ``auto`` takes bfloat16 where
+    the CPU has native bfloat16 and float32 elsewhere (logged). SDS only needs the noise prediction to a
+    few digits; the SDS gradient itself is computed in float32."""
 
 
 @dataclass

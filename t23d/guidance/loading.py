@@ -227,7 +227,8 @@ def check_safetensors_weights(folder: Path, subfolder: str, load_fn: Callable[..
 
 
 def select_dtype(half_precision: bool, device: Any, cpu_dtype: str = "float32") -> Any:
-    """float16 when ``half_precision`` on CUDA; on CPU float32, or bfloat16 when ``cpu_dtype == "bfloat16"``.
+    """float16 when ``half_precision`` on CUDA; on CPU float32, or bfloat16 when ``cpu_dtype == "bfloat16"``
+    (or ``"auto"`` on a CPU with native bfloat16 dot products).
 
     A bfloat16 request on a CPU without native bfloat16 dot products is honoured with a warning (slower).
     """
@@ -236,6 +237,16 @@ def select_dtype(half_precision: bool, device: Any, cpu_dtype: str = "float32") 
     device = torch.device(device)
     if device.type == "cuda":
         return torch.float16 if half_precision else torch.float32
+    if cpu_dtype == "auto":
+        native = cpu_has_native_bfloat16()
+        logger.info(
+            "guidance.cpu_dtype auto: %s",
+            "bfloat16 (this CPU has native bfloat16 dot products)"
+            if native
+            else "float32 (this CPU has no native bfloat16 dot products, AVX512-BF16 / AMX: emulated "
+            "bfloat16 would be slower)",
+        )
+        return torch.bfloat16 if native else torch.float32
     if cpu_dtype == "bfloat16":
         if not cpu_has_native_bfloat16():
             logger.warning(
@@ -247,7 +258,7 @@ def select_dtype(half_precision: bool, device: Any, cpu_dtype: str = "float32") 
         from t23d.common.errors import ConfigError
 
         raise ConfigError(
-            f"config key 'guidance.cpu_dtype': invalid value {cpu_dtype!r}; accepted: 'float32', 'bfloat16'"
+            f"config key 'guidance.cpu_dtype': invalid value {cpu_dtype!r}; accepted: 'float32', 'bfloat16', 'auto'"
         )
     return torch.float32
 

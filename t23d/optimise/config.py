@@ -156,8 +156,10 @@ def density_preset(name: str) -> GenerateConfig:
     - ``latent``: the CPU-practical text-to-3D preset: ``fast`` in Latent-NeRF mode. The field renders
       Stable Diffusion's 4-channel latent at 32x32 (a 256 px image's latent) straight into the UNet:
       no VAE forward or backward, no shading; an RGB head learns the latent's colour for previews and
-      export. On CPU the UNet runs in bfloat16 (``guidance.cpu_dtype``; 2.5x faster than float32 here,
-      AVX512-BF16). See ``benchmarks/RESULTS.md`` (SDS step-time breakdown) for its cost beside ``fast``.
+      export. On CPU the UNet runs in bfloat16 where the CPU has native bfloat16 dot products
+      (``guidance.cpu_dtype: auto``; 2.1x faster than float32 on an EPYC with AVX512-BF16) and in float32
+      elsewhere (emulated bfloat16 was 35x slower). See ``benchmarks/RESULTS.md`` (SDS step-time
+      breakdown) for its cost beside ``fast``.
     - ``quality``: for GPUs: 128x128 renders, 20k steps, 2048 px textures at export.
     """
     from t23d.common.errors import ConfigError
@@ -186,7 +188,7 @@ def density_preset(name: str) -> GenerateConfig:
         return dataclasses.replace(
             cfg,
             camera=dataclasses.replace(cfg.camera, resolution=32),  # the latent of a 256 px image
-            guidance=StableDiffusionGuidanceConfig(input_space="latent", cpu_dtype="bfloat16"),
+            guidance=StableDiffusionGuidanceConfig(input_space="latent", cpu_dtype="auto"),
         )
     if name == "quality":
         return GenerateConfig(
