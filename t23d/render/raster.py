@@ -3,8 +3,8 @@
 Pixel (column c, row r) has its centre at (c, r) in the 2D coordinates given to these functions.
 Each triangle's bounding box (grown by ``expand`` pixels) is enumerated as candidate pixels with
 ``np.repeat``; barycentrics and the distance outside the triangle are computed per candidate, and
-for each pixel the candidate with the smallest key (outside distance for texture baking, depth for
-screen rendering) wins. Triangles are processed in chunks so memory stays bounded.
+for each pixel the candidate with the smallest distance outside its triangle wins (texture baking).
+Triangles are processed in chunks so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -93,27 +93,20 @@ def resolve_nearest(pixels: np.ndarray, keys: np.ndarray, *payload: np.ndarray) 
 
 
 def rasterize(
-    tri_xy: np.ndarray, width: int, height: int, expand: float = 0.0, depth: np.ndarray | None = None
+    tri_xy: np.ndarray, width: int, height: int, expand: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rasterise triangles; return (pixel [P] linear index, triangle [P], barycentrics [P, 3]).
 
-    Without ``depth`` each pixel takes the triangle it is inside (or nearest to, within ``expand``).
-    With ``depth`` [F, 3] (per-corner view depth, > 0) each pixel takes the nearest-depth triangle
-    covering it, and the returned barycentrics are perspective-correct.
+    Each pixel takes the triangle it is inside (or nearest to, within ``expand``): texture space, where
+    triangles do not overlap. Screen rendering with depth uses the PyTorch z-buffer
+    (:mod:`t23d.render.diffrast_torch`, through :func:`t23d.render.mesh.cast`).
     """
     pix_l, tri_l, bary_l, key_l = [], [], [], []
     for pix, tid, bary, outside in rasterize_candidates(tri_xy, width, height, expand):
-        if depth is not None:
-            inv_z = bary / depth[tid]  # [K, 3] screen barycentrics / corner depth
-            z = 1.0 / np.maximum(inv_z.sum(axis=1), 1e-12)
-            bary = inv_z * z[:, None]
-            key = z + outside  # expand is 0 for screen rendering
-        else:
-            key = outside
         pix_l.append(pix)
         tri_l.append(tid)
         bary_l.append(bary)
-        key_l.append(key)
+        key_l.append(outside)
     if not pix_l:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3))
     pix, tid, bary = resolve_nearest(
