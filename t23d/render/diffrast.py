@@ -1,8 +1,8 @@
 """Differentiable rasterisation of triangle meshes: nvdiffrast on CUDA, plain PyTorch everywhere.
 
 Used by the refine stage (:mod:`t23d.optimise.refine`), which optimises an explicit textured mesh.
-(:mod:`t23d.render.raster` is the numpy z-buffer used for texture baking and :mod:`t23d.render.mesh`
-ray-casts meshes for previews and fidelity renders; neither is differentiable.)
+(:mod:`t23d.render.raster` is the numpy rasteriser of texture baking; :mod:`t23d.render.mesh` casts
+meshes for previews and fidelity renders, with open3d or with this module's torch z-buffer.)
 
 Backends (``RasterizerConfig.backend``):
 
