@@ -140,6 +140,37 @@ def suggest_threshold(values: np.ndarray) -> float | None:
     return lo + 0.5 * (hi - lo)
 
 
+def unblend_support(sdf_fn: DensityFn, plane: np.ndarray, radius: float) -> DensityFn:
+    """``sdf_fn`` with a smooth blend into the support ``plane`` undone: ``sdf + max(radius - h, 0)**2 /
+    (4 radius)`` where ``h = n . x - d`` is the height above the plane (``h`` clamped at 0 below it).
+
+    A learnt SDF rounds the concave corner where an object stands on its table into a fillet, which the
+    asset keeps above the cut. If the learnt surface is the smooth union of object and table,
+    ``smin(o, h) = min(o, h) - max(radius - |o - h|, 0)**2 / (4 radius)`` (the quadratic smooth minimum),
+    then the object's own surface ``o = 0`` is where ``sdf = -max(radius - h, 0)**2 / (4 radius)``: the
+    zero level set of the returned function. Above ``h = radius`` nothing changes; the table itself
+    (``sdf ~ h``) no longer crosses zero anywhere. ``plane``: ``[4]`` ``(nx, ny, nz, d)``, unit normal,
+    the functions' frame; ``radius`` > 0 in the same units.
+    """
+    p = np.asarray(plane, dtype=np.float64).reshape(-1)
+    if p.shape != (4,) or not np.all(np.isfinite(p)) or abs(float(np.linalg.norm(p[:3])) - 1.0) > 1e-6:
+        raise ConfigError(
+            f"support plane must be 4 finite numbers (nx, ny, nz, d) with a unit normal; got {p.tolist()}"
+        )
+    if not (math.isfinite(radius) and radius > 0):
+        raise ConfigError(f"support fillet radius must be a finite number > 0; got {radius!r}")
+    normal = torch.tensor(p[:3], dtype=torch.float32)
+    offset = float(p[3])
+
+    def unblended(points: Tensor) -> Tensor:
+        s = sdf_fn(points)
+        h = (points @ normal.to(points.device) - offset).to(s.device, s.dtype)
+        gap = (radius - h.clamp(min=0.0)).clamp(min=0.0)
+        return s + gap * gap / (4.0 * radius)
+
+    return unblended
+
+
 def cut_below_plane(
     density_fn: DensityFn, sdf_fn: DensityFn | None, plane: np.ndarray
 ) -> tuple[DensityFn, DensityFn | None]:

@@ -95,6 +95,18 @@ def cut_plane_of(scene: dict[str, Any], margin: float) -> np.ndarray | None:
     return np.array([*plane["normal"], float(plane["offset"]) + lift], dtype=np.float64)
 
 
+def _unblended(sdf_fn: Callable | None, scene: dict[str, Any], radius: float) -> Callable | None:
+    """``sdf_fn`` with its blend into the scene's support plane undone (``data.support_fillet_radius``;
+    :func:`t23d.extract.grid.unblend_support`), or unchanged: no SDF, no plane, or radius 0."""
+    plane = scene.get("support_plane")
+    if sdf_fn is None or not plane or radius <= 0:
+        return sdf_fn
+    from t23d.extract.grid import unblend_support
+
+    logger.info("undoing a fillet of radius %.3g (normalised units) at the support plane", radius)
+    return unblend_support(sdf_fn, np.array([*plane["normal"], float(plane["offset"])]), radius)
+
+
 def asset_region(aabb: torch.Tensor, cut: np.ndarray | None) -> Callable[[torch.Tensor], torch.Tensor]:
     """``points [N, 3] -> bool [N]``: inside the box ``aabb [2, 3]`` the asset is meshed in and above the
     ``cut`` plane ``(nx, ny, nz, d)`` (None: no cut), normalised frame."""
@@ -536,7 +548,7 @@ def export_reconstruct_run(
         ),
         fidelity_cameras=fidelity,
         render_step=step_size(state.field, cfg.render),
-        sdf_fn=sdf_fn_of(state.field),
+        sdf_fn=_unblended(sdf_fn_of(state.field), scene, cfg.data.support_fillet_radius),
         render_depth_fn=render_depth_fn_of(state.field, cfg.render, occupancy),
         tsdf_cameras=_camera_tuples(cameras_of(scene, scene["train_indices"])),
         normal_fn=normal_fn_of(

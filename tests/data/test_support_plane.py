@@ -90,6 +90,10 @@ def test_sfm_outliers_in_the_air_are_isolated_and_do_not_grow_the_object_region(
             {"support_plane_margin": -0.1},
             r"'data.support_plane_margin': invalid value -0.1; accepted: a number >= 0",
         ),
+        (
+            {"support_fillet_radius": float("nan")},
+            r"'data.support_fillet_radius': invalid value nan; accepted: a number >= 0",
+        ),
     ],
 )
 def test_bad_support_plane_options_are_refused_before_loading(change, message, tmp_path):

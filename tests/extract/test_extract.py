@@ -309,3 +309,58 @@ def test_cut_below_plane_removes_the_support_and_closes_the_object_flat():
     assert np.abs(uncut[:, :2]).max() > 0.95  # without the cut the floor fills the box
     with pytest.raises(ConfigError, match="unit normal"):
         cut_below_plane(sphere_density, None, np.array([0.0, 0.0, 2.0, 0.0]))
+
+
+def _smooth_union(a: torch.Tensor, b: torch.Tensor, k: float) -> torch.Tensor:
+    """The quadratic smooth minimum of two SDFs (radius ``k``): what a learnt SDF does at a concave corner."""
+    gap = (k - (a - b).abs()).clamp(min=0.0)
+    return torch.minimum(a, b) - gap * gap / (4.0 * k)
+
+
+def test_unblend_support_gives_back_the_object_where_a_smooth_union_filleted_it():
+    """A sphere resting on a floor, learnt as their smooth union (a fillet of radius 0.2 around the
+    contact): the unblended function's zero set is the sphere again wherever it stands above the floor;
+    the fillet and the floor are gone, the sphere's inside stays inside, and above the radius nothing
+    changes. Extracted and cut like a photo run's asset, the mesh's foot is the sphere's, not the fillet's."""
+    from t23d.extract.grid import cut_below_plane, unblend_support
+
+    k, floor_z = 0.2, -0.5
+
+    def sphere(points: torch.Tensor) -> torch.Tensor:
+        return points.norm(dim=-1) - 0.5  # touches the floor at (0, 0, -0.5)
+
+    def learnt(points: torch.Tensor) -> torch.Tensor:
+        return _smooth_union(sphere(points), points[:, 2] - floor_z, k)
+
+    support = np.array([0.0, 0.0, 1.0, floor_z])
+    unblended = unblend_support(learnt, support, k)
+
+    def crossing(fn, h: float) -> float:  # radius where fn changes sign along +x at height h
+        x = torch.linspace(0.0, 0.9, 90001)
+        pts = torch.stack([x, torch.zeros_like(x), torch.full_like(x, floor_z + h)], -1)
+        outside = fn(pts) > 0
+        return float(x[torch.nonzero(outside)[0, 0]])
+
+    for h in (0.03, 0.08, 0.15):
+        true_r = (0.25 - (0.5 - h) ** 2) ** 0.5
+        assert crossing(learnt, h) > true_r + (0.02 if h < 0.1 else 0.002)  # the fillet
+        assert crossing(unblended, h) == pytest.approx(true_r, abs=2e-4)
+    above = torch.tensor([[0.3, 0.1, floor_z + 0.25], [0.0, 0.0, 0.2], [0.0, 0.6, -0.1]])
+    assert torch.equal(unblended(above), learnt(above))
+    inside = torch.tensor([[0.0, 0.0, floor_z + 0.05], [0.1, 0.0, floor_z + 0.1]])
+    assert (unblended(inside) < 0).all()
+    far_floor = torch.tensor([[0.85, 0.0, floor_z], [0.0, -0.85, floor_z + 0.01]])
+    assert (unblended(far_floor) >= k / 4 - 0.01).all()  # the floor itself no longer crosses zero
+
+    cut = support + np.array([0.0, 0.0, 0.0, 0.05])
+    for fn, foot in ((learnt, "fillet"), (unblended, "sphere")):
+        _, sdf = cut_below_plane(sphere_density, fn, cut)
+        v, _, _ = extract_mesh(sphere_density, AABB, Settings(resolution=96), sdf_fn=sdf)
+        band = v[np.abs(v[:, 2] - (floor_z + 0.06)) < 0.01]
+        widest = float(np.linalg.norm(band[:, :2], axis=1).max())
+        true_r = (0.25 - (0.5 - 0.07) ** 2) ** 0.5  # the sphere's radius at the band's top
+        assert (widest < true_r + 0.02) == (foot == "sphere"), (foot, widest, true_r)
+    with pytest.raises(ConfigError, match="radius must be a finite number > 0"):
+        unblend_support(learnt, support, 0.0)
+    with pytest.raises(ConfigError, match="unit normal"):
+        unblend_support(learnt, np.array([0.0, 0.0, 2.0, 0.0]), k)

@@ -265,3 +265,22 @@ def test_resume_on_raw_photos_reuses_the_saved_sfm_poses(tmp_path, monkeypatch):
     assert again.c2w.tolist() == scene["c2w"] and again.intrinsics.tolist() == scene["intrinsics"]
     assert [str(p) for p in again.image_paths] == scene["image_paths"]
     assert np.asarray(again.world_from_normalised).tolist() == scene["world_from_normalised"]
+
+
+def test_the_support_fillet_radius_reaches_the_exported_sdf_only_when_it_applies():
+    """``data.support_fillet_radius`` wraps the run's SDF with :func:`t23d.extract.grid.unblend_support`
+    about the scene's support plane (not the cut plane above it); off at 0, without a plane, or for
+    density fields (no SDF)."""
+    from t23d.reconstruct.run import _unblended
+
+    def sdf(points: torch.Tensor) -> torch.Tensor:
+        return points[:, 2] + 0.5  # a floor at z = -0.5: the plane itself
+
+    scene = {"support_plane": {"normal": [0.0, 0.0, 1.0], "offset": -0.5, "rms": 0.001}}
+    assert _unblended(sdf, scene, 0.0) is sdf
+    assert _unblended(sdf, {"support_plane": None}, 0.2) is sdf
+    assert _unblended(None, scene, 0.2) is None
+    wrapped = _unblended(sdf, scene, 0.2)
+    on_floor = torch.tensor([[0.3, 0.0, -0.5], [0.0, 0.0, 0.0]])
+    # the floor is lifted by r / 4 = 0.05 at the plane; 0.5 above it nothing changes
+    assert wrapped(on_floor).tolist() == pytest.approx([0.05, 0.5], abs=1e-6)
