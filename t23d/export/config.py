@@ -129,8 +129,8 @@ class ExportConfig:
     """Points per call of ``density_fn`` / ``color_fn`` (bounds peak memory)."""
     render_backend: Literal["auto", "open3d", "raster"] = "auto"
     """Mesh renderer for preview and fidelity: "open3d" (Embree ray casting, exact, multi-threaded),
-    "raster" (t23d's vectorised numpy z-buffer rasteriser, no extra dependency) or "auto" (open3d when
-    it imports, otherwise raster)."""
+    "raster" (t23d's PyTorch z-buffer, the torch backend of :mod:`t23d.render.diffrast`; no extra
+    dependency) or "auto" (open3d when it imports, otherwise raster)."""
 
 
 #: Bytes of working memory per density-grid sample during extraction: the float32 grid, marching cubes'

@@ -48,7 +48,7 @@ class MeshAppearance:
 def resolve_backend(backend: str) -> str:
     """Map "auto" to "open3d" or "raster"; check an explicit "open3d" imports."""
     return resolve_open3d_option(
-        "render_backend", backend, "raster", "rendering meshes with the numpy rasteriser"
+        "render_backend", backend, "raster", "rendering meshes with the PyTorch rasteriser"
     )
 
 
