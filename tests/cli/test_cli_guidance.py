@@ -69,6 +69,7 @@ def test_render_writes_rgba_that_recomposites_to_the_rgb_render(if_run: Path, tm
         assert np.abs(recomposited - rgb).max() < 3.0 / 255.0
 
 
+@pytest.mark.slow  # 17 s; by default tests/guidance covers the MVDream prior and the latent-preset test the CLI path
 def test_generate_end_to_end_with_the_tiny_mvdream_prior(tiny_mvdream_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     res = run_t23d(

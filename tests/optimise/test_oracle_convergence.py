@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from helpers.oracle import OracleGuidance, held_out_views, oracle_run_config
 
 from t23d.common.schedule import Constant
@@ -16,6 +17,7 @@ from t23d.render.shading import ShadingConfig
 DISTANCE, FOV = 1.75, 50.0
 
 
+@pytest.mark.slow  # 30 s; by default the SDF oracle test below covers the loop's convergence (text runs default to SDF)
 def test_oracle_prior_drives_the_loop_to_the_target_shape(tmp_path):
     shading = ShadingConfig(albedo_only_steps=10**9)  # density geometry here; the SDF twin is below
     cfg = oracle_run_config(preset("fast", "density"), "oracle sphere", 250, DISTANCE, FOV, shading=shading)

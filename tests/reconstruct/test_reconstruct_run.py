@@ -47,6 +47,7 @@ def blender_run(scene, tmp_path_factory):
     return run_reconstruct(fast_config(data), tmp_path_factory.mktemp("out"))
 
 
+@pytest.mark.slow  # 47 s; SDF photo runs stay covered by default by the Blender-capture quality test
 def test_sdf_reconstruction_of_a_plain_coloured_object_is_a_clean_surface(tmp_path):
     """The case density fields fail: one flat colour per part, lit (shading is the only cue on the
     faces). SDF geometry gives one watertight surface near the truth, in the input's frame."""
@@ -188,6 +189,7 @@ def on_a_table(tmp_path_factory):
     return scene, data
 
 
+@pytest.mark.slow  # 17 s; by default tests/data/test_triangulate.py covers reusing a saved model
 def test_posed_photos_without_masks_keep_their_triangulated_points_on_resume(
     on_a_table, tmp_path, monkeypatch
 ):
@@ -236,6 +238,7 @@ def test_posed_photos_without_masks_are_cut_above_the_table_they_stand_on(on_a_t
     assert np.abs(pts[:, :2]).max() < 0.8, np.abs(pts[:, :2]).max()
 
 
+@pytest.mark.slow  # 23 s; by default test_raw_photos_two_command_path covers the raw-photo path and test_reconstruct_resume_is_bit_exact resuming
 def test_resume_on_raw_photos_reuses_the_saved_sfm_poses(tmp_path, monkeypatch):
     """Issue 9 item 3: resuming a run on raw photos ran SfM again, whose poses can differ from the
     checkpoint's. The run keeps its SfM model; a resume poses the photos by it, bit for bit."""

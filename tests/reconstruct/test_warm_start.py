@@ -310,6 +310,7 @@ class StopAfter:
         return self.calls > self.n
 
 
+@pytest.mark.slow  # 27 s; by default test_reconstruct_resume_is_bit_exact covers resuming a run
 def test_warm_start_run_records_itself_and_resumes_bit_exactly_after_an_interrupt(tmp_path):
     data = tmp_path / "data"
     write_blender(SyntheticScene(), data, n_train=8, n_test=1, resolution=32)
