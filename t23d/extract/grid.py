@@ -140,6 +140,17 @@ def suggest_threshold(values: np.ndarray) -> float | None:
     return lo + 0.5 * (hi - lo)
 
 
+def _checked_plane(plane: np.ndarray, what: str) -> tuple[Tensor, float]:
+    """``plane`` ``(nx, ny, nz, d)`` as (float32 unit normal [3], offset d); ConfigError naming ``what``
+    unless it is 4 finite numbers with a unit normal."""
+    p = np.asarray(plane, dtype=np.float64).reshape(-1)
+    if p.shape != (4,) or not np.all(np.isfinite(p)) or abs(float(np.linalg.norm(p[:3])) - 1.0) > 1e-6:
+        raise ConfigError(
+            f"{what} must be 4 finite numbers (nx, ny, nz, d) with a unit normal; got {p.tolist()}"
+        )
+    return torch.tensor(p[:3], dtype=torch.float32), float(p[3])
+
+
 def unblend_support(sdf_fn: DensityFn, plane: np.ndarray, radius: float) -> DensityFn:
     """``sdf_fn`` with a smooth blend into the support ``plane`` undone: ``sdf + max(radius - h, 0)**2 /
     (4 radius)`` where ``h = n . x - d`` is the height above the plane (``h`` clamped at 0 below it).
@@ -152,15 +163,9 @@ def unblend_support(sdf_fn: DensityFn, plane: np.ndarray, radius: float) -> Dens
     (``sdf ~ h``) no longer crosses zero anywhere. ``plane``: ``[4]`` ``(nx, ny, nz, d)``, unit normal,
     the functions' frame; ``radius`` > 0 in the same units.
     """
-    p = np.asarray(plane, dtype=np.float64).reshape(-1)
-    if p.shape != (4,) or not np.all(np.isfinite(p)) or abs(float(np.linalg.norm(p[:3])) - 1.0) > 1e-6:
-        raise ConfigError(
-            f"support plane must be 4 finite numbers (nx, ny, nz, d) with a unit normal; got {p.tolist()}"
-        )
+    normal, offset = _checked_plane(plane, "support plane")
     if not (math.isfinite(radius) and radius > 0):
         raise ConfigError(f"support fillet radius must be a finite number > 0; got {radius!r}")
-    normal = torch.tensor(p[:3], dtype=torch.float32)
-    offset = float(p[3])
 
     def unblended(points: Tensor) -> Tensor:
         s = sdf_fn(points)
@@ -181,13 +186,7 @@ def cut_below_plane(
     SDF becomes the CSG intersection ``max(sdf, d - n . x)``, so a surface cut by the plane is closed
     by a flat cap on it (the object's underside, which no photo saw).
     """
-    p = np.asarray(plane, dtype=np.float64).reshape(-1)
-    if p.shape != (4,) or not np.all(np.isfinite(p)) or abs(float(np.linalg.norm(p[:3])) - 1.0) > 1e-6:
-        raise ConfigError(
-            f"cut plane must be 4 finite numbers (nx, ny, nz, d) with a unit normal; got {p.tolist()}"
-        )
-    normal = torch.tensor(p[:3], dtype=torch.float32)
-    offset = float(p[3])
+    normal, offset = _checked_plane(plane, "cut plane")
 
     def height(points: Tensor) -> Tensor:
         return points @ normal.to(points.device) - offset  # [N]
