@@ -24,8 +24,11 @@ same cameras, same framing, by ``learned_prior/scene.py``):
 (d) **wall time** of the whole command and ``run.json``'s training / export split.
 
 Results go to ``OUT/results.json`` (one record per run) and a Markdown table on stdout.
-The variant columns (``prior_kind``, ``stage``) are where a refine stage (``--refine``) and an
-MVDream prior (``--prior-kind mvdream``) will slot in once the product has them.
+The variant column ``prior_kind`` is ``deepfloyd-if`` (the single-view toy prior of ``learned_prior/train.py``)
+or ``mvdream`` (the multi-view toy prior of ``learned_prior/train_mv.py``, loaded by the product's MVDream
+guidance from its ``MVDreamPipeline`` folder). Both are fed at the resolution they were trained at, with the
+same timestep range (0.02-0.98, constant: MVDream's own annealed schedule is made for 8,000+ steps) and the
+same CFG scale (``--guidance-scale``), so the prior's multi-view conditioning is the difference.
 
     python benchmarks/bench_generate.py --prompts "a red ball" "a penguin" --steps 1000
 """
@@ -49,8 +52,10 @@ sys.path.insert(0, str(REPO / "benchmarks" / "learned_prior"))
 
 from scene import ToyObject, render_views, toy_objects  # noqa: E402
 
-PRIOR_KINDS: dict[str, str] = {"deepfloyd-if": "configs/deepfloyd-if.yaml"}
-"""Base config of each prior kind the product can load (an MVDream entry joins when t23d has one)."""
+PRIOR_KINDS: dict[str, str | None] = {"deepfloyd-if": "configs/deepfloyd-if.yaml", "mvdream": None}
+"""Base config of each prior kind (MVDream has none: ``--prior`` an ``MVDreamPipeline`` folder selects it)."""
+GUIDANCE_TYPES = {"deepfloyd-if": "DeepFloydGuidanceConfig", "mvdream": "MVDreamGuidanceConfig"}
+"""The ``guidance.type`` of each prior kind."""
 DEFAULT_PRIOR = Path("/work/bench-data/priors/toy-if-32")
 DEFAULT_OUT = Path("/work/bench-data/bench_generate")
 
@@ -78,16 +83,25 @@ def slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
-def prior_resolution_yaml(prior: Path, out_dir: Path, framing: str = "prior") -> Path:
+def prior_resolution_yaml(
+    prior: Path,
+    out_dir: Path,
+    framing: str = "prior",
+    kind: str = "deepfloyd-if",
+    guidance_scale: float = 20.0,
+) -> Path:
     """A config override feeding the prior at the resolution its UNet was trained at (and rendering at it).
 
     ``configs/deepfloyd-if.yaml`` targets the real IF (64 px); the toy prior is trained at 32 px. With
     ``framing="prior"`` the training cameras also stand at the distances the prior's training images were
     rendered from (``toy_prior.json``'s ``data_meta.camera``; the product's default ``SphereFitDistance``
     frames the unit sphere from further away, so the object looks smaller than anything the prior saw);
-    ``framing="product"`` keeps the preset's cameras.
+    ``framing="product"`` keeps the preset's cameras. ``kind`` picks the guidance type; the multi-view
+    prior's latent is its image size (its VAE does not downsample), its timestep range is made constant
+    (0.02-0.98, as IF's) and both get ``guidance_scale``.
     """
-    sample_size = json.loads((prior / "unet" / "config.json").read_text())["sample_size"]
+    unet_config = json.loads((prior / "unet" / "config.json").read_text())
+    sample_size = unet_config.get("sample_size", unet_config.get("image_size"))
     text = (
         f"# the learned toy prior was trained at {sample_size} px: render and feed the UNet at that size\n"
         f"camera:\n  resolution: {sample_size}\n"
@@ -103,7 +117,16 @@ def prior_resolution_yaml(prior: Path, out_dir: Path, framing: str = "prior") ->
                 f"  distance:\n    type: WorldDistance\n    distance_range: [{lo}, {hi}]\n"
             )
             name += "-prior-framing"
-    text += f"guidance:\n  type: DeepFloydGuidanceConfig\n  resolution: {sample_size}\n"
+    text += f"guidance:\n  type: {GUIDANCE_TYPES[kind]}\n  guidance_scale: {guidance_scale}\n"
+    if kind == "mvdream":
+        text += (
+            f"  vae_resolution: {sample_size}\n"
+            "  min_step_percent: {type: Constant, value: 0.02}\n"
+            "  max_step_percent: {type: Constant, value: 0.98}\n"
+        )
+        name = f"mvdream-{name}"
+    else:
+        text += f"  resolution: {sample_size}\n"
     path = out_dir / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -115,7 +138,9 @@ def generate_command(
 ) -> list[str]:
     """The ``t23d generate`` command line of one run."""
     cmd = [sys.executable, "-m", "t23d.cli.main", "generate", prompt, "--preset", args.preset]
-    cmd += ["--config", PRIOR_KINDS[variant.prior_kind]]
+    base = PRIOR_KINDS[variant.prior_kind]
+    if base is not None:
+        cmd += ["--config", base]
     for c in configs:
         cmd += ["--config", str(c)]
     cmd += ["--prior", str(prior), "--device", "cpu", "--seed", str(args.seed), "--out", str(out)]
@@ -332,6 +357,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--prior", type=Path, default=DEFAULT_PRIOR, help="pipeline folder of the learned prior")
     ap.add_argument("--prior-kind", default="deepfloyd-if", choices=sorted(PRIOR_KINDS))
     ap.add_argument("--prompts", nargs="*", default=None, help="default: every object the prior learned")
+    ap.add_argument("--guidance-scale", type=float, default=20.0, help="CFG scale (IF's default; both kinds)")
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--steps", type=int, default=None, help="default: the preset's")
     ap.add_argument("--seed", type=int, default=0)
@@ -383,7 +409,10 @@ def main() -> None:
         raise SystemExit(f"--prompts {unknown}: no procedural object for them; known: {sorted(objects)}")
     variant = Variant(prior_kind=args.prior_kind)
     batch = args.out / (args.tag or time.strftime("%Y%m%d-%H%M%S"))
-    configs = [prior_resolution_yaml(args.prior, batch, args.framing), *args.config]
+    configs = [
+        prior_resolution_yaml(args.prior, batch, args.framing, args.prior_kind, args.guidance_scale),
+        *args.config,
+    ]
     records = []
     results_path = batch / "results.json"
     if args.evaluate_only is not None:

@@ -10,7 +10,8 @@ learns exactly the embeddings ``t23d generate`` will feed it. IF's extra 3 outpu
 variance) are trained towards 0, i.e. the log-variance midway between beta_t and the posterior's, so the
 folder also samples sensibly with diffusers' IF scheduler; the product's SDS reads the first 3 only.
 
-Weights go outside the repository (default ``/work/bench-data/priors/toy-if-32``); the training state
+``--device cuda`` trains in bfloat16 autocast and counts the budget on the wall clock (on CPU: this
+process's CPU time). Weights go outside the repository (default ``/work/bench-data/priors/toy-if-32``); the training state
 for ``--resume`` beside it (``toy-if-32-train/``).
 
     python benchmarks/learned_prior/train.py --minutes 90
@@ -82,6 +83,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--grid-steps", type=int, default=50, help="DDIM steps of the final sample grid")
     ap.add_argument("--resume", action="store_true", help="continue from OUT-train/state.pt")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (bfloat16 autocast, wall-clock budget)")
     ap.add_argument(
         "--threads",
         type=int,
@@ -112,11 +114,13 @@ def main() -> None:
     tokenizer = build_tokenizer(caption_words(captions))
     text_encoder = build_text_encoder(len(tokenizer), cfg, seed=args.seed).eval().requires_grad_(False)
     emb = encode_prompts_t5(tokenizer, text_encoder, [*captions, ""], torch.device("cpu"))  # [C+1, 77, D]
-    cond_table, uncond = emb[:-1], emb[-1]
-    unet = build_unet(cfg, seed=args.seed)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    cond_table, uncond = emb[:-1].to(device), emb[-1].to(device)
+    unet = build_unet(cfg, seed=args.seed).to(device)
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     scheduler = build_scheduler()
-    alphas_cumprod = scheduler.alphas_cumprod.float()  # [T]
+    alphas_cumprod = scheduler.alphas_cumprod.float().to(device)  # [T]
     num_t = scheduler.config.num_train_timesteps
     opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
     params_unet = sum(p.numel() for p in unet.parameters())
@@ -132,7 +136,7 @@ def main() -> None:
     step, elapsed, wall, history = 0, 0.0, 0.0, []
     generator = torch.Generator().manual_seed(args.seed)
     if args.resume and state_path.is_file():
-        st = torch.load(state_path, weights_only=False)
+        st = torch.load(state_path, weights_only=False, map_location=device)
         unet.load_state_dict(st["unet"])
         ema.load_state_dict(st["ema"])
         opt.load_state_dict(st["opt"])
@@ -163,11 +167,16 @@ def main() -> None:
             "load_now": loadavg(),
             "date": time.strftime("%Y-%m-%d %H:%M"),
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"{args.threads} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}",
+            + (
+                f"device {torch.cuda.get_device_name()}, bfloat16 autocast"
+                if cuda
+                else f"{args.threads} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+            ),
             "command": "python " + " ".join(sys.argv),
             "final": final,
         }
-        save_pipeline(args.out, ema, text_encoder, tokenizer, scheduler, info)
+        ema_cpu = copy.deepcopy(ema).cpu().float()
+        save_pipeline(args.out, ema_cpu, text_encoder, tokenizer, scheduler, info)
         state_dir.mkdir(parents=True, exist_ok=True)
         tmp = state_path.with_suffix(".tmp")
         torch.save(
@@ -179,7 +188,7 @@ def main() -> None:
         )  # fmt: skip
         tmp.replace(state_path)
         grid = sample_grid(
-            ema, tokenizer, text_encoder, dict(scheduler.config), meta["objects"], resolution=resolution,
+            ema_cpu, tokenizer, text_encoder, dict(scheduler.config), meta["objects"], resolution=resolution,
             samples_per_view=2 if final else 1, num_steps=args.grid_steps if final else 25,
         )  # fmt: skip
         save_grid_png(grid, args.out / "samples.png" if final else state_dir / f"samples_{step:06d}.png")
@@ -196,14 +205,17 @@ def main() -> None:
         idx = torch.randint(0, len(images), (args.batch,), generator=generator)
         x0 = images[idx].permute(0, 3, 1, 2).float() / 127.5 - 1.0  # [B, 3, R, R]
         flip = torch.rand(args.batch, generator=generator) < 0.5
-        x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-        drop = torch.rand(args.batch, generator=generator) < args.cfg_dropout
-        cond = torch.where(drop[:, None, None], uncond[None], cond_table[caption_ids[idx]])  # [B, 77, D]
-        t = torch.randint(0, num_t, (args.batch,), generator=generator)
-        noise = torch.randn(x0.shape, generator=generator)
+        x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0).to(device)
+        drop = (torch.rand(args.batch, generator=generator) < args.cfg_dropout).to(device)
+        cond = torch.where(
+            drop[:, None, None], uncond[None], cond_table[caption_ids[idx].to(device)]
+        )  # [B, 77, D]
+        t = torch.randint(0, num_t, (args.batch,), generator=generator).to(device)
+        noise = torch.randn(x0.shape, generator=generator).to(device)
         a = alphas_cumprod[t].view(-1, 1, 1, 1)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        out = unet(x_t, t, encoder_hidden_states=cond).sample  # [B, 6, R, R]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            out = unet(x_t, t, encoder_hidden_states=cond).sample.float()  # [B, 6, R, R]
         loss_eps = torch.nn.functional.mse_loss(out[:, :3], noise)
         loss = loss_eps + args.variance_weight * out[:, 3:].square().mean()
         for group in opt.param_groups:
@@ -216,7 +228,7 @@ def main() -> None:
         with torch.no_grad():
             torch._foreach_lerp_(list(ema.parameters()), list(unet.parameters()), 1 - decay)
         step += 1
-        elapsed += time.process_time() - c0
+        elapsed += (time.perf_counter() - t0) if cuda else (time.process_time() - c0)
         wall += time.perf_counter() - t0
         running.append(float(loss_eps.detach()))
         if step % 100 == 0:
