@@ -65,8 +65,14 @@ def test_a_smooth_union_with_the_floor_gives_its_radius_back(obj, k):
     """An object with vertical walls blended into the floor with radius k: the estimate is k."""
     estimate = estimate_support_fillet(on_floor(obj, k), FLOOR, AABB, CUT)
     assert estimate.radius == pytest.approx(k, abs=0.005), estimate
-    assert estimate.height == CUT and estimate.num_points > 100
-    assert estimate.median_growth == pytest.approx((k**0.5 - CUT**0.5) ** 2, abs=0.002)
+    assert estimate.heights == pytest.approx([CUT, CUT + 0.01, CUT + 0.02, CUT + 0.03])
+    assert estimate.radii == pytest.approx([k] * 4, abs=0.005)  # the same at every height below k
+    growth = (k**0.5 - CUT**0.5) ** 2
+    assert estimate.median_growths[0] == pytest.approx(growth, abs=0.002)
+    # one point per grid edge crossed, along both axes: about 4 / pi x the outline's length per spacing
+    outline = 2 * math.pi * (0.35 + growth) if obj is can else 2.2 + 8 * growth
+    expected = (4 / math.pi if obj is can else 1.0) * outline / 0.005
+    assert estimate.num_points[0] == pytest.approx(expected, rel=0.1)
 
 
 def test_a_fillet_taller_than_the_reach_is_under_estimated():
@@ -82,7 +88,7 @@ def test_a_sharp_union_with_the_floor_has_no_fillet(obj):
     """min(object, floor): the section at the cut height is the wall's own; the radius is 0."""
     estimate = estimate_support_fillet(on_floor(obj, 0.0), FLOOR, AABB, CUT)
     assert estimate.radius == 0.0
-    assert abs(estimate.median_growth) < 1e-3 and estimate.reason.startswith("no fillet")
+    assert max(abs(g) for g in estimate.median_growths) < 1e-3 and estimate.reason.startswith("no fillet")
 
 
 def test_a_small_fillet_below_the_noise_level_counts_as_none():
@@ -123,6 +129,33 @@ def test_the_estimate_unblended_gives_the_can_its_wall_back():
         assert edge == pytest.approx(expected, abs=0.003)
 
 
+def test_a_foot_of_one_height_counts_less_than_a_fillet():
+    """A ledge around a sharp-cornered can, 0.055 above the floor and 0.1 wide (a bump of the table just
+    over the cut, say): the lowest section stands out 0.1 (radius 0.29 on its own), the three above it
+    not at all (radius = height); the median over the heights is theirs."""
+
+    def ledged(points: torch.Tensor) -> torch.Tensor:
+        ledge = torch.maximum(points[:, :2].norm(dim=-1) - 0.45, points[:, 2] - FLOOR_Z - 0.055)
+        return torch.minimum(can(points), ledge)
+
+    estimate = estimate_support_fillet(on_floor(ledged, 0.0), FLOOR, AABB, CUT)
+    assert estimate.radii[0] == pytest.approx(radius_from_growth(0.1, CUT), abs=0.01)
+    assert estimate.radii[1:] == pytest.approx(estimate.heights[1:], abs=0.002)  # no foot: R = h
+    assert estimate.radius == pytest.approx(CUT + 0.025, abs=0.002)  # median of 0.29, 0.06, 0.07, 0.08
+
+
+def test_the_wall_is_the_nearest_it_comes_above_the_foot_not_where_the_reach_ends():
+    """A can with a wider collar 0.22-0.3 above the floor: the SDF straight above the foot falls again
+    under the collar; the growth is its largest value (the wall between fillet and collar)."""
+
+    def collared(points: torch.Tensor) -> torch.Tensor:
+        collar = torch.maximum(points[:, :2].norm(dim=-1) - 0.5, (points[:, 2] - FLOOR_Z - 0.26).abs() - 0.04)
+        return torch.minimum(can(points), collar)
+
+    estimate = estimate_support_fillet(on_floor(collared, 0.15), FLOOR, AABB, CUT)
+    assert estimate.radius == pytest.approx(0.15, abs=0.005)
+
+
 def test_a_rounded_contact_is_under_estimated_never_over():
     """The model is a vertical wall: under a sphere resting on its pole the wall above the foot curves
     outwards, so the foot looks shorter than it is (a documented limitation): never more than the true
@@ -145,12 +178,13 @@ def test_a_fillet_along_a_small_part_of_the_outline_is_left_alone():
 
 
 def test_too_few_section_points_or_a_bad_height_are_handled():
-    """No surface at the cut height (an empty scene): radius 0 and why; a height outside (0, max_radius)
-    or a bad spacing is refused with the value in the message."""
+    """No surface at the cut height (an empty scene): radius 0 and why; a height <= 0 or a bad spacing
+    is refused with the value in the message."""
     estimate = estimate_support_fillet(lambda p: p[:, 2] - FLOOR_Z + 1.0, FLOOR, AABB, CUT)
-    assert estimate.radius == 0.0 and estimate.num_points == 0 and estimate.median_growth is None
+    assert estimate.radius == 0.0 and estimate.num_points == [0] * 4
+    assert estimate.median_growths == [None] * 4 and estimate.radii == [None] * 4
     assert "fewer than" in estimate.reason
-    with pytest.raises(ConfigError, match=r"height must be a number in \(0, 0.5\); got 0.0"):
+    with pytest.raises(ConfigError, match=r"height must be a number > 0; got 0.0"):
         estimate_support_fillet(on_floor(can, 0.2), FLOOR, AABB, 0.0)
-    with pytest.raises(ConfigError, match="spacing > 0 and reach > 0; got -0.01"):
+    with pytest.raises(ConfigError, match="spacing > 0, reach > 0 and band >= 0; got -0.01"):
         estimate_support_fillet(on_floor(can, 0.2), FLOOR, AABB, CUT, spacing=-0.01)
