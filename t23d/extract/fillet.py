@@ -11,7 +11,9 @@ is ``sqrt(f) + sqrt(h) = sqrt(R)`` (both branches of ``smin``), so beside a vert
 height ``h < R`` stands ``(sqrt(R) - sqrt(h))**2`` out from it and ``R = (sqrt(h) + sqrt(growth))**2``.
 Each point of the section gives a growth: the largest SDF value straight above it, up to ``reach`` higher
 (where the wall is the object's own again, the SDF there is the distance to it). The median over the
-section ignores a fillet along only part of the outline.
+section ignores a fillet along only part of the outline; the median of the radii of sections at the cut
+height and a little above it ignores a step at one height (a bump of the table up to the cut), which a
+fillet, giving the same radius at every height below it, is not.
 
 Conventions: the functions' frame (a photo run's normalised frame, in its length units); ``plane`` is
 ``(nx, ny, nz, d)`` with a unit normal, and a point's height above it is ``h = n . x - d``.
