@@ -51,6 +51,16 @@ def _dataclass_members(tp: Any) -> list[type]:
     return []
 
 
+def _describe(tp: Any) -> str:
+    """``tp`` in words for an error message: ``a number``, ``'auto'``, ``null``, a class name."""
+    if get_origin(tp) is Literal:
+        return ", ".join(map(repr, get_args(tp)))
+    words = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}
+    if tp is type(None):
+        return "null"
+    return words.get(tp, getattr(tp, "__name__", str(tp)))
+
+
 def _coerce(value: Any, tp: Any, key: str, current: Any) -> Any:
     """Check ``value`` against annotation ``tp``; return the (possibly converted) value."""
     origin = get_origin(tp)
@@ -96,7 +106,8 @@ def _coerce(value: Any, tp: Any, key: str, current: Any) -> Any:
                 return _coerce(value, a, key, current)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(f"config key '{key}': invalid value {value!r} for type {tp}")
+        accepted = " or ".join(_describe(a) for a in args)
+        raise ConfigError(f"config key '{key}': invalid value {value!r}; accepted: {accepted}")
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{key}': expected a list, got {value!r}")

@@ -159,10 +159,13 @@ class DataConfig:
     not as flat as the points on it: moving shadows raised a monkey head's table by about 0.02 in places
     (``benchmarks/RESULTS.md``), and a cut at 0.02 kept a fillet of the printed sheet around the box of
     ``tests/reconstruct/test_raw_photo_asset.py`` (the smooth corner where they meet)."""
-    support_fillet_radius: float = 0.0
+    support_fillet_radius: float | Literal["auto"] = 0.0
     """Undo the rounding of an SDF where the object meets its support plane (normalised units; 0: off):
     the asset is the zero set of ``sdf + max(r - h, 0)**2 / (4 r)``, ``h`` the height above the plane,
     which is the object's surface if the learnt one is its smooth union with the table of radius ``r``
-    (:func:`t23d.extract.grid.unblend_support`). SDF runs with a support plane only."""
+    (:func:`t23d.extract.grid.unblend_support`). ``auto``: ``r`` is estimated at export from how far the
+    learnt surface's section at the cut height stands out from the wall above it (0 when it does not:
+    :func:`t23d.extract.fillet.estimate_support_fillet`), logged and written to ``export.json`` →
+    ``support_fillet``. SDF runs with a support plane only."""
     triangulation: TriangulationConfig = field(default_factory=TriangulationConfig)
     """Sparse points for posed photos without masks (the object region and support plane come from them)."""

@@ -203,10 +203,16 @@ def _validate(cfg: DataConfig) -> None:
             f"config key 'data.support_plane_margin': invalid value {cfg.support_plane_margin!r}; "
             "accepted: a number >= 0 (normalised units)"
         )
-    if not (math.isfinite(cfg.support_fillet_radius) and cfg.support_fillet_radius >= 0):
+    radius = cfg.support_fillet_radius
+    if radius != "auto" and not (
+        isinstance(radius, (int, float))
+        and not isinstance(radius, bool)
+        and math.isfinite(radius)
+        and radius >= 0
+    ):
         raise ConfigError(
-            f"config key 'data.support_fillet_radius': invalid value {cfg.support_fillet_radius!r}; "
-            "accepted: a number >= 0 (normalised units; 0 turns it off)"
+            f"config key 'data.support_fillet_radius': invalid value {radius!r}; "
+            "accepted: a number >= 0 (normalised units; 0 turns it off) or 'auto' (estimated at export)"
         )
     from t23d.data.triangulate import validate_triangulation_config
 

@@ -89,6 +89,9 @@ class ExportReport:
     photo_texture: dict | None = None
     """With ``texture_source = "photos"``: photos projected, ``covered`` (fraction of texels a photo
     sees) and ``mean_views`` (photos seeing a covered texel); None when the texture is the field's."""
+    support_fillet: dict | None = None
+    """How the fillet where a photo run's object meets its support plane was undone: the radius and what
+    it was estimated from (:class:`t23d.extract.fillet.FilletEstimate`), or None (not estimated)."""
     normal_map: dict | None = None
     """With a normal map: its ``size``, the texels baked, and ``error_deg`` / ``baseline_deg``: the mean
     angle between the detail normals and the decoded normal map / the asset's plain vertex normals."""
@@ -200,6 +203,7 @@ def export_asset(
     cut_plane: np.ndarray | None = None,
     texture_calibration: dict | None = None,
     photos: PhotoSet | None = None,
+    support_fillet: dict | None = None,
 ) -> ExportReport:
     """Extract, texture and export the field inside ``aabb`` as ``<out_dir>/<name>.<format>``.
 
@@ -230,6 +234,8 @@ def export_asset(
         texture_calibration: how ``color_fn``'s colours were calibrated (written to the report as is).
         photos: the posed photos, field frame, that ``cfg.texture_source == "photos"`` projects onto the
             mesh (photo runs); required then, unused otherwise.
+        support_fillet: how ``sdf_fn``'s fillet at the support plane was undone (written to the report
+            as is).
 
     Returns:
         An :class:`ExportReport`; the same data is in ``<out_dir>/export.json``.
@@ -281,7 +287,7 @@ def export_asset(
         vertices, faces, color_fn, Path(out_dir), name, cfg, world_transform=world_transform,
         render_field_fn=render_field_fn, fidelity_cameras=fidelity_cameras, threshold=threshold,
         timings=timings, t_start=t_start, normal_fn=normal_fn, texture_calibration=texture_calibration,
-        photos=photos,
+        photos=photos, support_fillet=support_fillet,
     )  # fmt: skip
 
 
@@ -364,6 +370,7 @@ def _export_mesh(
     normal_fn: NormalFn | None = None,
     texture_calibration: dict | None = None,
     photos: PhotoSet | None = None,
+    support_fillet: dict | None = None,
 ) -> ExportReport:
     """The stages after the mesh exists: UV unwrap + bake (or vertex colours), transform, encode, preview,
     fidelity, atomic writes. ``vertices``/``faces`` are in the field frame, outward-oriented."""
@@ -482,6 +489,7 @@ def _export_mesh(
         normal_map=normal_info,
         texture_calibration=texture_calibration,
         photo_texture=stats.get("photo_texture"),
+        support_fillet=support_fillet,
     )
     doc = {"t23d_version": t23d.__version__, **report.to_dict(), "config": to_dict(cfg)}
     try:

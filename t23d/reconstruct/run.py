@@ -107,6 +107,28 @@ def _unblended(sdf_fn: Callable | None, scene: dict[str, Any], radius: float) ->
     return unblend_support(sdf_fn, np.array([*plane["normal"], float(plane["offset"])]), radius)
 
 
+def support_fillet_radius(
+    sdf_fn: Callable | None, scene: dict[str, Any], setting: float | str, cut: np.ndarray | None
+) -> tuple[float, dict[str, Any] | None]:
+    """The radius ``data.support_fillet_radius`` (``setting``) asks for, and the record of its estimate:
+    a number is used as given (no record); ``auto`` is estimated from ``sdf_fn``'s foot at the ``cut``
+    height (:func:`t23d.extract.fillet.estimate_support_fillet`) and logged, or 0 without an SDF, a
+    support plane or a cut."""
+    if setting != "auto":
+        return float(setting), None
+    plane = scene.get("support_plane")
+    if sdf_fn is None or not plane or cut is None:
+        logger.info("support_fillet_radius auto: no SDF or no support plane here, nothing to undo")
+        return 0.0, None
+    from t23d.extract.fillet import estimate_support_fillet
+
+    support = np.array([*plane["normal"], float(plane["offset"])], dtype=np.float64)
+    lift = float(cut[3]) - float(plane["offset"])
+    estimate = estimate_support_fillet(sdf_fn, support, np.asarray(scene["aabb"]), lift)
+    logger.info("support fillet radius (auto): %.3g (normalised units); %s", estimate.radius, estimate.reason)
+    return estimate.radius, estimate.to_dict()
+
+
 def asset_region(aabb: torch.Tensor, cut: np.ndarray | None) -> Callable[[torch.Tensor], torch.Tensor]:
     """``points [N, 3] -> bool [N]``: inside the box ``aabb [2, 3]`` the asset is meshed in and above the
     ``cut`` plane ``(nx, ny, nz, d)`` (None: no cut), normalised frame."""
@@ -527,6 +549,8 @@ def export_reconstruct_run(
             "the asset is cut %.3g (normalised units) above the support plane it stands on",
             cut[3] - scene["support_plane"]["offset"],
         )
+    sdf_fn = sdf_fn_of(state.field)
+    radius, fillet = support_fillet_radius(sdf_fn, scene, cfg.data.support_fillet_radius, cut)
     report = export_asset(
         density_fn_of(state.field),
         bake_color_fn_of(
@@ -548,7 +572,7 @@ def export_reconstruct_run(
         ),
         fidelity_cameras=fidelity,
         render_step=step_size(state.field, cfg.render),
-        sdf_fn=_unblended(sdf_fn_of(state.field), scene, cfg.data.support_fillet_radius),
+        sdf_fn=_unblended(sdf_fn, scene, radius),
         render_depth_fn=render_depth_fn_of(state.field, cfg.render, occupancy),
         tsdf_cameras=_camera_tuples(cameras_of(scene, scene["train_indices"])),
         normal_fn=normal_fn_of(
@@ -557,6 +581,7 @@ def export_reconstruct_run(
         ),
         cut_plane=cut,
         texture_calibration=calibration,
+        support_fillet=fillet,
         photos=training_photos(run_dir, cfg, scene, dataset)
         if export_cfg.texture_source == "photos"
         else None,

@@ -94,6 +94,10 @@ def test_sfm_outliers_in_the_air_are_isolated_and_do_not_grow_the_object_region(
             {"support_fillet_radius": float("nan")},
             r"'data.support_fillet_radius': invalid value nan; accepted: a number >= 0",
         ),
+        (
+            {"support_fillet_radius": "maybe"},
+            r"'data.support_fillet_radius': invalid value 'maybe'; accepted: a number >= 0 .* or 'auto'",
+        ),
     ],
 )
 def test_bad_support_plane_options_are_refused_before_loading(change, message, tmp_path):

@@ -71,6 +71,22 @@ def test_bad_overrides_name_the_key_and_what_is_accepted(overrides, message):
         apply_overrides(preset("fast"), overrides)
 
 
+def test_a_value_outside_a_union_names_each_accepted_kind():
+    """A union key lists what each of its members accepts (``int | None``: an integer or null)."""
+    with pytest.raises(
+        ConfigError,
+        match=r"config key 'data.max_image_size': invalid value 'big'; accepted: an integer or null",
+    ):
+        apply_overrides(reconstruct_preset("fast"), {"data": {"max_image_size": "big"}})
+    cfg = apply_overrides(reconstruct_preset("fast"), {"data": {"support_fillet_radius": "auto"}})
+    assert cfg.data.support_fillet_radius == "auto"
+    with pytest.raises(
+        ConfigError,
+        match=r"'data.support_fillet_radius': invalid value 'maybe'; accepted: a number or 'auto'",
+    ):
+        apply_overrides(reconstruct_preset("fast"), {"data": {"support_fillet_radius": "maybe"}})
+
+
 def test_unquoted_yaml_on_and_off_mean_the_choices_on_and_off(tmp_path):
     """YAML 1.1 reads ``off`` as ``False``: a key whose choices are 'auto' / 'on' / 'off' takes it as 'off'."""
     path = tmp_path / "few.yaml"

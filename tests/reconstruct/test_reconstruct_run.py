@@ -287,3 +287,31 @@ def test_the_support_fillet_radius_reaches_the_exported_sdf_only_when_it_applies
     on_floor = torch.tensor([[0.3, 0.0, -0.5], [0.0, 0.0, 0.0]])
     # the floor is lifted by r / 4 = 0.05 at the plane; 0.5 above it nothing changes
     assert wrapped(on_floor).tolist() == pytest.approx([0.05, 0.5], abs=1e-6)
+
+
+def test_support_fillet_radius_auto_is_estimated_from_the_sdf_at_the_cut_height():
+    """``data.support_fillet_radius``: a number is used as given, with nothing to record; ``auto`` is
+    :func:`t23d.extract.fillet.estimate_support_fillet` at the cut height (its record goes to
+    ``export.json``), and 0 without an SDF, a support plane or a cut."""
+    from t23d.reconstruct.run import support_fillet_radius
+
+    k, floor_z = 0.2, -0.5
+
+    def filleted_can(points: torch.Tensor) -> torch.Tensor:  # a can on the floor, blended with radius k
+        can = torch.maximum(points[:, :2].norm(dim=-1) - 0.35, (points[:, 2] + 0.1).abs() - 0.4)
+        height = points[:, 2] - floor_z
+        gap = (k - (can - height).abs()).clamp(min=0.0)
+        return torch.minimum(can, height) - gap * gap / (4.0 * k)
+
+    scene = {
+        "support_plane": {"normal": [0.0, 0.0, 1.0], "offset": floor_z, "rms": 0.001},
+        "aabb": [[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]],
+    }
+    cut = np.array([0.0, 0.0, 1.0, floor_z + 0.05])
+    assert support_fillet_radius(filleted_can, scene, 0.1, cut) == (0.1, None)
+    radius, record = support_fillet_radius(filleted_can, scene, "auto", cut)
+    assert radius == pytest.approx(k, abs=0.005)
+    assert record["radius"] == radius and record["heights"][0] == pytest.approx(0.05)
+    json.dumps(record)  # written to export.json as is
+    assert support_fillet_radius(None, scene, "auto", cut) == (0.0, None)
+    assert support_fillet_radius(filleted_can, {"support_plane": None}, "auto", None) == (0.0, None)
