@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Both learned toy priors (single-view IF layout, multi-view MVDream layout) from scratch on one CUDA GPU,
-# side by side, with the same data size and the same training time: the run that made the priors of
-# benchmarks/RESULTS.md's "Multi-view conditioning and the Janus measure" section.
+# side by side, with the same data size and the same training time (32 px, larger batches than the
+# CPU recipe in README.md).
 #
 #   benchmarks/learned_prior/train_gpu.sh OUT_DIR [MINUTES]
 #
