@@ -136,7 +136,8 @@ def main() -> None:
     step, elapsed, wall, history = 0, 0.0, 0.0, []
     generator = torch.Generator().manual_seed(args.seed)
     if args.resume and state_path.is_file():
-        st = torch.load(state_path, weights_only=False, map_location=device)
+        # on the CPU: the generator's state must stay there (the weights and optimiser follow their params)
+        st = torch.load(state_path, weights_only=False, map_location="cpu")
         unet.load_state_dict(st["unet"])
         ema.load_state_dict(st["ema"])
         opt.load_state_dict(st["opt"])
