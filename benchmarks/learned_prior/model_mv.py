@@ -17,22 +17,6 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-MVDREAM_UNET_KEYS = (
-    "image_size",
-    "in_channels",
-    "model_channels",
-    "out_channels",
-    "num_res_blocks",
-    "attention_resolutions",
-    "channel_mult",
-    "num_head_channels",
-    "transformer_depth",
-    "context_dim",
-    "use_checkpoint",
-    "camera_dim",
-)
-"""The keys of ``unet/config.json`` in the ``ashawkey/mvdream_diffusers`` conversion."""
-
 
 @dataclass
 class ToyMVPriorConfig:
@@ -177,34 +161,20 @@ def build_scheduler():
 
 
 def save_pipeline(folder: Path, unet, vae, text_encoder, tokenizer, scheduler, info: dict) -> Path:
-    """Write the pipeline folder (``model_index.json`` last, so a half-written folder does not load)."""
-    import diffusers
+    """Write the MVDream pipeline folder (:func:`model.write_pipeline`; the UNet's config cut to the
+    conversion's keys)."""
+    from model import write_pipeline
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model_index.json").unlink(missing_ok=True)
-    unet.save_pretrained(folder / "unet")
-    config_path = folder / "unet" / "config.json"
-    config = json.loads(config_path.read_text())
-    kept = {k: v for k, v in config.items() if k.startswith("_") or k in MVDREAM_UNET_KEYS}
-    config_path.write_text(json.dumps(kept, indent=2))
-    vae.save_pretrained(folder / "vae")
-    text_encoder.save_pretrained(folder / "text_encoder")
-    tokenizer.save_pretrained(folder / "tokenizer")
-    scheduler.save_pretrained(folder / "scheduler")
-    (folder / "toy_prior.json").write_text(json.dumps(info, indent=2))
     components = {
-        "unet": ["mv_unet", "MultiViewUNetModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
-        "text_encoder": ["transformers", "CLIPTextModel"],
-        "tokenizer": ["transformers", "CLIPTokenizer"],
-        "scheduler": ["diffusers", "DDIMScheduler"],
-        "feature_extractor": [None, None],
-        "image_encoder": [None, None],
+        "unet": (unet.save_as_conversion, "mv_unet", "MultiViewUNetModel"),
+        "vae": (vae.save_pretrained, "diffusers", "AutoencoderKL"),
+        "text_encoder": (text_encoder.save_pretrained, "transformers", "CLIPTextModel"),
+        "tokenizer": (tokenizer.save_pretrained, "transformers", "CLIPTokenizer"),
+        "scheduler": (scheduler.save_pretrained, "diffusers", "DDIMScheduler"),
+        "feature_extractor": (None, None, None),
+        "image_encoder": (None, None, None),
     }
-    index = {"_class_name": "MVDreamPipeline", "_diffusers_version": diffusers.__version__, **components}
-    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
-    return folder
+    return write_pipeline(folder, "MVDreamPipeline", components, info)
 
 
 def config_dict(cfg: ToyMVPriorConfig) -> dict:

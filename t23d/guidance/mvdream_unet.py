@@ -14,8 +14,10 @@ cross-attention to the text stays per view. Batches hold the views of a sample c
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +27,23 @@ from torch import nn
 
 NUM_GROUPS = 32
 """GroupNorm groups of every normalisation layer (fixed in MVDream), so channel counts are multiples of 32."""
+
+CONVERSION_CONFIG_KEYS = (
+    "image_size",
+    "in_channels",
+    "model_channels",
+    "out_channels",
+    "num_res_blocks",
+    "attention_resolutions",
+    "channel_mult",
+    "num_head_channels",
+    "transformer_depth",
+    "context_dim",
+    "use_checkpoint",
+    "camera_dim",
+)
+"""The keys of ``unet/config.json`` in the ``ashawkey/mvdream_diffusers`` conversion: MVDream's
+``sd-v2-base.yaml`` ``unet_config`` minus ``legacy``, ``use_linear_in_transformer``, ``use_spatial_transformer``."""
 
 
 def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -266,6 +285,15 @@ class MultiViewUNetModel(ModelMixin, ConfigMixin):
         self.out = nn.Sequential(
             nn.GroupNorm(NUM_GROUPS, ch), nn.SiLU(), nn.Conv2d(model_channels, out_channels, 3, padding=1)
         )
+
+    def save_as_conversion(self, folder: str | Path) -> None:
+        """``save_pretrained`` with ``config.json`` cut to the conversion's keys (:data:`CONVERSION_CONFIG_KEYS`
+        plus diffusers' ``_`` entries), so a folder written here looks like the hub's (tests, toy priors)."""
+        self.save_pretrained(folder)
+        config_path = Path(folder) / "config.json"
+        config = json.loads(config_path.read_text())
+        kept = {k: v for k, v in config.items() if k.startswith("_") or k in CONVERSION_CONFIG_KEYS}
+        config_path.write_text(json.dumps(kept, indent=2))
 
     def forward(
         self,

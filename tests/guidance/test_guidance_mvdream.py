@@ -16,7 +16,7 @@ from t23d.common.errors import T23dError
 from t23d.guidance import MVDreamGuidanceConfig, StableDiffusionGuidanceConfig, build_guidance
 from t23d.guidance.detect import guidance_config_for_prior
 from t23d.guidance.mvdream import mvdream_camera
-from t23d.guidance.mvdream_unet import MultiViewUNetModel, timestep_embedding
+from t23d.guidance.mvdream_unet import CONVERSION_CONFIG_KEYS, MultiViewUNetModel, timestep_embedding
 from t23d.render.cameras import RandomCameraConfig, orbit_cameras, sample_random_views
 
 PROMPT = "a stone grotto"
@@ -194,6 +194,23 @@ def test_bad_batches_are_refused(mv) -> None:
         T23dError, match=r"needs each view's camera-to-world matrix c2w \[4, 4, 4\]; got None"
     ):
         mv.compute(torch.rand(4, 16, 16, 3), torch.zeros(4), torch.zeros(4), 0, torch.Generator())
+
+
+def test_saved_as_the_conversion_it_keeps_only_its_config_keys_and_reloads(tmp_path: Path) -> None:
+    """``save_as_conversion``: config.json holds the conversion's keys (and diffusers' own) and nothing of
+    this class's other arguments (``ip_dim``); the folder loads back to the same weights."""
+    torch.manual_seed(0)
+    unet = MultiViewUNetModel(
+        image_size=8, model_channels=32, num_res_blocks=1, attention_resolutions=(1,), channel_mult=(1,),
+        num_head_channels=16, context_dim=16,
+    )  # fmt: skip
+    unet.save_as_conversion(tmp_path / "unet")
+    config = json.loads((tmp_path / "unet" / "config.json").read_text())
+    assert {k for k in config if not k.startswith("_")} == set(CONVERSION_CONFIG_KEYS)
+    assert config["_class_name"] == "MultiViewUNetModel" and "ip_dim" not in config
+    loaded = MultiViewUNetModel.from_pretrained(tmp_path / "unet")
+    for (name, a), (_, b) in zip(unet.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
 
 
 def test_detected_from_model_index(tiny_mvdream_dir: Path) -> None:
