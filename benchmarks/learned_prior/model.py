@@ -129,30 +129,40 @@ def build_scheduler():
     )
 
 
-def save_pipeline(folder: Path, unet, text_encoder, tokenizer, scheduler, info: dict) -> Path:
-    """Write the pipeline folder (``model_index.json`` last, so a half-written folder does not load)."""
+def write_pipeline(folder: Path, class_name: str, components: dict, info: dict) -> Path:
+    """Write a diffusers pipeline folder: each component, ``toy_prior.json`` (``info``), then
+    ``model_index.json`` last, so a half-written folder does not load.
+
+    ``components``: name -> ``(save, library, class)``; ``save(path)`` writes the component's subfolder
+    (a ``save_pretrained``), or is None for an absent component (``[null, null]`` in the index).
+    """
     import diffusers
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model_index.json").unlink(missing_ok=True)
-    unet.save_pretrained(folder / "unet")
-    text_encoder.save_pretrained(folder / "text_encoder")
-    tokenizer.save_pretrained(folder / "tokenizer")
-    scheduler.save_pretrained(folder / "scheduler")
+    for name, (save, _, _) in components.items():
+        if save is not None:
+            save(folder / name)
     (folder / "toy_prior.json").write_text(json.dumps(info, indent=2))
-    components = {
-        "unet": ["diffusers", "UNet2DConditionModel"],
-        "text_encoder": ["transformers", "T5EncoderModel"],
-        "tokenizer": ["transformers", "T5Tokenizer"],
-        "scheduler": ["diffusers", "DDPMScheduler"],
-        "safety_checker": [None, None],
-        "feature_extractor": [None, None],
-        "watermarker": [None, None],
-    }
-    index = {"_class_name": "IFPipeline", "_diffusers_version": diffusers.__version__, **components}
+    index = {"_class_name": class_name, "_diffusers_version": diffusers.__version__}
+    index.update({name: [library, cls] for name, (_, library, cls) in components.items()})
     (folder / "model_index.json").write_text(json.dumps(index, indent=2))
     return folder
+
+
+def save_pipeline(folder: Path, unet, text_encoder, tokenizer, scheduler, info: dict) -> Path:
+    """Write the IF pipeline folder (:func:`write_pipeline`)."""
+    components = {
+        "unet": (unet.save_pretrained, "diffusers", "UNet2DConditionModel"),
+        "text_encoder": (text_encoder.save_pretrained, "transformers", "T5EncoderModel"),
+        "tokenizer": (tokenizer.save_pretrained, "transformers", "T5Tokenizer"),
+        "scheduler": (scheduler.save_pretrained, "diffusers", "DDPMScheduler"),
+        "safety_checker": (None, None, None),
+        "feature_extractor": (None, None, None),
+        "watermarker": (None, None, None),
+    }
+    return write_pipeline(folder, "IFPipeline", components, info)
 
 
 def config_dict(cfg: ToyPriorConfig) -> dict:

@@ -60,6 +60,21 @@ def loadavg() -> str:
         return "n/a"
 
 
+def optimiser_step(model, ema, opt, loss, step: int, args: argparse.Namespace) -> None:
+    """One AdamW step on ``loss`` at training step ``step``: linear warm-up of the learning rate over
+    ``args.warmup`` steps to ``args.lr``, gradients clipped to norm 1, then the EMA of the weights updated
+    (decay ``min(args.ema, (1 + step) / (10 + step))``: it follows closely at first)."""
+    for group in opt.param_groups:
+        group["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    decay = min(args.ema, (1 + step) / (10 + step))
+    with torch.no_grad():
+        torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
+
+
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the .npz of make_data.py")
@@ -219,15 +234,7 @@ def main() -> None:
             out = unet(x_t, t, encoder_hidden_states=cond).sample.float()  # [B, 6, R, R]
         loss_eps = torch.nn.functional.mse_loss(out[:, :3], noise)
         loss = loss_eps + args.variance_weight * out[:, 3:].square().mean()
-        for group in opt.param_groups:
-            group["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        decay = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            torch._foreach_lerp_(list(ema.parameters()), list(unet.parameters()), 1 - decay)
+        optimiser_step(unet, ema, opt, loss, step, args)
         step += 1
         elapsed += (time.perf_counter() - t0) if cuda else (time.process_time() - c0)
         wall += time.perf_counter() - t0

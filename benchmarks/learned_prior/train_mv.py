@@ -51,7 +51,7 @@ from model_mv import (  # noqa: E402
     config_dict,
     save_pipeline,
 )
-from train import loadavg  # noqa: E402
+from train import loadavg, optimiser_step  # noqa: E402
 
 DEFAULT_DATA = Path("/work/bench-data/priors/data/toy-mv-32.npz")
 DEFAULT_PRIOR = Path("/work/bench-data/priors/toy-mv-32")
@@ -235,15 +235,7 @@ def main() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             out = unet(z_t, t, context=ctx, camera=cameras[idx].to(device), num_frames=views)
         loss = F.mse_loss(out.float(), noise)
-        for group in opt.param_groups:
-            group["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        decay = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            torch._foreach_lerp_(list(ema.parameters()), list(unet.parameters()), 1 - decay)
+        optimiser_step(unet, ema, opt, loss, step, args)
         step += 1
         elapsed += (time.perf_counter() - t0) if cuda else (time.process_time() - c0)
         running.append(float(loss.detach()))
