@@ -394,7 +394,7 @@ def run_milestones(args: argparse.Namespace) -> None:
     cfg = dataclasses.replace(cfg, background=default_background(cfg, ds.alphas is not None))
     bg = torch.tensor(_DATA_BACKGROUND[cfg.data.background])
     state = build_reconstruct_state(cfg, cfg.background, torch.device("cpu"))
-    data = _train_images(ds, bg, torch.device("cpu"))
+    data = _train_images(ds, bg, torch.device("cpu"), cfg)
 
     def quick_psnr() -> float:
         state.field.eval()

@@ -114,6 +114,9 @@ class SceneFrames:
     """Per frame, True for held-out frames; ``None`` when the format has no split."""
     points: np.ndarray | None = None
     """``[P, 3]`` sparse points in the input world frame, when the format has them."""
+    point_views: np.ndarray | None = None
+    """``[E, 2]`` int64 pairs ``(point, frame)``: which frame saw which of ``points`` (from the tracks of
+    the model the points came from), when known."""
     sfm_report: dict | None = None
     """Summary of the structure-from-motion run, when one ran."""
     sfm_model: Any = None

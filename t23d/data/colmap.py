@@ -190,6 +190,19 @@ def reconstruction_points(rec: pycolmap.Reconstruction) -> tuple[np.ndarray, np.
     return xyz, rgb
 
 
+def reconstruction_observations(rec: pycolmap.Reconstruction, frame_of_image: dict[str, int]) -> np.ndarray:
+    """``[E, 2]`` int64 pairs ``(point, frame)``: which photo saw which 3D point. ``point`` indexes
+    :func:`reconstruction_points`' order (by point id); ``frame`` is ``frame_of_image[image name]``. Track
+    elements of images not in ``frame_of_image`` are left out."""
+    pairs = []
+    for k, pid in enumerate(sorted(rec.points3D)):
+        for el in rec.points3D[pid].track.elements:
+            frame = frame_of_image.get(rec.images[el.image_id].name)
+            if frame is not None:
+                pairs.append((k, frame))
+    return np.array(sorted(set(pairs)), dtype=np.int64).reshape(-1, 2)
+
+
 def read_colmap_scene(
     model_dir: Path, images_dir: Path | None = None, source_format: str = "colmap"
 ) -> SceneFrames:
@@ -220,7 +233,12 @@ def read_colmap_scene(
             Frame(images_dir / img.name, opencv_to_opengl(np.linalg.inv(w2c)), cameras[img.camera_id])
         )
     xyz, _ = reconstruction_points(rec)
-    return SceneFrames(frames, source_format, points=xyz if len(xyz) else None)
+    if not len(xyz):
+        return SceneFrames(frames, source_format)
+    frame_of_image = {img.name: i for i, img in enumerate(sorted(registered, key=lambda m: m.name))}
+    return SceneFrames(
+        frames, source_format, points=xyz, point_views=reconstruction_observations(rec, frame_of_image)
+    )
 
 
 def build_reconstruction(

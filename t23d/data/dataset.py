@@ -70,6 +70,9 @@ class PhotoDataset:
     """Registered counts, reprojection error and timings when SfM ran, else None."""
     points: Tensor | None = None
     """``[P, 3]`` float32 sparse points in the normalised frame, when the input had them."""
+    point_views: Tensor | None = None
+    """``[E, 2]`` int64 pairs ``(point, image)``: which image saw which of ``points``, when the points'
+    model has tracks (COLMAP models, SfM, triangulation); None otherwise."""
     sfm_model: Any = None
     """The ``pycolmap.Reconstruction`` of the photos when SfM posed them (see :class:`SceneFrames`)."""
     scale_report: dict | None = None
@@ -252,8 +255,13 @@ def _triangulate(
     training photos: in place on ``scene`` (``points``, and ``sfm_model`` to save in a run). A resumed
     run's ``saved_model`` (the model it saved) is read instead of matching again. Returns the report, or
     None when no usable points came out (a warning says what follows)."""
-    from t23d.data.colmap import model_extension, read_reconstruction, reconstruction_points
-    from t23d.data.triangulate import triangulate_posed
+    from t23d.data.colmap import (
+        model_extension,
+        read_reconstruction,
+        reconstruction_observations,
+        reconstruction_points,
+    )
+    from t23d.data.triangulate import triangulate_posed, triangulation_images
 
     if saved_model is not None and model_extension(saved_model) is not None:
         rec = read_reconstruction(saved_model)
@@ -275,7 +283,9 @@ def _triangulate(
             len(points), cfg.triangulation.min_points, _WITHOUT_POINTS,
         )  # fmt: skip
         return None
+    images = triangulation_images(len(train), cfg.triangulation)  # model image -> index into `train`
     scene.points, scene.sfm_model = points, rec
+    scene.point_views = reconstruction_observations(rec, {name: train[i] for name, i in images.items()})
     return report
 
 
@@ -402,6 +412,9 @@ def load_dataset(
         source_format=scene.source_format,
         sfm_report=scene.sfm_report,
         points=points,
+        point_views=None
+        if points is None or scene.point_views is None
+        else torch.from_numpy(scene.point_views),
         sfm_model=scene.sfm_model,
         scale_report=scale_report,
         support_plane=plane,

@@ -81,13 +81,19 @@ def _even_subset(n: int, limit: int) -> list[int]:
     return sorted({int(round(v)) for v in np.linspace(0, n - 1, limit)})
 
 
+def triangulation_images(num_frames: int, cfg: TriangulationConfig) -> dict[str, int]:
+    """The image names :func:`triangulate_posed` gives ``num_frames`` posed frames in its model (an even
+    subset of at most ``cfg.max_images``), each with its index in those frames."""
+    return {f"{k:04d}.png": i for k, i in enumerate(_even_subset(num_frames, cfg.max_images))}
+
+
 def triangulate_posed(
     frames: list[Frame], cfg: TriangulationConfig, num_threads: int = -1, seed: int = 0
 ) -> tuple[np.ndarray, Any, dict]:
     """Triangulate sparse points seen by posed ``frames`` (cameras fixed at their poses).
 
     Returns ``points [P, 3]`` (the frames' world frame), the ``pycolmap.Reconstruction`` (the given
-    cameras, images named ``0000.png``... in the order of ``frames``, and the points) and a report:
+    cameras, images named as :func:`triangulation_images` says, and the points) and a report:
     ``num_images`` (used), ``num_pairs``, ``num_points`` (kept), ``num_dropped_short_tracks`` (points seen
     in fewer than ``cfg.min_track_length`` photos), ``mean_reprojection_error_px`` (of the kept points,
     pixels of the photos as given), ``upsample``, ``peak_threshold`` and ``timings_s``.
@@ -97,10 +103,11 @@ def triangulate_posed(
         raise T23dError("triangulating sparse points needs at least two posed photos")
     pc = import_pycolmap()
     pc.set_random_seed(seed)
-    used = [frames[i] for i in _even_subset(len(frames), cfg.max_images)]
+    images = triangulation_images(len(frames), cfg)
+    names = list(images)
+    used = [frames[i] for i in images.values()]
     long_side = max(max(f.camera.width, f.camera.height) for f in used)  # type: ignore[union-attr]
     up = upsample_factor(long_side, cfg.min_feature_image_size)
-    names = [f"{i:04d}.png" for i in range(len(used))]
     timings: dict[str, float] = {}
     work = Path(tempfile.mkdtemp(prefix="t23d_triangulate_"))
     try:

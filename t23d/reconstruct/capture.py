@@ -64,7 +64,37 @@ def resolve_for_capture(cfg: ReconstructConfig, dataset: Any) -> tuple[Reconstru
         plan.reason,
         f": {plan.regularisers}" if plan.regularisers else "",
     )
-    return cfg, {"few_view": plan.to_dict(), "ground_plane": ground}
+    return cfg, {
+        "few_view": plan.to_dict(),
+        "ground_plane": ground,
+        "free_space": free_space_plan(cfg, dataset),
+    }
+
+
+def free_space_plan(cfg: ReconstructConfig, dataset: Any) -> dict[str, Any]:
+    """Whether the run uses the free-space loss on ``dataset`` and why (logged; for ``run.json`` and
+    ``metrics.json``)."""
+    from t23d.reconstruct.free_space import free_space_enabled, free_space_report, free_space_segments
+
+    masked = dataset.alphas is not None
+    views = getattr(dataset, "point_views", None)
+    segments = 0
+    if free_space_enabled(cfg.free_space, masked, views):
+        segments = len(
+            free_space_segments(
+                dataset.points,
+                views,
+                dataset.c2w,
+                dataset.train_indices,
+                cfg.field.bound,
+                cfg.free_space.margin,
+            )
+        )
+    report = free_space_report(cfg.free_space, masked, views, segments)
+    log.info(
+        "free space in front of the sparse points: %s (%s)", "on" if report["on"] else "off", report["reason"]
+    )
+    return report
 
 
 def ground_plane_for(cfg: ReconstructConfig, dataset: Any) -> list[float] | None:

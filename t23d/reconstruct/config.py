@@ -16,6 +16,7 @@ from t23d.field.hashgrid import HashGridConfig
 from t23d.field.nerf import DensityBlobConfig, FieldConfig
 from t23d.field.sdf import SDFTrainingConfig, sdf_training_for
 from t23d.reconstruct.fewview import FewViewConfig
+from t23d.reconstruct.free_space import FreeSpaceConfig
 from t23d.render.occupancy import OccupancyGridConfig
 from t23d.render.pose_refine import PoseRefinementConfig
 from t23d.render.volume import RenderConfig
@@ -126,6 +127,9 @@ class ReconstructConfig:
     sparse_points_max_distance: Schedule = _field(default_factory=lambda: Constant(0.05))
     """SfM points further than this from the surface (normalised units) give that loss no gradient
     (outliers); the few-view plan starts it far and shrinks it (``FewViewConfig.sparse_points_reach``)."""
+    free_space: FreeSpaceConfig = _field(default_factory=FreeSpaceConfig)
+    """The free-space loss along the rays from each camera to the sparse points it saw (on by default
+    for photos without masks; :mod:`t23d.reconstruct.free_space`)."""
     lr_decay_start: int = 1000
     """Learning rates decay exponentially (to 10% at the last step) after this step."""
     checkpoint_every: int = 1000
@@ -272,6 +276,10 @@ def validate_reconstruct_config(cfg: ReconstructConfig) -> None:
         Rule("warm_start.unseen_weight", is_number(0), "a number >= 0 (0: off)"),
         Rule("warm_start.unseen_points", is_int(1), "an integer >= 1"),
         Rule("ground", lambda v: v in ("auto", "off"), "'auto' or 'off'"),
+        Rule("free_space.mode", lambda v: v in ("auto", "on", "off"), "'auto', 'on' or 'off'"),
+        Rule("free_space.weight", is_number(0), "a number >= 0 (0: off)"),
+        Rule("free_space.margin", is_number(0), "a number >= 0 (normalised units)"),
+        Rule("free_space.samples_per_step", is_int(1), "an integer >= 1"),
     ]
     validate_training_config(cfg, rules)
     if (

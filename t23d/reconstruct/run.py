@@ -159,10 +159,13 @@ def _camera_tuples(cams: Cameras) -> list[tuple[Any, Any, int, int]]:
 
 
 def _train_images(
-    dataset: Any, background_color: torch.Tensor | None, device: torch.device, bound: float
+    dataset: Any, background_color: torch.Tensor | None, device: torch.device, cfg: ReconstructConfig
 ) -> TrainImages:
     from t23d.data.normalise import isolated_points
     from t23d.reconstruct.fewview import sparse_points_inside
+    from t23d.reconstruct.free_space import free_space_enabled, free_space_segments
+
+    bound = cfg.field.bound
 
     images = dataset.images
     alphas = dataset.alphas
@@ -174,12 +177,24 @@ def _train_images(
     if pts is not None:  # SfM outliers would pull the surface into the air
         pts = pts[~torch.from_numpy(isolated_points(pts.numpy()))]
         pts = pts if len(pts) else None
+    free_space = None
+    if free_space_enabled(cfg.free_space, alphas is not None, dataset.point_views):
+        free_space = free_space_segments(
+            dataset.points,
+            dataset.point_views,
+            dataset.c2w,
+            dataset.train_indices,
+            bound,
+            cfg.free_space.margin,
+        )
+        free_space = free_space.to(device) if len(free_space) else None
     return TrainImages(
         cams,
         images.clamp(0, 1).to(device),
         None if alphas is None else alphas.to(device),
         torch.tensor(dataset.train_indices, dtype=torch.long),
         points=None if pts is None else pts.to(device),
+        free_space=free_space,
     )
 
 
@@ -432,7 +447,7 @@ def _run_reconstruct(
             device,
             state.field.implementation,
         )
-        data = _train_images(dataset, bg_color, device, cfg.field.bound)
+        data = _train_images(dataset, bg_color, device, cfg)
 
         def train() -> None:
             if warm_start:

@@ -3,8 +3,9 @@
 Per step: random pixels of random training images -> rays (through the learnt pose corrections, when
 refined) -> volume rendering (through the appearance model: environment lighting, per-photo codes) ->
 MSE against the photo, plus the geometry regularisers the run chose (SDF eikonal/curvature, distortion,
-SfM points). Photos with alpha are trained over random background colours so that the field must be
-transparent where the object is not. All randomness comes from the checkpointed generator.
+SfM points, free space in front of them). Photos with alpha are trained over random background colours
+so that the field must be transparent where the object is not. All randomness comes from the
+checkpointed generator.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from t23d.field.nerf import NeRFField
 from t23d.field.sdf import apply_sharpness_floor, sdf_regulariser_losses
 from t23d.reconstruct.config import ReconstructConfig
 from t23d.reconstruct.fewview import apply_visible_levels, sparse_point_loss
+from t23d.reconstruct.free_space import free_space_loss
 from t23d.render.cameras import Cameras
 from t23d.render.pose_refine import PoseCorrections
 from t23d.render.rays import Rays, camera_rays
@@ -53,6 +55,9 @@ class TrainImages:
     """[T] long indices of training images."""
     points: Tensor | None = None
     """[P, 3] SfM points inside the field's box (normalised frame, on the device), or None."""
+    free_space: Tensor | None = None
+    """[S, 2, 3] segments from the training cameras to the sparse points they saw, inside the field's box
+    (:func:`t23d.reconstruct.free_space.free_space_segments`), when the run uses the free-space loss."""
     unseen: tuple[Tensor, Tensor] | None = None
     """Space no warm-start view observed, near its surface: points [U, 3] and the warm start's signed
     distance there [U] (:func:`t23d.reconstruct.warm_start.load_unseen`), or None."""
@@ -172,9 +177,9 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
         losses["distortion"] = w_dist * out.distortion
     t0 = time.perf_counter()
     losses.update(sdf_regulariser_losses(state.field, out.points, cfg.sdf_training, step, gen))
+    surface = math.log(2.0) / step_size(state.field, cfg.render)  # one step 50 % opaque
     w_points = cfg.sparse_points.at(step)
     if w_points > 0 and data.points is not None:
-        surface = math.log(2.0) / step_size(state.field, cfg.render)  # one step 50 % opaque
         losses["sfm_points"] = w_points * sparse_point_loss(
             state.field,
             data.points,
@@ -182,6 +187,10 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
             gen,
             surface,
             max_distance=cfg.sparse_points_max_distance.at(step),
+        )
+    if data.free_space is not None and cfg.free_space.weight > 0:
+        losses["free_space"] = cfg.free_space.weight * free_space_loss(
+            state.field, data.free_space, cfg.free_space.samples_per_step, gen, surface
         )
     w_unseen = cfg.warm_start.unseen_weight
     if w_unseen > 0 and data.unseen is not None and state.field.is_sdf:

@@ -90,6 +90,45 @@ def test_a_saved_model_gives_the_same_points_without_matching_again(posed, tmp_p
     assert torch_equal(again.points, first.points)
     assert np.array_equal(again.world_from_normalised, first.world_from_normalised)
     assert again.support_plane.to_dict() == first.support_plane.to_dict()
+    assert torch_equal(again.point_views, first.point_views)
+
+
+def test_each_point_knows_the_training_photos_that_saw_it(posed):
+    """The points' tracks come with them (``point_views``: point, photo), indexed in the dataset's own
+    photos with a hold-out split: each point projects, in each photo said to see it, within a pixel of
+    where the features were matched."""
+    import torch
+
+    from t23d.data import DataConfig, load_dataset
+    from t23d.render.cameras import Cameras
+    from t23d.render.diffrast import project
+
+    ds = load_dataset(posed, DataConfig(holdout_every=3))
+    views = ds.point_views
+    assert views is not None and views.dtype == torch.int64 and views.shape[1] == 2
+    assert len(views) >= 3 * len(ds.points)  # every kept point was seen by at least 3 photos
+    assert set(views[:, 1].tolist()) <= set(ds.train_indices)  # held-out photos are not triangulated
+    assert set(views[:, 0].tolist()) == set(range(len(ds.points)))
+    rec = ds.sfm_model
+    observed = {}  # point index -> pixel positions of its matched features, from the model's own tracks
+    for k, pid in enumerate(sorted(rec.points3D)):
+        observed[k] = np.array(
+            [rec.images[e.image_id].points2D[e.point2D_idx].xy for e in rec.points3D[pid].track.elements]
+        )
+    cams = Cameras(ds.c2w, ds.intrinsics, ds.width, ds.height)
+    xy = project(ds.points, cams)  # [N, P, 3] every point in every photo
+    pix = xy[views[:, 1], views[:, 0], :2].double().numpy()
+    assert (xy[views[:, 1], views[:, 0], 2] > 0).all()  # in front of the camera
+    nearest = [np.linalg.norm(observed[int(k)] - p, axis=1).min() for k, p in zip(views[:, 0], pix)]
+    assert np.max(nearest) < 1.0, np.max(nearest)
+    # a photo off by one would put the points many pixels away (the cameras are 15 degrees apart)
+    shifted = [
+        int(ds.train_indices[(ds.train_indices.index(int(i)) + 1) % len(ds.train_indices)])
+        for i in views[:, 1]
+    ]
+    wrong = xy[shifted, views[:, 0], :2].double().numpy()
+    far = [np.linalg.norm(observed[int(k)] - p, axis=1).min() for k, p in zip(views[:, 0], wrong)]
+    assert np.median(far) > 3.0, np.median(far)
 
 
 def torch_equal(a, b) -> bool:
