@@ -74,7 +74,12 @@ def resolve_for_capture(cfg: ReconstructConfig, dataset: Any) -> tuple[Reconstru
 def free_space_plan(cfg: ReconstructConfig, dataset: Any) -> dict[str, Any]:
     """Whether the run uses the free-space loss on ``dataset`` and why (logged; for ``run.json`` and
     ``metrics.json``)."""
-    from t23d.reconstruct.free_space import free_space_enabled, free_space_report, free_space_segments
+    from t23d.reconstruct.free_space import (
+        cone_slopes,
+        free_space_enabled,
+        free_space_report,
+        free_space_segments,
+    )
 
     masked = dataset.alphas is not None
     views = getattr(dataset, "point_views", None)
@@ -88,6 +93,7 @@ def free_space_plan(cfg: ReconstructConfig, dataset: Any) -> dict[str, Any]:
                 dataset.train_indices,
                 cfg.field.bound,
                 cfg.free_space.margin,
+                cone_slopes(dataset.intrinsics, cfg.free_space.cone_px),
             )
         )
     report = free_space_report(cfg.free_space, masked, views, segments)

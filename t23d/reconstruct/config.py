@@ -280,6 +280,7 @@ def validate_reconstruct_config(cfg: ReconstructConfig) -> None:
         Rule("free_space.weight", is_number(0), "a number >= 0 (0: off)"),
         Rule("free_space.margin", is_number(0), "a number >= 0 (normalised units)"),
         Rule("free_space.samples_per_step", is_int(1), "an integer >= 1"),
+        Rule("free_space.cone_px", is_number(0), "a number >= 0 (pixels; 0: the segment alone)"),
     ]
     validate_training_config(cfg, rules)
     if (

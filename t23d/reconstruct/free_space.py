@@ -20,7 +20,6 @@ already, through the silhouettes.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -29,8 +28,6 @@ from torch import Tensor
 
 if TYPE_CHECKING:
     from t23d.field.nerf import NeRFField
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,6 +44,10 @@ class FreeSpaceConfig:
     each segment: the point's own error and the surface it lies on."""
     samples_per_step: int = 2048
     """Points drawn along the segments per step (one random segment and position each)."""
+    cone_px: float = 0.0
+    """Radius (pixels of the photo) of a cone around each segment whose points count as free too (0: the
+    segment alone). A matched feature describes a patch of pixels around the point, each of which saw the
+    same surface; a line alone lets the field keep solid a hair's breadth beside it."""
 
 
 def free_space_segments(
@@ -56,22 +57,30 @@ def free_space_segments(
     train_indices: list[int],
     bound: float,
     margin: float,
+    cone_slope: Tensor | None = None,
 ) -> Tensor:
-    """The empty segments ``[S, 2, 3]`` (start, end) inside the box ``[-bound, bound]^3``: for each pair
-    ``(point, image)`` of ``point_views`` [E, 2] whose image is a training image, the segment from the
-    camera centre (``c2w`` [N, 4, 4]) to ``points`` [P, 3], shortened by ``margin`` at the point's end and
-    clipped to the box. Pairs whose segment misses the box (or is shorter than the margin) are dropped."""
-    empty = torch.zeros(0, 2, 3)
+    """The empty segments ``[S, 2, 4]`` (start and end: position and cone radius) inside the box
+    ``[-bound, bound]^3``: for each pair ``(point, image)`` of ``point_views`` [E, 2] whose image is a
+    training image, the segment from the camera centre (``c2w`` [N, 4, 4]) to ``points`` [P, 3],
+    shortened by ``margin`` at the point's end and clipped to the box. ``cone_slope`` [N] (None: 0): each
+    camera's cone radius per unit of distance from it (:func:`cone_slopes`). Pairs whose segment misses
+    the box (or is shorter than the margin) are dropped."""
+    empty = torch.zeros(0, 2, 4)
     if len(point_views) == 0:
         return empty
     train = torch.zeros(len(c2w), dtype=torch.bool)
     train[torch.as_tensor(train_indices, dtype=torch.long)] = True
     views = point_views[train[point_views[:, 1]]]
     origin = c2w[views[:, 1], :3, 3].double()  # [E, 3]
+    slope = (
+        torch.zeros(len(views), dtype=torch.float64)
+        if cone_slope is None
+        else cone_slope[views[:, 1]].double()
+    )
     d = points[views[:, 0]].double() - origin
     length = d.norm(dim=-1)
     keep = length > margin
-    origin, d, length = origin[keep], d[keep], length[keep]
+    origin, d, length, slope = origin[keep], d[keep], length[keep], slope[keep]
     end = (length - margin) / length  # segment parameter of the shortened end
     # slab clipping of origin + t d, t in [0, end], to the box
     with torch.no_grad():
@@ -85,7 +94,15 @@ def free_space_segments(
         return empty
     a = origin[hit] + lo[hit, None] * d[hit]
     b = origin[hit] + hi[hit, None] * d[hit]
-    return torch.stack([a, b], 1).float()
+    ra = (slope[hit] * lo[hit] * length[hit])[:, None]  # cone radius at each end
+    rb = (slope[hit] * hi[hit] * length[hit])[:, None]
+    return torch.stack([torch.cat([a, ra], -1), torch.cat([b, rb], -1)], 1).float()
+
+
+def cone_slopes(intrinsics: Tensor, cone_px: float) -> Tensor:
+    """Per camera (``intrinsics`` [N, 4] ``fx, fy, cx, cy``), the radius per unit of distance of a cone of
+    ``cone_px`` pixels around a ray."""
+    return cone_px / intrinsics[:, :2].double().mean(-1)
 
 
 def free_space_enabled(cfg: FreeSpaceConfig, masked: bool, point_views: Tensor | None) -> bool:
@@ -125,13 +142,22 @@ def free_space_report(
 def free_space_loss(
     field_: NeRFField, segments: Tensor, num: int, generator: torch.Generator, surface_density: float
 ) -> Tensor:
-    """The mean free-space penalty at ``num`` random points of random ``segments`` [S, 2, 3] (on the
-    field's device): ``relu(-sdf)`` for SDF fields, ``min(sigma / surface_density, 1)`` for density
+    """The mean free-space penalty at ``num`` random points of random ``segments`` [S, 2, 4] (on the
+    field's device; :func:`free_space_segments`), each point uniform in the disc of the segment's cone
+    radius across it: ``relu(-sdf)`` for SDF fields, ``min(sigma / surface_density, 1)`` for density
     fields."""
     pick = torch.randint(len(segments), (num,), generator=generator).to(segments.device)
     t = torch.rand(num, 1, generator=generator).to(segments.device)
     seg = segments[pick]
-    x = seg[:, 0] + t * (seg[:, 1] - seg[:, 0])
+    a, b = seg[:, 0, :3], seg[:, 1, :3]
+    x = a + t * (b - a)
+    radius = seg[:, 0, 3:] + t * (seg[:, 1, 3:] - seg[:, 0, 3:])  # [num, 1]
+    if bool((radius > 0).any()):
+        axis = torch.nn.functional.normalize(b - a, dim=-1)
+        g = torch.randn(num, 3, generator=generator).to(segments.device)
+        across = torch.nn.functional.normalize(g - (g * axis).sum(-1, keepdim=True) * axis, dim=-1)
+        u = torch.rand(num, 1, generator=generator).to(segments.device)
+        x = x + radius * u.sqrt() * across
     if field_.is_sdf:
         return torch.relu(-field_.sdf(x)).mean()  # type: ignore[union-attr]
     sigma = field_.density(x)  # type: ignore[operator]

@@ -163,7 +163,7 @@ def _train_images(
 ) -> TrainImages:
     from t23d.data.normalise import isolated_points
     from t23d.reconstruct.fewview import sparse_points_inside
-    from t23d.reconstruct.free_space import free_space_enabled, free_space_segments
+    from t23d.reconstruct.free_space import cone_slopes, free_space_enabled, free_space_segments
 
     bound = cfg.field.bound
 
@@ -186,6 +186,7 @@ def _train_images(
             dataset.train_indices,
             bound,
             cfg.free_space.margin,
+            cone_slopes(dataset.intrinsics, cfg.free_space.cone_px),
         )
         free_space = free_space.to(device) if len(free_space) else None
     return TrainImages(

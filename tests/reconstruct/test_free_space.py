@@ -38,7 +38,7 @@ def test_segments_run_from_the_camera_to_short_of_the_point_inside_the_box():
     )
     views = torch.tensor([[0, 0], [1, 0], [2, 1], [0, 2], [0, 3]])  # camera 2 is held out below
     seg = free_space_segments(points, views, c2w, [0, 1, 3], bound=1.0, margin=0.05)
-    assert seg.shape == (3, 2, 3)
+    assert seg.shape == (3, 2, 4)
     expected = torch.tensor(
         [
             [[0.0, 0.0, 1.0], [0.0, 0.0, 0.55]],  # enters the box at z = 1, stops 0.05 before the point
@@ -46,18 +46,23 @@ def test_segments_run_from_the_camera_to_short_of_the_point_inside_the_box():
             [[0.0, 0.0, 1.0], [0.0, 0.0, 0.55]],  # camera 3 stands just outside: clipped at z = 1 as well
         ]
     )
-    assert torch.allclose(seg, expected, atol=1e-6), seg
+    assert torch.allclose(seg[..., :3], expected, atol=1e-6), seg
+    assert (seg[..., 3] == 0).all()  # no cone
+    # a cone of slope 0.01: its radius grows with the distance from the camera (4 at z = 1, 4.45 at z = 0.55)
+    slope = torch.tensor([0.01, 0.02, 0.03, 0.04])
+    cone = free_space_segments(points, views, c2w, [0, 1, 3], bound=1.0, margin=0.05, cone_slope=slope)
+    assert torch.allclose(cone[..., :3], seg[..., :3]) and torch.allclose(
+        cone[0, :, 3], torch.tensor([0.04, 0.0445])
+    )
+    assert torch.allclose(cone[2, :, 3], 0.04 * torch.tensor([0.02, 0.47]))  # camera 3, 0.02 from the box
     # the (point 0, camera 1) and (point 2, camera 0) pairs give nothing: the segment misses the box,
     # and camera 2 (held out) is not used; a point closer than the margin gives no segment either
     near = free_space_segments(
         torch.tensor([[0.0, 0.0, 0.99]]), torch.tensor([[0, 0]]), camera_at(0, 0, 1.02)[None], [0], 1.0, 0.05
     )
-    assert near.shape == (0, 2, 3)
-    assert free_space_segments(points, torch.zeros(0, 2, dtype=torch.long), c2w, [0], 1.0, 0.05).shape == (
-        0,
-        2,
-        3,
-    )
+    assert near.shape == (0, 2, 4)
+    no_views = torch.zeros(0, 2, dtype=torch.long)
+    assert free_space_segments(points, no_views, c2w, [0], 1.0, 0.05).shape == (0, 2, 4)
 
 
 def sphere_field(radius: float) -> NeRFField:
@@ -78,11 +83,30 @@ def sphere_field(radius: float) -> NeRFField:
 def test_the_loss_is_the_mean_depth_of_the_samples_inside_the_solid():
     f = sphere_field(0.5)
     gen = torch.Generator().manual_seed(0)
-    outside = torch.tensor([[[0.0, 0.0, 1.0], [0.0, 0.9, 1.0]]])  # never inside the sphere
+    outside = torch.tensor([[[0.0, 0.0, 1.0, 0.0], [0.0, 0.9, 1.0, 0.0]]])  # never inside the sphere
     assert float(free_space_loss(f, outside, 256, gen, 10.0)) == 0.0
-    through = torch.tensor([[[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]]])
+    through = torch.tensor([[[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, -1.0, 0.0]]])
     # samples uniform on z in [-1, 1]: relu(0.5 - |z|) averages 0.125
     assert float(free_space_loss(f, through, 20000, gen, 10.0)) == pytest.approx(0.125, abs=0.005)
+
+
+def test_a_cone_around_the_segment_reaches_solid_beside_it():
+    """A line of sight passing 0.05 beside the sphere costs nothing; its cone of radius 0.1 (the patch of
+    pixels the feature was matched on) reaches into the sphere, and every sample stays within the cone."""
+    f = sphere_field(0.5)
+    gen = torch.Generator().manual_seed(0)
+    line = torch.tensor([[[0.55, 0.0, 1.0, 0.0], [0.55, 0.0, -1.0, 0.0]]])
+    assert float(free_space_loss(f, line, 4000, gen, 10.0)) == 0.0
+    cone = line.clone()
+    cone[..., 3] = 0.1
+    assert float(free_space_loss(f, cone, 4000, gen, 10.0)) > 0.0
+    seen = []
+    f_sdf = f.sdf
+    f.sdf = lambda x: seen.append(x) or f_sdf(x)  # type: ignore[method-assign]
+    free_space_loss(f, cone, 4000, gen, 10.0)
+    x = seen[0]
+    across = (x[:, :2] - torch.tensor([0.55, 0.0])).norm(dim=-1)
+    assert float(across.max()) <= 0.1 + 1e-6 and float(across.mean()) > 0.05  # uniform in the disc: 2/3 r
 
 
 def test_minimising_it_opens_a_tunnel_along_the_line_of_sight_and_nowhere_else():
@@ -93,7 +117,7 @@ def test_minimising_it_opens_a_tunnel_along_the_line_of_sight_and_nowhere_else()
     f = NeRFField(FieldConfig(geometry="sdf", sdf=SDFConfig(init_radius=0.5), grid=grid), generator=gen)
     held = torch.rand(2000, 3, generator=gen) * 2 - 1
     held = held[held.norm(dim=-1) < 0.95]
-    through = torch.tensor([[[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]]])
+    through = torch.tensor([[[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, -1.0, 0.0]]])
     opt = torch.optim.Adam(f.parameters(), lr=1e-2)
 
     def fit(points: torch.Tensor, steps: int, free_space: bool) -> None:
@@ -121,7 +145,7 @@ def test_density_fields_are_pushed_below_the_surface_density():
     f = NeRFField(FieldConfig(grid=HashGridConfig(n_levels=4, log2_hashmap_size=10, implementation="torch")))
     assert not f.is_sdf
     gen = torch.Generator().manual_seed(0)
-    seg = torch.tensor([[[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]]])
+    seg = torch.tensor([[[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, -1.0, 0.0]]])
     x = torch.linspace(-1, 1, 200)[:, None] * torch.tensor([[0.0, 0.0, 1.0]])
     with torch.no_grad():
         sigma = f.density(x)
@@ -206,8 +230,8 @@ def test_an_unmasked_run_trains_with_free_space_along_its_segments():
     plan = free_space_plan(cfg, capture)
     assert plan["on"] and plan["segments"] == 2 and plan["weight"] == 0.1  # camera 2 is held out
     data = _train_images(capture, None, torch.device("cpu"), cfg)
-    assert data.free_space is not None and data.free_space.shape == (2, 2, 3)
-    assert torch.allclose(data.free_space[0], torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]]))
+    assert data.free_space is not None and data.free_space.shape == (2, 2, 4)
+    assert torch.allclose(data.free_space[0, :, :3], torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]]))
     state = build_reconstruct_state(
         cfg, ContractedBackground(), torch.device("cpu"), 4, capture.train_indices
     )
