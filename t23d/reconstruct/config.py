@@ -128,8 +128,8 @@ class ReconstructConfig:
     """SfM points further than this from the surface (normalised units) give that loss no gradient
     (outliers); the few-view plan starts it far and shrinks it (``FewViewConfig.sparse_points_reach``)."""
     free_space: FreeSpaceConfig = _field(default_factory=FreeSpaceConfig)
-    """The free-space loss along the rays from each camera to the sparse points it saw (on by default
-    for photos without masks; :mod:`t23d.reconstruct.free_space`)."""
+    """The free-space loss along the rays from each camera to the sparse points it saw (opt-in:
+    ``free_space.mode: auto`` for photos without masks; :mod:`t23d.reconstruct.free_space`)."""
     lr_decay_start: int = 1000
     """Learning rates decay exponentially (to 10% at the last step) after this step."""
     checkpoint_every: int = 1000

@@ -156,9 +156,10 @@ def test_density_fields_are_pushed_below_the_surface_density():
     assert sum(float(p.grad.abs().sum()) for p in f.parameters() if p.grad is not None) > 0
 
 
-def test_it_is_on_for_unmasked_photos_with_tracks_unless_turned_off():
+def test_auto_is_on_for_unmasked_photos_with_tracks_and_the_default_is_off():
     views = torch.tensor([[0, 0]])
-    auto = FreeSpaceConfig()
+    assert not free_space_enabled(FreeSpaceConfig(), masked=False, point_views=views)  # opt-in
+    auto = FreeSpaceConfig(mode="auto")
     assert free_space_enabled(auto, masked=False, point_views=views)
     assert not free_space_enabled(auto, masked=True, point_views=views)  # silhouettes carve already
     assert free_space_enabled(FreeSpaceConfig(mode="on"), masked=True, point_views=views)
@@ -225,7 +226,9 @@ def test_an_unmasked_run_trains_with_free_space_along_its_segments():
     from t23d.reconstruct.run import _train_images
     from t23d.reconstruct.train import build_reconstruct_state, photometric_step
 
-    cfg = dataclasses.replace(reconstruct_preset("fast", "sdf"), rays_per_batch=64)
+    cfg = dataclasses.replace(
+        reconstruct_preset("fast", "sdf"), rays_per_batch=64, free_space=FreeSpaceConfig(mode="auto")
+    )
     capture = unmasked_capture()
     plan = free_space_plan(cfg, capture)
     assert plan["on"] and plan["segments"] == 2 and plan["weight"] == 0.1  # camera 2 is held out
