@@ -74,29 +74,11 @@ def resolve_for_capture(cfg: ReconstructConfig, dataset: Any) -> tuple[Reconstru
 def free_space_plan(cfg: ReconstructConfig, dataset: Any) -> dict[str, Any]:
     """Whether the run uses the free-space loss on ``dataset`` and why (logged; for ``run.json`` and
     ``metrics.json``)."""
-    from t23d.reconstruct.free_space import (
-        cone_slopes,
-        free_space_enabled,
-        free_space_report,
-        free_space_segments,
-    )
+    from t23d.reconstruct.free_space import dataset_segments, free_space_report
 
-    masked = dataset.alphas is not None
-    views = getattr(dataset, "point_views", None)
-    segments = 0
-    if free_space_enabled(cfg.free_space, masked, views):
-        segments = len(
-            free_space_segments(
-                dataset.points,
-                views,
-                dataset.c2w,
-                dataset.train_indices,
-                cfg.field.bound,
-                cfg.free_space.margin,
-                cone_slopes(dataset.intrinsics, cfg.free_space.cone_px),
-            )
-        )
-    report = free_space_report(cfg.free_space, masked, views, segments)
+    segments = dataset_segments(cfg.free_space, dataset, cfg.field.bound)
+    masked, views = dataset.alphas is not None, getattr(dataset, "point_views", None)
+    report = free_space_report(cfg.free_space, masked, views, 0 if segments is None else len(segments))
     log.info(
         "free space in front of the sparse points: %s (%s)", "on" if report["on"] else "off", report["reason"]
     )

@@ -109,6 +109,18 @@ def cone_slopes(intrinsics: Tensor, cone_px: float) -> Tensor:
     return cone_px / intrinsics[:, :2].double().mean(-1)
 
 
+def dataset_segments(cfg: FreeSpaceConfig, dataset: Any, bound: float) -> Tensor | None:
+    """The segments of ``dataset`` (a :class:`~t23d.data.dataset.PhotoDataset`) when ``cfg`` uses the loss
+    on it (:func:`free_space_enabled`), else None; ``bound`` is the field's half-size."""
+    views = getattr(dataset, "point_views", None)
+    if not free_space_enabled(cfg, dataset.alphas is not None, views):
+        return None
+    slopes = cone_slopes(dataset.intrinsics, cfg.cone_px)
+    return free_space_segments(
+        dataset.points, views, dataset.c2w, dataset.train_indices, bound, cfg.margin, slopes
+    )
+
+
 def free_space_enabled(cfg: FreeSpaceConfig, masked: bool, point_views: Tensor | None) -> bool:
     """Whether a run uses the loss: ``cfg.mode`` for photos with masks (``masked``) or without, when the
     capture's points have tracks (``point_views``)."""

@@ -163,7 +163,7 @@ def _train_images(
 ) -> TrainImages:
     from t23d.data.normalise import isolated_points
     from t23d.reconstruct.fewview import sparse_points_inside
-    from t23d.reconstruct.free_space import cone_slopes, free_space_enabled, free_space_segments
+    from t23d.reconstruct.free_space import dataset_segments
 
     bound = cfg.field.bound
 
@@ -177,18 +177,8 @@ def _train_images(
     if pts is not None:  # SfM outliers would pull the surface into the air
         pts = pts[~torch.from_numpy(isolated_points(pts.numpy()))]
         pts = pts if len(pts) else None
-    free_space = None
-    if free_space_enabled(cfg.free_space, alphas is not None, dataset.point_views):
-        free_space = free_space_segments(
-            dataset.points,
-            dataset.point_views,
-            dataset.c2w,
-            dataset.train_indices,
-            bound,
-            cfg.free_space.margin,
-            cone_slopes(dataset.intrinsics, cfg.free_space.cone_px),
-        )
-        free_space = free_space.to(device) if len(free_space) else None
+    free_space = dataset_segments(cfg.free_space, dataset, bound)
+    free_space = free_space.to(device) if free_space is not None and len(free_space) else None
     return TrainImages(
         cams,
         images.clamp(0, 1).to(device),

@@ -56,8 +56,9 @@ class TrainImages:
     points: Tensor | None = None
     """[P, 3] SfM points inside the field's box (normalised frame, on the device), or None."""
     free_space: Tensor | None = None
-    """[S, 2, 3] segments from the training cameras to the sparse points they saw, inside the field's box
-    (:func:`t23d.reconstruct.free_space.free_space_segments`), when the run uses the free-space loss."""
+    """[S, 2, 4] segments from the training cameras to the sparse points they saw, inside the field's box,
+    with their cone radii (:func:`t23d.reconstruct.free_space.free_space_segments`), when the run uses the
+    free-space loss."""
     unseen: tuple[Tensor, Tensor] | None = None
     """Space no warm-start view observed, near its surface: points [U, 3] and the warm start's signed
     distance there [U] (:func:`t23d.reconstruct.warm_start.load_unseen`), or None."""
