@@ -55,8 +55,8 @@ def test_segments_run_from_the_camera_to_short_of_the_point_inside_the_box():
         cone[0, :, 3], torch.tensor([0.04, 0.0445])
     )
     assert torch.allclose(cone[2, :, 3], 0.04 * torch.tensor([0.02, 0.47]))  # camera 3, 0.02 from the box
-    # the (point 0, camera 1) and (point 2, camera 0) pairs give nothing: the segment misses the box,
-    # and camera 2 (held out) is not used; a point closer than the margin gives no segment either
+    # the (point 2, camera 1) pair gives nothing (its segment misses the box), nor (point 0, camera 2)
+    # (camera 2 is held out); a point closer than the margin gives no segment either
     near = free_space_segments(
         torch.tensor([[0.0, 0.0, 0.99]]), torch.tensor([[0, 0]]), camera_at(0, 0, 1.02)[None], [0], 1.0, 0.05
     )
