@@ -17,6 +17,13 @@ exported texture can hold the albedo (relightable in an engine) instead of the c
   the simplest physical form of NeRF-W / nerfacto appearance embeddings), applied to everything the photo
   shows (the object, and the surroundings when they are part of the photo). ``"lighting"``: the same plus
   a per-photo change of the SH environment (needs ``shading = "sh"``): lighting that differs between photos.
+- ``local_codes = D > 0``: light that changes *across the surface* from photo to photo (moving shadows,
+  which neither a gain nor a distant environment can explain; NeRF-W's appearance embedding, in a form
+  that keeps the neutral code exact). Each photo has a code ``c`` [D] and the linear radiance is
+  multiplied by ``exp(A(f) c)``, where ``A(f)`` [3, D] comes from a small MLP of the sample's geometry
+  features ``f``. Without it the field explains such changes with geometry (floaters and skirts in front
+  of the surfaces whose shading varies). It is linear in the code, so the zero code changes nothing and
+  is, at every point, the training photos' average log-radiance; it is never baked.
 
 Per-photo codes are constrained to zero mean over the training photos, so the **zero code** (used for
 held-out views, previews and the exported asset) is the training photos' average appearance.
@@ -72,6 +79,11 @@ class AppearanceConfig:
     surfaces); ``False`` detaches the normals."""
     specular_hidden_dim: int = 32
     """Width of the specular tint's hidden layer."""
+    local_codes: int = 0
+    """Size of each photo's code for light that varies across the surface from photo to photo (moving
+    shadows): a per-photo, per-point gain on the radiance (see the module docstring). 0: off."""
+    local_hidden_dim: int = 32
+    """Width of the hidden layer of the MLP that turns geometry features into the local gains' basis."""
 
 
 def _check(cfg: AppearanceConfig) -> None:
@@ -88,6 +100,10 @@ def _check(cfg: AppearanceConfig) -> None:
             "appearance.per_image: 'lighting' needs appearance.shading 'sh' (a per-photo environment "
             f"lights the albedo); got shading {cfg.shading!r}. Use per_image 'exposure' instead"
         )
+    for key, least in (("local_codes", 0), ("local_hidden_dim", 1)):
+        value = getattr(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ConfigError(f"appearance.{key}: invalid value {value!r}; accepted: an integer >= {least}")
 
 
 class Appearance(nn.Module):
@@ -126,6 +142,11 @@ class Appearance(nn.Module):
                 self.specular_strength.weight.normal_(0.0, 0.01, generator=generator)
                 self.specular_strength.bias.fill_(-7.0)  # k ~ 0.001: highlights start off
             self.specular_tint = make_mlp(17, 3, cfg.specular_hidden_dim, 1, generator)
+        self.image_local = None
+        self.local_basis = None
+        if cfg.local_codes > 0:  # codes start at zero: no local change until the photos ask for one
+            self.image_local = nn.Parameter(torch.zeros(num_images, cfg.local_codes))
+            self.local_basis = make_mlp(geo_feat_dim, 3 * cfg.local_codes, cfg.local_hidden_dim, 1, generator)
 
     @property
     def shaded(self) -> bool:
@@ -141,6 +162,15 @@ class Appearance(nn.Module):
         if image_ids is None or self.cfg.per_image == "none":
             return None
         return self._centred(self.image_log_gain)[image_ids].exp()
+
+    def local_log_gains(self, features: Tensor, image_ids: Tensor | None) -> Tensor | None:
+        """Per-point log gains ``A(features) c`` [N, 3] of the photos ``image_ids`` [N] (one per sample)
+        with geometry ``features`` [N, G]; None without local codes or for the neutral code."""
+        if image_ids is None or self.image_local is None or self.local_basis is None:
+            return None
+        codes = self._centred(self.image_local)[image_ids]  # [N, D]
+        basis = self.local_basis(features).view(len(features), 3, -1)  # [N, 3, D]
+        return (basis * codes[:, None, :]).sum(-1)
 
     def irradiance(self, normals: Tensor, image_ids: Tensor | None = None) -> Tensor:
         """Linear irradiance ``E(n)`` [N, 3] >= 0 at unit ``normals`` [N, 3] (per-photo when ``image_ids``
@@ -176,6 +206,9 @@ class Appearance(nn.Module):
         shaded), with geometry ``features`` [N, G], unit ``normals`` [N, 3] (needed when shaded), view
         ``directions`` [N, 3], seen in photos ``image_ids`` [N] (None: the neutral, average appearance)."""
         gains = self.gains(image_ids)
+        local = self.local_log_gains(features, image_ids)
+        if local is not None:
+            gains = local.exp() if gains is None else gains * local.exp()
         if not self.shaded:
             if gains is None:
                 return color

@@ -97,8 +97,9 @@ def ground_plane_for(cfg: ReconstructConfig, dataset: Any) -> list[float] | None
 
 @torch.no_grad()
 def learnt_capture_report(state: TrainingState, dataset: Any) -> dict[str, Any]:
-    """What training learnt about the capture: the environment's SH irradiance and how much the
-    per-photo exposure varies (``appearance``), the pose corrections (``poses``)."""
+    """What training learnt about the capture: the environment's SH irradiance, how much the
+    per-photo exposure varies and the size of the local codes (``appearance``), the pose corrections
+    (``poses``)."""
     out: dict[str, Any] = {}
     app = state.extras.get("appearance")
     if app is not None:
@@ -113,6 +114,13 @@ def learnt_capture_report(state: TrainingState, dataset: Any) -> dict[str, Any]:
                 "max": round(float(stops.max()), 4),
                 "std": round(float(stops.std()), 4) if len(stops) > 1 else 0.0,
             }
+        if app.image_local is not None:
+            codes = app._centred(app.image_local)[app.train_ids]  # [T, D]
+            info["local_codes"] = {
+                "size": codes.shape[1],
+                "norm_mean": round(float(codes.norm(dim=-1).mean()), 4),
+            }
+        if app.cfg.per_image != "none" or app.image_local is not None:
             info["neutral_code"] = "zero (the training photos' average appearance)"
         out["appearance"] = info
     poses = state.extras.get("poses")

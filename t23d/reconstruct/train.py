@@ -66,7 +66,8 @@ class TrainImages:
 
 def uses_appearance(cfg: ReconstructConfig) -> bool:
     """Whether the run has an appearance model (a shading model or per-photo codes)."""
-    return cfg.appearance.shading != "none" or cfg.appearance.per_image != "none"
+    app = cfg.appearance
+    return app.shading != "none" or app.per_image != "none" or app.local_codes > 0
 
 
 def build_reconstruct_state(

@@ -1,4 +1,5 @@
-"""What a photo run decides from its capture: the ground plane of SDF runs."""
+"""What a photo run decides from its capture and reports of it: the ground plane of SDF runs, the
+learnt appearance (local codes)."""
 
 from __future__ import annotations
 
@@ -44,4 +45,60 @@ def test_a_bad_ground_mode_is_refused_by_name():
 
     cfg = dataclasses.replace(reconstruct_preset("fast", "sdf"), input="x", ground="on")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="ground"):
+        validate_reconstruct_config(cfg)
+
+
+def test_local_codes_train_for_the_training_photos_alone_and_are_reported():
+    """A run with local codes: a training step moves the training photos' codes (from zero) and leaves the
+    held-out photo's alone; metrics.json's capture report gives their size."""
+    import torch
+
+    from t23d.field.appearance import AppearanceConfig
+    from t23d.field.background import ContractedBackground
+    from t23d.reconstruct.capture import learnt_capture_report
+    from t23d.reconstruct.run import _train_images
+    from t23d.reconstruct.train import build_reconstruct_state, photometric_step
+    from t23d.render.cameras import look_at
+
+    cfg = dataclasses.replace(
+        reconstruct_preset("fast", "sdf"), rays_per_batch=256, appearance=AppearanceConfig(local_codes=3)
+    )
+    centres = torch.tensor([[0.0, 0.0, 3.0], [3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [-3.0, 0.0, 0.0]])
+    c2w = look_at(centres, torch.zeros(4, 3))
+    capture = SimpleNamespace(
+        images=torch.rand(4, 8, 8, 3, generator=torch.Generator().manual_seed(0)),
+        alphas=None,
+        c2w=c2w,
+        intrinsics=torch.tensor([[8.0, 8.0, 4.0, 4.0]] * 4),
+        width=8,
+        height=8,
+        train_indices=[0, 1, 3],
+        points=None,
+        point_views=None,
+    )
+    data = _train_images(capture, None, torch.device("cpu"), cfg)
+    state = build_reconstruct_state(
+        cfg, ContractedBackground(), torch.device("cpu"), 4, capture.train_indices
+    )
+    codes = state.extras["appearance"].image_local
+    assert codes.shape == (4, 3) and not codes.any()
+    for _ in range(3):
+        photometric_step(cfg, state, data)
+    moved = codes.detach().abs().sum(1)
+    assert (moved[[0, 1, 3]] > 0).all() and moved[2] == 0, moved  # photo 2 is held out
+    report = learnt_capture_report(state, capture)["appearance"]
+    assert report["local_codes"]["size"] == 3 and report["local_codes"]["norm_mean"] > 0
+    assert report["neutral_code"].startswith("zero")
+
+
+def test_a_bad_local_code_size_is_refused_by_name_before_the_run():
+    from t23d.common.errors import ConfigError
+    from t23d.field.appearance import AppearanceConfig
+
+    cfg = dataclasses.replace(
+        reconstruct_preset("fast", "sdf"), input="x", appearance=AppearanceConfig(local_codes=-2)
+    )
+    with pytest.raises(
+        ConfigError, match="'appearance.local_codes': invalid value -2; accepted: an integer >= 0"
+    ):
         validate_reconstruct_config(cfg)
