@@ -246,6 +246,12 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
         help="per-photo appearance codes: none | exposure (exposure + white balance) | lighting (+ light)",
     )
     p.add_argument(
+        "--local-codes",
+        default=None,
+        help="auto | N: per-photo codes of N numbers for light that moves across the surfaces between "
+        "photos (moving shadows); 0: off (default); auto: 8 for unmasked photos, off for masked ones",
+    )
+    p.add_argument(
         "--refine-poses", action="store_true", help="learn small corrections of the photos' camera poses"
     )
     p.add_argument(

@@ -55,7 +55,12 @@ def main(args: argparse.Namespace) -> int:
         changes["export_at_end"] = False
     from t23d.common.config import apply_overrides
 
-    appearance = {"shading": args.shading, "per_image": args.appearance}
+    local = args.local_codes
+    if local is not None and local != "auto":
+        if not local.isdigit():
+            raise T23dError(f"--local-codes {local!r}: give 'auto' or a size (an integer >= 0; 0: off)")
+        local = int(local)
+    appearance = {"shading": args.shading, "per_image": args.appearance, "local_codes": local}
     appearance = {k: v for k, v in appearance.items() if v is not None}
     if appearance:
         changes["appearance"] = apply_overrides(cfg.appearance, appearance, prefix="appearance")

@@ -79,9 +79,11 @@ class AppearanceConfig:
     surfaces); ``False`` detaches the normals."""
     specular_hidden_dim: int = 32
     """Width of the specular tint's hidden layer."""
-    local_codes: int = 0
+    local_codes: int | Literal["auto"] = 0
     """Size of each photo's code for light that varies across the surface from photo to photo (moving
-    shadows): a per-photo, per-point gain on the radiance (see the module docstring). 0: off."""
+    shadows): a per-photo, per-point gain on the radiance (see the module docstring). 0: off. ``auto``
+    is for the run to resolve from its capture before the model is built
+    (:func:`t23d.reconstruct.capture.resolve_for_capture`)."""
     local_hidden_dim: int = 32
     """Width of the hidden layer of the MLP that turns geometry features into the local gains' basis."""
 
@@ -99,6 +101,11 @@ def _check(cfg: AppearanceConfig) -> None:
         raise ConfigError(
             "appearance.per_image: 'lighting' needs appearance.shading 'sh' (a per-photo environment "
             f"lights the albedo); got shading {cfg.shading!r}. Use per_image 'exposure' instead"
+        )
+    if cfg.local_codes == "auto":
+        raise ConfigError(
+            "appearance.local_codes: 'auto' must be resolved from the capture before the model is built "
+            "(reconstruct does this); give a size (an integer >= 0) here"
         )
     for key, least in (("local_codes", 0), ("local_hidden_dim", 1)):
         value = getattr(cfg, key)
@@ -144,7 +151,7 @@ class Appearance(nn.Module):
             self.specular_tint = make_mlp(17, 3, cfg.specular_hidden_dim, 1, generator)
         self.image_local = None
         self.local_basis = None
-        if cfg.local_codes > 0:  # codes start at zero: no local change until the photos ask for one
+        if cfg.local_codes:  # codes start at zero: no local change until the photos ask for one
             self.image_local = nn.Parameter(torch.zeros(num_images, cfg.local_codes))
             self.local_basis = make_mlp(geo_feat_dim, 3 * cfg.local_codes, cfg.local_hidden_dim, 1, generator)
 

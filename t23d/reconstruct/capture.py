@@ -2,7 +2,7 @@
 
 :func:`resolve_for_capture` turns the user's config into the run's resolved config (written to
 ``config.yaml``, so resumes and re-exports use the same choices): the background model, the shading
-model an albedo texture needs, and the few-view regularisers (:mod:`t23d.reconstruct.fewview`).
+model an albedo texture needs, the per-photo local light codes, and the few-view regularisers (:mod:`t23d.reconstruct.fewview`).
 :func:`learnt_capture_report` summarises what training learnt about the capture (environment light,
 per-photo exposure, pose corrections) for ``metrics.json``.
 """
@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from t23d.field.appearance import AppearanceConfig
 from t23d.reconstruct.config import ReconstructConfig, default_background
 from t23d.run.state import TrainingState
 
@@ -28,7 +29,7 @@ def resolve_for_capture(cfg: ReconstructConfig, dataset: Any) -> tuple[Reconstru
     from t23d.reconstruct.fewview import plan_few_view
 
     cfg = dataclasses.replace(cfg, background=default_background(cfg, dataset.alphas is not None))
-    appearance = cfg.appearance
+    appearance, local_light = local_codes_for(cfg.appearance, masked=dataset.alphas is not None)
     if cfg.export.texture == "albedo" and appearance.shading == "none":
         log.info(
             "texture 'albedo': learning a shading model (appearance.shading 'sh') to separate the albedo"
@@ -68,7 +69,35 @@ def resolve_for_capture(cfg: ReconstructConfig, dataset: Any) -> tuple[Reconstru
         "few_view": plan.to_dict(),
         "ground_plane": ground,
         "free_space": free_space_plan(cfg, dataset),
+        "local_light": local_light,
     }
+
+
+AUTO_LOCAL_CODES = 8
+"""Size of the per-photo local light codes ``appearance.local_codes: auto`` gives unmasked photos."""
+
+
+def local_codes_for(appearance: AppearanceConfig, masked: bool) -> tuple[AppearanceConfig, dict[str, Any]]:
+    """``appearance`` with ``local_codes: auto`` resolved for a capture whose photos are ``masked`` (have
+    alpha) or not, and the decision (logged; for ``run.json`` and ``metrics.json``).
+
+    Unmasked photos get :data:`AUTO_LOCAL_CODES`: the surroundings are part of them, and where the light
+    changes between photos the shadows move across the table and walls; without local codes the field
+    explained them with geometry (a skirt under the monkey head: Chamfer-L1 0.049 -> 0.0075 with them,
+    benchmarks/RESULTS.md, session 22). Masked photos get none (not measured there; each step costs
+    more)."""
+    if appearance.local_codes != "auto":
+        size = int(appearance.local_codes)
+        return appearance, {"codes": size, "reason": "set in the config"}
+    if masked:
+        size, reason = 0, "auto: masked photos (the object alone)"
+    else:
+        size, reason = (
+            AUTO_LOCAL_CODES,
+            "auto: unmasked photos (light on the surroundings may change between photos)",
+        )
+    log.info("local light codes: %s (%s)", size or "off", reason)
+    return dataclasses.replace(appearance, local_codes=size), {"codes": size, "reason": reason}
 
 
 def free_space_plan(cfg: ReconstructConfig, dataset: Any) -> dict[str, Any]:

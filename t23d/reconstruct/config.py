@@ -262,7 +262,12 @@ def validate_reconstruct_config(cfg: ReconstructConfig) -> None:
             "'none', 'exposure' or 'lighting'",
             "--appearance",
         ),
-        Rule("appearance.local_codes", is_int(0), "an integer >= 0 (0: off)"),
+        Rule(
+            "appearance.local_codes",
+            lambda v: v == "auto" or is_int(0)(v),
+            "'auto' or an integer >= 0 (0: off)",
+            "--local-codes",
+        ),
         Rule("appearance.local_hidden_dim", is_int(1), "an integer >= 1"),
         Rule("few_view.mode", lambda v: v in ("auto", "on", "off"), "'auto', 'on' or 'off'", "--few-views"),
         Rule("few_view.max_views", is_int(0), "an integer >= 0"),

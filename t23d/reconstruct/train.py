@@ -10,6 +10,7 @@ checkpointed generator.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -67,7 +68,7 @@ class TrainImages:
 def uses_appearance(cfg: ReconstructConfig) -> bool:
     """Whether the run has an appearance model (a shading model or per-photo codes)."""
     app = cfg.appearance
-    return app.shading != "none" or app.per_image != "none" or app.local_codes > 0
+    return app.shading != "none" or app.per_image != "none" or app.local_codes not in (0, "auto")
 
 
 def build_reconstruct_state(
@@ -88,8 +89,13 @@ def build_reconstruct_state(
     occupancy = make_occupancy_grid(field_, cfg.render, device)
     extras: dict[str, torch.nn.Module] = {}
     if uses_appearance(cfg):
+        app_cfg = cfg.appearance
+        if (
+            app_cfg.local_codes == "auto"
+        ):  # new runs resolve it from the capture; runs saved before it had none
+            app_cfg = dataclasses.replace(app_cfg, local_codes=0)
         extras["appearance"] = Appearance(
-            cfg.appearance, max(num_images, 1), train_indices, cfg.field.geo_feat_dim, init_gen
+            app_cfg, max(num_images, 1), train_indices, cfg.field.geo_feat_dim, init_gen
         ).to(device)
         optimizer.add_param_group(
             {"params": list(extras["appearance"].parameters()), "lr": o.lr_mlp, "name": "appearance"}

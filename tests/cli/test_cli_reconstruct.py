@@ -114,6 +114,7 @@ def test_render_rejects_a_folder_that_is_not_a_run(tmp_path):
     [
         (["--scale", "a.png:1,2 b.png:3,4 = 0.3"], "config key 'data.scale' (--scale): invalid value"),
         (["--bbox", "0", "0", "0", "1", "-1", "1"], "config key 'data.bbox' (--bbox): invalid value"),
+        (["--local-codes", "many"], "--local-codes 'many': give 'auto' or a size"),
     ],
 )
 def test_reconstruct_bad_scale_or_bbox(flags, message, tmp_path):

@@ -99,6 +99,40 @@ def test_a_bad_local_code_size_is_refused_by_name_before_the_run():
         reconstruct_preset("fast", "sdf"), input="x", appearance=AppearanceConfig(local_codes=-2)
     )
     with pytest.raises(
-        ConfigError, match="'appearance.local_codes': invalid value -2; accepted: an integer >= 0"
+        ConfigError,
+        match=r"--local-codes \(config key 'appearance.local_codes'\): invalid value -2; accepted: 'auto' or",
     ):
         validate_reconstruct_config(cfg)
+
+
+def test_local_codes_auto_are_on_for_unmasked_photos_and_off_for_masked_ones():
+    from t23d.field.appearance import AppearanceConfig
+    from t23d.reconstruct.capture import AUTO_LOCAL_CODES, local_codes_for
+
+    auto = AppearanceConfig(local_codes="auto")
+    unmasked, record = local_codes_for(auto, masked=False)
+    assert unmasked.local_codes == AUTO_LOCAL_CODES == record["codes"] and "unmasked" in record["reason"]
+    masked, record = local_codes_for(auto, masked=True)
+    assert masked.local_codes == 0 == record["codes"] and "masked" in record["reason"]
+    given, record = local_codes_for(AppearanceConfig(local_codes=3), masked=True)
+    assert given.local_codes == 3 and record == {"codes": 3, "reason": "set in the config"}
+
+
+def test_a_run_saved_before_local_codes_loads_without_them():
+    """An unresolved ``auto`` (what a config.yaml written before local codes reads as) builds no codes;
+    the model itself refuses an unresolved ``auto``."""
+    import torch
+
+    from t23d.common.errors import ConfigError
+    from t23d.field.appearance import Appearance, AppearanceConfig
+    from t23d.field.background import ContractedBackground
+    from t23d.reconstruct.train import build_reconstruct_state
+
+    cfg = dataclasses.replace(
+        reconstruct_preset("fast", "sdf"),
+        appearance=AppearanceConfig(per_image="exposure", local_codes="auto"),
+    )
+    state = build_reconstruct_state(cfg, ContractedBackground(), torch.device("cpu"), 3)
+    assert state.extras["appearance"].image_local is None
+    with pytest.raises(ConfigError, match="'auto' must be resolved from the capture"):
+        Appearance(AppearanceConfig(local_codes="auto"), num_images=2)
