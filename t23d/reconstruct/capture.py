@@ -82,10 +82,10 @@ def local_codes_for(appearance: AppearanceConfig, masked: bool) -> tuple[Appeara
     alpha) or not, and the decision (logged; for ``run.json`` and ``metrics.json``).
 
     Unmasked photos get :data:`AUTO_LOCAL_CODES`: the surroundings are part of them, and where the light
-    changes between photos the shadows move across the table and walls; without local codes the field
-    explained them with geometry (a skirt under the monkey head: Chamfer-L1 0.049 -> 0.0075 with them,
-    benchmarks/RESULTS.md, session 22). Masked photos get none (not measured there; each step costs
-    more)."""
+    changes between photos the shadows move across the table and walls. Masked photos get none (not
+    measured; each step costs more). ``auto`` is not the default: on the monkey head in a room the codes
+    removed the skirt under the head in one run of three under changing light, and grew one under fixed
+    light (benchmarks/RESULTS.md, session 22)."""
     if appearance.local_codes != "auto":
         size = int(appearance.local_codes)
         return appearance, {"codes": size, "reason": "set in the config"}
