@@ -2,9 +2,10 @@
 
 :func:`resolve_for_capture` turns the user's config into the run's resolved config (written to
 ``config.yaml``, so resumes and re-exports use the same choices): the background model, the shading
-model an albedo texture needs, the per-photo local light codes, and the few-view regularisers (:mod:`t23d.reconstruct.fewview`).
-:func:`learnt_capture_report` summarises what training learnt about the capture (environment light,
-per-photo exposure, pose corrections) for ``metrics.json``.
+model an albedo texture needs, the per-photo local light codes, and the few-view regularisers
+(:mod:`t23d.reconstruct.fewview`). :func:`learnt_capture_report` summarises what training learnt about
+the capture (environment light, per-photo exposure and local codes, pose corrections) for
+``metrics.json``.
 """
 
 from __future__ import annotations

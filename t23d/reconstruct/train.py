@@ -90,9 +90,8 @@ def build_reconstruct_state(
     extras: dict[str, torch.nn.Module] = {}
     if uses_appearance(cfg):
         app_cfg = cfg.appearance
-        if (
-            app_cfg.local_codes == "auto"
-        ):  # new runs resolve it from the capture; runs saved before it had none
+        # 'auto' is resolved from the capture when a run starts (resolve_for_capture); unresolved: none
+        if app_cfg.local_codes == "auto":
             app_cfg = dataclasses.replace(app_cfg, local_codes=0)
         extras["appearance"] = Appearance(
             app_cfg, max(num_images, 1), train_indices, cfg.field.geo_feat_dim, init_gen

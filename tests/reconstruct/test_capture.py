@@ -118,9 +118,9 @@ def test_local_codes_auto_are_on_for_unmasked_photos_and_off_for_masked_ones():
     assert given.local_codes == 3 and record == {"codes": 3, "reason": "set in the config"}
 
 
-def test_a_run_saved_before_local_codes_loads_without_them():
-    """An unresolved ``auto`` (what a config.yaml written before local codes reads as) builds no codes;
-    the model itself refuses an unresolved ``auto``."""
+def test_an_unresolved_auto_builds_no_local_codes_and_the_model_refuses_it():
+    """``auto`` is resolved from the capture when a run starts; a state built from an unresolved config
+    (the API used directly) gets no codes, and the model itself refuses ``auto``."""
     import torch
 
     from t23d.common.errors import ConfigError
