@@ -19,6 +19,7 @@ def _no_run_dirs(out: Path) -> bool:
 
 def test_raw_photos_two_command_path(tmp_path):
     """Raw photos with no poses -> SfM (pycolmap) -> training -> metrics, from one command; then render.
+    ``--local-codes 4`` makes the run build, train and report per-photo local light codes on the way.
 
     The synthetic photos show a busy random texture everywhere (SfM needs features), which a few dozen
     steps cannot fit, so this checks the path, not the quality (see the Blender-format tests for that).
@@ -37,6 +38,8 @@ def test_raw_photos_two_command_path(tmp_path):
         "--device",
         "cpu",
         "--no-export",
+        "--local-codes",
+        "4",
         "--out",
         str(tmp_path / "out"),
     )
@@ -48,6 +51,12 @@ def test_raw_photos_two_command_path(tmp_path):
     assert info["image_size"] == [64, 64]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["num_test_views"] == info["num_test"] >= 2
+    # --local-codes: the per-photo local light codes were built, trained and reported
+    assert info["capture"]["local_light"] == {"codes": 4, "reason": "set in the config"}
+    assert (
+        metrics["appearance"]["local_codes"]["size"] == 4
+        and metrics["appearance"]["local_codes"]["norm_mean"] > 0
+    )
 
     # novel views: the held-out split, and a turntable
     res = run_t23d("render", str(run_dir), "--cameras", "test", "--out", str(tmp_path / "views"))
@@ -117,7 +126,7 @@ def test_render_rejects_a_folder_that_is_not_a_run(tmp_path):
         (["--local-codes", "many"], "--local-codes 'many': give 'auto' or a size"),
     ],
 )
-def test_reconstruct_bad_scale_or_bbox(flags, message, tmp_path):
+def test_reconstruct_bad_scale_bbox_or_local_codes(flags, message, tmp_path):
     data = tmp_path / "data"
     write_blender(SyntheticScene(), data, n_train=2, n_test=1, resolution=16)
     res = run_t23d("reconstruct", str(data), *flags, "--device", "cpu", "--out", str(tmp_path / "out"))
