@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from t23d.field.appearance import Appearance, AppearanceRender
+from t23d.field.appearance import Appearance, AppearanceConfig, AppearanceRender
 from t23d.field.background import Background, BackgroundConfig
 from t23d.field.nerf import NeRFField
 from t23d.field.sdf import apply_sharpness_floor, sdf_regulariser_losses
@@ -65,10 +65,18 @@ class TrainImages:
     distance there [U] (:func:`t23d.reconstruct.warm_start.load_unseen`), or None."""
 
 
+def appearance_config(cfg: ReconstructConfig) -> AppearanceConfig:
+    """``cfg.appearance`` as the model is built from it: ``local_codes: auto`` is resolved from the capture
+    when a run starts (:func:`t23d.reconstruct.capture.resolve_for_capture`); left unresolved, it is none."""
+    if cfg.appearance.local_codes == "auto":
+        return dataclasses.replace(cfg.appearance, local_codes=0)
+    return cfg.appearance
+
+
 def uses_appearance(cfg: ReconstructConfig) -> bool:
     """Whether the run has an appearance model (a shading model or per-photo codes)."""
-    app = cfg.appearance
-    return app.shading != "none" or app.per_image != "none" or app.local_codes not in (0, "auto")
+    app = appearance_config(cfg)
+    return app.shading != "none" or app.per_image != "none" or app.local_codes != 0
 
 
 def build_reconstruct_state(
@@ -89,12 +97,8 @@ def build_reconstruct_state(
     occupancy = make_occupancy_grid(field_, cfg.render, device)
     extras: dict[str, torch.nn.Module] = {}
     if uses_appearance(cfg):
-        app_cfg = cfg.appearance
-        # 'auto' is resolved from the capture when a run starts (resolve_for_capture); unresolved: none
-        if app_cfg.local_codes == "auto":
-            app_cfg = dataclasses.replace(app_cfg, local_codes=0)
         extras["appearance"] = Appearance(
-            app_cfg, max(num_images, 1), train_indices, cfg.field.geo_feat_dim, init_gen
+            appearance_config(cfg), max(num_images, 1), train_indices, cfg.field.geo_feat_dim, init_gen
         ).to(device)
         optimizer.add_param_group(
             {"params": list(extras["appearance"].parameters()), "lr": o.lr_mlp, "name": "appearance"}
