@@ -429,6 +429,35 @@ def build_monkey(seed: int, sources: dict) -> bpy.types.Object:
     return finish(obj, [colourful("palette")])
 
 
+def _candlestick_profile() -> tuple[list[tuple[float, float]], int]:
+    """Profile of a candlestick (a foot that flares out into the table, a thin stem with a knop, a drip
+    pan and a candle) and the index of the first point of the candle."""
+    pts = [(0.0, 0.0), (0.62, 0.0), (0.64, 0.02), (0.62, 0.045)]
+    for k in range(1, 17):  # the flared foot: concave, r = 0.6 -> 0.09 over z 0.045 -> 0.42
+        t = k / 16
+        pts.append((0.09 + 0.53 * (1 - t) ** 2.5, 0.045 + 0.375 * t))
+    pts.append((0.09, 0.62))  # stem
+    for k in range(1, 12):  # knop: a bulge r 0.09 -> 0.17 -> 0.09 over z 0.62 -> 0.82
+        a = math.pi * k / 12
+        pts.append((0.09 + 0.08 * math.sin(a), 0.72 - 0.1 * math.cos(a)))
+    pts += [(0.09, 0.82), (0.08, 1.12)]  # upper stem
+    pts += [(0.34, 1.17), (0.36, 1.2), (0.33, 1.215), (0.13, 1.2)]  # drip pan, its top a shallow dish
+    first_candle = len(pts)
+    pts += [(0.11, 1.21), (0.11, 1.68), (0.07, 1.71), (0.0, 1.72)]  # the candle
+    return pts, first_candle
+
+
+def build_candlestick(seed: int, sources: dict) -> bpy.types.Object:
+    """A candlestick made here: a lathed foot that flares out into the table, a thin stem with a knop and
+    a drip pan (painted glazed ceramic) holding a cream candle."""
+    profile, first_candle = _candlestick_profile()
+    segments = len(profile) - 1
+    obj = lathe("candlestick", profile, materials=[0 if i < first_candle - 1 else 1 for i in range(segments)])
+    normalise(obj)
+    wax, _ = principled("wax", 0.7, (0.93, 0.88, 0.74))
+    return finish(obj, [painted_porcelain("candlestick_paint"), wax])
+
+
 def fuse(obj: bpy.types.Object, parts: list[tuple[bpy.types.Mesh, int]]) -> bpy.types.Object:
     """Normalise ``obj`` (and the world-frame part meshes with it), voxel-remesh it into one outer
     surface and give each face the material index of its nearest part; the part meshes are removed."""
@@ -465,6 +494,7 @@ BUILDERS = {
     "teapot": build_teapot,
     "bowl": build_bowl,
     "monkey": build_monkey,
+    "candlestick": build_candlestick,
 }
 """Object name -> builder ``(seed, sources) -> object``; ``sources`` maps a downloaded source name to a
 JSON file (``{"positions": [[x, y, z]], "cells": [[i, j, k]]}``)."""

@@ -69,6 +69,12 @@ OBJECTS: dict[str, ObjectSpec] = {
         "textured everywhere, ears, deep eye sockets; unseen regions under the chin",
         "blender",
     ),
+    "candlestick": ObjectSpec(
+        "candlestick made in Blender: lathed foot flaring out into the support, thin stem with a knop, "
+        "drip pan; glazed ceramic painted with blue bands and dots, a cream wax candle",
+        "a base that widens into the table (not a fillet), thin stem, a shallow dish",
+        "blender",
+    ),
     "boxsphere": ObjectSpec(
         "t23d.data.synthetic's box + sphere with a fine colourful solid texture, unlit (rendered by "
         "t23d's own Blender-format writer, 2x2 anti-aliased)",

@@ -1,6 +1,6 @@
 """Make t23d's held-out-style benchmark scenes: Blender-rendered objects, Blender-synthetic layout.
 
-    PYTHONPATH=. python benchmarks/scenes/make_scenes.py                 # the six base scenes
+    PYTHONPATH=. python benchmarks/scenes/make_scenes.py                 # the base scenes (every object)
     PYTHONPATH=. python benchmarks/scenes/make_scenes.py duck --path walk --views 20
     PYTHONPATH=. python benchmarks/scenes/make_scenes.py monkey --lighting varying --background room
     PYTHONPATH=. python benchmarks/scenes/make_scenes.py duck --probe 3  # time 3 views, keep nothing
