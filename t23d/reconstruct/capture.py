@@ -43,6 +43,7 @@ def resolve_for_capture(cfg: ReconstructConfig, dataset: Any) -> tuple[Reconstru
             "go to the specular residual"
         )
         field_cfg = dataclasses.replace(field_cfg, view_dependent=False)
+    field_cfg, view = view_dependence_for(cfg, field_cfg, masked=dataset.alphas is not None)
     ground = ground_plane_for(cfg, dataset)
     if ground is not None:
         log.info(
@@ -71,6 +72,29 @@ def resolve_for_capture(cfg: ReconstructConfig, dataset: Any) -> tuple[Reconstru
         "ground_plane": ground,
         "free_space": free_space_plan(cfg, dataset),
         "local_light": local_light,
+        "view_dependence": view,
+    }
+
+
+def view_dependence_for(
+    cfg: ReconstructConfig, field_cfg: Any, masked: bool
+) -> tuple[Any, dict[str, Any]]:
+    """``field_cfg`` (a :class:`~t23d.field.nerf.FieldConfig`) with the colour's view dependence
+    ``cfg.view_dependence`` gives photos that are ``masked`` or not, and the decision (logged; for
+    ``run.json`` and ``metrics.json``): ``auto`` turns it off for unmasked photos."""
+    if not field_cfg.view_dependent:
+        return field_cfg, {"on": False, "reason": "field.view_dependent is off"}
+    if cfg.view_dependence == "field":
+        return field_cfg, {"on": True, "reason": "view_dependence 'field': field.view_dependent"}
+    if masked:
+        return field_cfg, {"on": True, "reason": "auto: masked photos (the object alone)"}
+    log.info(
+        "view dependence: off (auto: unmasked photos; the asset bakes one colour per point, and the "
+        "surroundings' changes are not fitted with the object's colour)"
+    )
+    return dataclasses.replace(field_cfg, view_dependent=False), {
+        "on": False,
+        "reason": "auto: unmasked photos",
     }
 
 

@@ -111,6 +111,14 @@ class ReconstructConfig:
     fillet. ``off`` (the default): the table is learnt like the rest and cut off at export. Opt-in
     because it measured worse (benchmarks/RESULTS.md, session 18): on the unmasked monkey-head capture
     the fillet went, but space under the back of the head filled (Chamfer-L1 0.0066 -> 0.0179)."""
+    view_dependence: Literal["auto", "field"] = "auto"
+    """Whether the colour depends on the view direction. ``auto`` (the default): unmasked photos learn
+    view-independent colour (``field.view_dependent`` off, set when the run starts), masked photos keep
+    ``field.view_dependent``. The asset bakes one colour per surface point, and in unmasked captures a
+    view-dependent colour also let the field fit the surroundings' changes with the object's surface: on
+    the monkey head in a room it gave 31.28 dB / Chamfer-L1 0.0058 under fixed light against 28.25 /
+    0.0071, and +0.5 and +2.4 dB under changing light (benchmarks/RESULTS.md, session 23). ``field``:
+    ``field.view_dependent`` as set, for every capture."""
     appearance: AppearanceConfig = _field(default_factory=AppearanceConfig)
     """Shading model (albedo lit by a learnt environment) and per-photo appearance codes."""
     pose_refinement: PoseRefinementConfig = _field(default_factory=PoseRefinementConfig)

@@ -53,6 +53,9 @@ def test_raw_photos_two_command_path(tmp_path):
     assert metrics["num_test_views"] == info["num_test"] >= 2
     # --local-codes: the per-photo local light codes were built, trained and reported
     assert info["capture"]["local_light"] == {"codes": 4, "reason": "set in the config"}
+    # unmasked photos learn view-independent colour, and the resolved config says so for resumes and exports
+    assert info["capture"]["view_dependence"] == {"on": False, "reason": "auto: unmasked photos"}
+    assert "view_dependent: false" in (run_dir / "config.yaml").read_text()
     assert (
         metrics["appearance"]["local_codes"]["size"] == 4
         and metrics["appearance"]["local_codes"]["norm_mean"] > 0

@@ -136,3 +136,26 @@ def test_an_unresolved_auto_builds_no_local_codes_and_the_model_refuses_it():
     assert state.extras["appearance"].image_local is None
     with pytest.raises(ConfigError, match="'auto' must be resolved from the capture"):
         Appearance(AppearanceConfig(local_codes="auto"), num_images=2)
+
+
+def test_unmasked_photos_learn_view_independent_colour_unless_the_field_is_asked_for():
+    """``view_dependence: auto`` (the default) turns the colour's view dependence off for unmasked photos
+    and keeps it for masked ones; ``field`` keeps ``field.view_dependent`` for both; a field already
+    view-independent stays so. Each decision is recorded with its reason."""
+    from t23d.reconstruct.capture import view_dependence_for
+
+    cfg = reconstruct_preset("default", "sdf")
+    assert cfg.view_dependence == "auto" and cfg.field.view_dependent
+    field, record = view_dependence_for(cfg, cfg.field, masked=False)
+    assert not field.view_dependent and record == {"on": False, "reason": "auto: unmasked photos"}
+    assert dataclasses.replace(field, view_dependent=True) == cfg.field  # nothing else changed
+    field, record = view_dependence_for(cfg, cfg.field, masked=True)
+    assert field is cfg.field and record["on"] and "masked" in record["reason"]
+    kept = dataclasses.replace(cfg, view_dependence="field")
+    field, record = view_dependence_for(kept, kept.field, masked=False)
+    assert field.view_dependent and record["on"]
+    off = dataclasses.replace(cfg.field, view_dependent=False)
+    assert view_dependence_for(kept, off, masked=True) == (
+        off,
+        {"on": False, "reason": "field.view_dependent is off"},
+    )
