@@ -166,6 +166,21 @@ class DataConfig:
     (:func:`t23d.extract.grid.unblend_support`). ``auto``: ``r`` is estimated at export from how far the
     learnt surface's section at the cut height stands out from the wall above it (0 when it does not:
     :func:`t23d.extract.fillet.estimate_support_fillet`), logged and written to ``export.json`` →
-    ``support_fillet``. SDF runs with a support plane only."""
+    ``support_fillet``. SDF runs with a support plane only. Not the default: a base that flares out into
+    the table is a fillet to this measure (a candlestick's foot read 0.47 and was cut away)."""
+    support_base: Literal["cut", "extend"] = "cut"
+    """Where the asset's base ends over a support plane (SDF runs). ``cut`` (the default): at the cut, a
+    flat cap ``support_plane_margin`` above the table (shorter than the object by that much).
+    ``extend``: its section at the cut height continues straight down to the plane, so the asset stands
+    on the table at its true height (:func:`t23d.extract.grid.extend_to_support`). Opt-in: it suits a
+    base standing flat on the table (a candlestick: Chamfer-L1 0.0194 -> 0.0091), but where the object
+    rests on a rounded part the section at the cut holds the learnt fillet, which it extends into a
+    pedestal (a monkey head on its chin: 28.25 -> 25.87 dB; benchmarks/RESULTS.md, session 23)."""
+    support_footprint: bool = True
+    """Over a support plane, let the asset reach along the plane as far as the object's learnt solid
+    does just above the cut, connected to its part inside the object region (SDF runs): a base that
+    spreads out low over the table has its sparse points on the plane, so the region's box (from the
+    points above it) would cut it off square (:func:`t23d.extract.footprint.grow_over_support`; the box
+    used goes to ``export.json`` → ``region``). ``false``: the box as found."""
     triangulation: TriangulationConfig = field(default_factory=TriangulationConfig)
     """Sparse points for posed photos without masks (the object region and support plane come from them)."""

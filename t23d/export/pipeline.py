@@ -92,6 +92,9 @@ class ExportReport:
     support_fillet: dict | None = None
     """How the fillet where a photo run's object meets its support plane was undone: the radius and what
     it was estimated from (:class:`t23d.extract.fillet.FilletEstimate`), or None (not estimated)."""
+    region: dict | None = None
+    """Photo runs over a support plane: the region meshed, grown along the plane to the object's learnt
+    footprint (:class:`t23d.extract.footprint.FootprintGrowth`), or None."""
     normal_map: dict | None = None
     """With a normal map: its ``size``, the texels baked, and ``error_deg`` / ``baseline_deg``: the mean
     angle between the detail normals and the decoded normal map / the asset's plain vertex normals."""
@@ -204,6 +207,7 @@ def export_asset(
     texture_calibration: dict | None = None,
     photos: PhotoSet | None = None,
     support_fillet: dict | None = None,
+    region: dict | None = None,
 ) -> ExportReport:
     """Extract, texture and export the field inside ``aabb`` as ``<out_dir>/<name>.<format>``.
 
@@ -236,6 +240,7 @@ def export_asset(
             mesh (photo runs); required then, unused otherwise.
         support_fillet: how ``sdf_fn``'s fillet at the support plane was undone (written to the report
             as is).
+        region: how ``aabb`` was found (written to the report as is).
 
     Returns:
         An :class:`ExportReport`; the same data is in ``<out_dir>/export.json``.
@@ -287,7 +292,7 @@ def export_asset(
         vertices, faces, color_fn, Path(out_dir), name, cfg, world_transform=world_transform,
         render_field_fn=render_field_fn, fidelity_cameras=fidelity_cameras, threshold=threshold,
         timings=timings, t_start=t_start, normal_fn=normal_fn, texture_calibration=texture_calibration,
-        photos=photos, support_fillet=support_fillet,
+        photos=photos, support_fillet=support_fillet, region=region,
     )  # fmt: skip
 
 
@@ -371,6 +376,7 @@ def _export_mesh(
     texture_calibration: dict | None = None,
     photos: PhotoSet | None = None,
     support_fillet: dict | None = None,
+    region: dict | None = None,
 ) -> ExportReport:
     """The stages after the mesh exists: UV unwrap + bake (or vertex colours), transform, encode, preview,
     fidelity, atomic writes. ``vertices``/``faces`` are in the field frame, outward-oriented."""
@@ -490,6 +496,7 @@ def _export_mesh(
         texture_calibration=texture_calibration,
         photo_texture=stats.get("photo_texture"),
         support_fillet=support_fillet,
+        region=region,
     )
     doc = {"t23d_version": t23d.__version__, **report.to_dict(), "config": to_dict(cfg)}
     try:

@@ -151,6 +151,30 @@ def _checked_plane(plane: np.ndarray, what: str) -> tuple[Tensor, float]:
     return torch.tensor(p[:3], dtype=torch.float32), float(p[3])
 
 
+def extend_to_support(sdf_fn: DensityFn, cut: np.ndarray, support_offset: float) -> DensityFn:
+    """``sdf_fn`` above the ``cut`` plane, and below it its section on the cut continued straight down
+    to the support plane ``n . x = support_offset`` (same normal ``n`` as the cut), empty below that.
+
+    A photo run cuts its asset a little above the table it stands on, to leave the learnt table out;
+    this puts the asset's base back on the table: the object's outline where the cut meets it, extruded
+    along the normal (a prism), closed by a flat cap on the support plane. Above the cut nothing changes.
+    """
+    normal, offset = _checked_plane(cut, "cut plane")
+    drop = offset - float(support_offset)
+    if not (math.isfinite(drop) and drop >= 0):
+        raise ConfigError(f"the support plane must lie below the cut plane; got a drop of {drop}")
+
+    def extended(points: Tensor) -> Tensor:
+        n = normal.to(points.device, points.dtype)
+        h = points @ n - offset  # [N] height above the cut
+        below = h < 0
+        on_cut = torch.where(below[:, None], points - h[:, None] * n, points)
+        s = sdf_fn(on_cut)
+        return torch.maximum(s, -(h + drop).to(s.device, s.dtype))
+
+    return extended
+
+
 def unblend_support(sdf_fn: DensityFn, plane: np.ndarray, radius: float) -> DensityFn:
     """``sdf_fn`` with a smooth blend into the support ``plane`` undone: ``sdf + max(radius - h, 0)**2 /
     (4 radius)`` where ``h = n . x - d`` is the height above the plane (``h`` clamped at 0 below it).

@@ -95,6 +95,22 @@ def cut_plane_of(scene: dict[str, Any], margin: float) -> np.ndarray | None:
     return np.array([*plane["normal"], float(plane["offset"]) + lift], dtype=np.float64)
 
 
+def based_on_support(
+    sdf_fn: Callable | None, scene: dict[str, Any], cut: np.ndarray | None, base: str
+) -> tuple[Callable | None, np.ndarray | None]:
+    """The SDF and the cut plane the asset is meshed with: with ``base`` ``extend`` (and an SDF and a
+    cut), the object's section on the cut continued down to the support plane, which becomes the cut
+    (:func:`t23d.extract.grid.extend_to_support`); otherwise both unchanged (the asset ends at the cut)."""
+    plane = scene.get("support_plane")
+    if base != "extend" or sdf_fn is None or cut is None or not plane:
+        return sdf_fn, cut
+    from t23d.extract.grid import extend_to_support
+
+    support = np.array([*plane["normal"], float(plane["offset"])], dtype=np.float64)
+    logger.info("the asset's base is its section at the cut, extended down to the support plane")
+    return extend_to_support(sdf_fn, cut, float(plane["offset"])), support
+
+
 def _unblended(sdf_fn: Callable | None, scene: dict[str, Any], radius: float) -> Callable | None:
     """``sdf_fn`` with its blend into the scene's support plane undone (``data.support_fillet_radius``;
     :func:`t23d.extract.grid.unblend_support`), or unchanged: no SDF, no plane, or radius 0."""
@@ -107,12 +123,44 @@ def _unblended(sdf_fn: Callable | None, scene: dict[str, Any], radius: float) ->
     return unblend_support(sdf_fn, np.array([*plane["normal"], float(plane["offset"])]), radius)
 
 
+def region_over_support(
+    sdf_fn: Callable | None,
+    scene: dict[str, Any],
+    aabb: torch.Tensor,
+    cut: np.ndarray | None,
+    grow: bool,
+) -> tuple[torch.Tensor, dict[str, Any] | None]:
+    """The region the asset is meshed in: ``aabb`` grown along the support plane to the object's learnt
+    footprint just above the ``cut`` (:func:`t23d.extract.footprint.grow_over_support`) when ``grow``
+    and the run has an SDF and a cut; else ``aabb``. Returns it and the record for ``export.json``."""
+    plane = scene.get("support_plane")
+    if not grow or sdf_fn is None or not plane or cut is None:
+        return aabb, None
+    from t23d.extract.footprint import grow_over_support
+
+    support = np.array([*plane["normal"], float(plane["offset"])], dtype=np.float64)
+    lift = float(cut[3]) - float(plane["offset"])
+    growth = grow_over_support(sdf_fn, support, aabb.numpy(), lift)
+    if growth.grown:
+        logger.info(
+            "the object's base reaches beyond its region along the support plane: region %s -> %s",
+            np.round(aabb.numpy(), 3).tolist(),
+            np.round(np.asarray(growth.box), 3).tolist(),
+        )
+    return torch.tensor(growth.box, dtype=torch.float32), growth.to_dict()
+
+
 def support_fillet_radius(
-    sdf_fn: Callable | None, scene: dict[str, Any], setting: float | str, cut: np.ndarray | None
+    sdf_fn: Callable | None,
+    scene: dict[str, Any],
+    setting: float | str,
+    cut: np.ndarray | None,
+    aabb: torch.Tensor | None = None,
 ) -> tuple[float, dict[str, Any] | None]:
     """The radius ``data.support_fillet_radius`` (``setting``) asks for, and the record of its estimate:
     a number is used as given (no record); ``auto`` is estimated from ``sdf_fn``'s foot at the ``cut``
-    height (:func:`t23d.extract.fillet.estimate_support_fillet`) and logged, or 0 without an SDF, a
+    height inside the region ``aabb`` (default: the scene's box;
+    :func:`t23d.extract.fillet.estimate_support_fillet`) and logged, or 0 without an SDF, a
     support plane or a cut."""
     if setting != "auto":
         return float(setting), None
@@ -124,7 +172,8 @@ def support_fillet_radius(
 
     support = np.array([*plane["normal"], float(plane["offset"])], dtype=np.float64)
     lift = float(cut[3]) - float(plane["offset"])
-    estimate = estimate_support_fillet(sdf_fn, support, np.asarray(scene["aabb"]), lift)
+    box = np.asarray(scene["aabb"]) if aabb is None else aabb.numpy()
+    estimate = estimate_support_fillet(sdf_fn, support, box, lift)
     logger.info("support fillet radius (auto): %.3g (normalised units); %s", estimate.radius, estimate.reason)
     return estimate.radius, estimate.to_dict()
 
@@ -556,7 +605,11 @@ def export_reconstruct_run(
             cut[3] - scene["support_plane"]["offset"],
         )
     sdf_fn = sdf_fn_of(state.field)
-    radius, fillet = support_fillet_radius(sdf_fn, scene, cfg.data.support_fillet_radius, cut)
+    aabb, region = region_over_support(sdf_fn, scene, aabb, cut, cfg.data.support_footprint)
+    radius, fillet = support_fillet_radius(sdf_fn, scene, cfg.data.support_fillet_radius, cut, aabb)
+    mesh_sdf_fn, mesh_cut = based_on_support(
+        _unblended(sdf_fn, scene, radius), scene, cut, cfg.data.support_base
+    )
     report = export_asset(
         density_fn_of(state.field),
         bake_color_fn_of(
@@ -578,16 +631,17 @@ def export_reconstruct_run(
         ),
         fidelity_cameras=fidelity,
         render_step=step_size(state.field, cfg.render),
-        sdf_fn=_unblended(sdf_fn, scene, radius),
+        sdf_fn=mesh_sdf_fn,
         render_depth_fn=render_depth_fn_of(state.field, cfg.render, occupancy),
         tsdf_cameras=_camera_tuples(cameras_of(scene, scene["train_indices"])),
         normal_fn=normal_fn_of(
             state.field,
             eps=float((state.field.aabb()[1] - state.field.aabb()[0]).max()) / export_cfg.resolution,
         ),
-        cut_plane=cut,
+        cut_plane=mesh_cut,
         texture_calibration=calibration,
         support_fillet=fillet,
+        region=region,
         photos=training_photos(run_dir, cfg, scene, dataset)
         if export_cfg.texture_source == "photos"
         else None,

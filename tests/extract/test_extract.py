@@ -364,3 +364,46 @@ def test_unblend_support_gives_back_the_object_where_a_smooth_union_filleted_it(
         unblend_support(learnt, support, 0.0)
     with pytest.raises(ConfigError, match="unit normal"):
         unblend_support(learnt, np.array([0.0, 0.0, 2.0, 0.0]), k)
+
+
+def test_extend_to_support_stands_the_cut_object_back_on_its_plane():
+    """A can standing on a floor, learnt merged with it, cut 0.05 above the floor: extended, the asset is
+    the can down to the floor (its outline at the cut continued straight down, closed flat on the floor),
+    where the cut alone left it 0.05 short; above the cut nothing changes, and the floor stays out."""
+    import trimesh
+
+    from t23d.extract.grid import cut_below_plane, extend_to_support
+
+    floor_z, lift = -0.5, 0.05
+
+    def can_on_floor(points: torch.Tensor) -> torch.Tensor:
+        can = torch.maximum(points[:, :2].norm(dim=-1) - 0.35, (points[:, 2] + 0.1).abs() - 0.4)
+        return torch.minimum(can, points[:, 2] - floor_z)
+
+    support = np.array([0.0, 0.0, 1.0, floor_z])
+    cut = support + np.array([0.0, 0.0, 0.0, lift])
+    extended = extend_to_support(can_on_floor, cut, floor_z)
+    above = torch.tensor([[0.1, 0.0, 0.0], [0.5, 0.2, -0.3], [0.0, 0.0, floor_z + lift + 0.01]])
+    assert extended(above).tolist() == pytest.approx(can_on_floor(above).tolist(), abs=1e-6)
+    band = torch.tensor([[0.3, 0.0, floor_z + 0.02], [0.4, 0.0, floor_z + 0.02], [0.9, 0.0, floor_z + 0.02]])
+    assert extended(band).tolist() == pytest.approx([-0.02, 0.05, 0.05], abs=1e-6)  # the can; beside it empty
+    assert (extended(torch.tensor([[0.0, 0.0, floor_z - 0.01]])) > 0).all()  # nothing below the floor
+
+    v, f, _ = extract_mesh(
+        sphere_density,
+        AABB,
+        Settings(resolution=96),
+        sdf_fn=cut_below_plane(sphere_density, extended, support)[1],
+    )
+    assert trimesh.Trimesh(v, f, process=False).is_watertight
+    assert v[:, 2].min() == pytest.approx(floor_z, abs=0.01)  # on the floor, not at the cut
+    assert np.linalg.norm(v[:, :2], axis=1).max() < 0.36  # the can's outline, none of the floor
+    short, _, _ = extract_mesh(
+        sphere_density,
+        AABB,
+        Settings(resolution=96),
+        sdf_fn=cut_below_plane(sphere_density, can_on_floor, cut)[1],
+    )
+    assert short[:, 2].min() > floor_z + lift - 0.01  # the cut alone ends the asset above the floor
+    with pytest.raises(ConfigError, match="below the cut"):
+        extend_to_support(can_on_floor, cut, floor_z + 0.1)

@@ -315,3 +315,38 @@ def test_support_fillet_radius_auto_is_estimated_from_the_sdf_at_the_cut_height(
     json.dumps(record)  # written to export.json as is
     assert support_fillet_radius(None, scene, "auto", cut) == (0.0, None)
     assert support_fillet_radius(filleted_can, {"support_plane": None}, "auto", None) == (0.0, None)
+
+
+def test_the_asset_stands_on_the_support_plane_and_its_region_reaches_its_footprint():
+    """Over a support plane, an SDF run's asset is meshed in a region grown along the plane to the
+    object's learnt foot, and with ``support_base: extend`` with the object's section on the cut extended
+    down to the plane (the plane becomes the mesh's cut); ``support_footprint: false`` / ``support_base:
+    cut`` (the default), no SDF or no plane leave them as they were."""
+    from t23d.data.config import DataConfig
+
+    assert DataConfig().support_footprint and DataConfig().support_base == "cut"
+    from t23d.reconstruct.run import based_on_support, region_over_support
+
+    floor_z = -0.5
+
+    def candlestick(points: torch.Tensor) -> torch.Tensor:  # a foot of radius 0.6, 0.1 high, and a stem
+        r = points[:, :2].norm(dim=-1)
+        foot = torch.maximum(r - 0.6, (points[:, 2] - floor_z - 0.05).abs() - 0.05)
+        stem = torch.maximum(r - 0.1, (points[:, 2]).abs() - 0.5)
+        return torch.minimum(torch.minimum(foot, stem), points[:, 2] - floor_z)
+
+    scene = {"support_plane": {"normal": [0.0, 0.0, 1.0], "offset": floor_z, "rms": 0.001}}
+    cut = np.array([0.0, 0.0, 1.0, floor_z + 0.05])
+    sdf, mesh_cut = based_on_support(candlestick, scene, cut, "extend")
+    assert mesh_cut.tolist() == [0.0, 0.0, 1.0, floor_z]
+    assert float(sdf(torch.tensor([[0.3, 0.0, floor_z + 0.02]]))) < 0  # the foot below the cut is kept
+    assert based_on_support(candlestick, scene, cut, "cut") == (candlestick, cut)
+    assert based_on_support(None, scene, cut, "extend") == (None, cut)
+    assert based_on_support(candlestick, {"support_plane": None}, None, "extend") == (candlestick, None)
+
+    box = torch.tensor([[-0.2, -0.2, floor_z], [0.2, 0.2, 0.6]])
+    grown, record = region_over_support(candlestick, scene, box, cut, True)
+    assert record["grown"] and grown[1, 0] == pytest.approx(0.6, abs=0.02) and grown[0, 1] < -0.58
+    json.dumps(record)  # written to export.json as is
+    assert region_over_support(candlestick, scene, box, cut, False) == (box, None)
+    assert region_over_support(None, scene, box, cut, True) == (box, None)
