@@ -76,9 +76,7 @@ def resolve_for_capture(cfg: ReconstructConfig, dataset: Any) -> tuple[Reconstru
     }
 
 
-def view_dependence_for(
-    cfg: ReconstructConfig, field_cfg: Any, masked: bool
-) -> tuple[Any, dict[str, Any]]:
+def view_dependence_for(cfg: ReconstructConfig, field_cfg: Any, masked: bool) -> tuple[Any, dict[str, Any]]:
     """``field_cfg`` (a :class:`~t23d.field.nerf.FieldConfig`) with the colour's view dependence
     ``cfg.view_dependence`` gives photos that are ``masked`` or not, and the decision (logged; for
     ``run.json`` and ``metrics.json``): ``auto`` turns it off for unmasked photos."""
