@@ -94,7 +94,7 @@ def grow_over_support(
     for dh in heights:
         h = float(lift) + float(dh)
         used.append(round(h, 6))
-        pts, in_cube, solid = _slice_solid(sdf_fn, plane, h, spacing, bound)
+        pts, _, solid = _slice_solid(sdf_fn, plane, h, spacing, bound)
         if not solid.any():
             continue
         labels, _ = ndimage.label(solid, structure=np.ones((3, 3), dtype=bool))

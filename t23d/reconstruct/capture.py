@@ -81,7 +81,10 @@ def view_dependence_for(cfg: ReconstructConfig, field_cfg: Any, masked: bool) ->
     ``cfg.view_dependence`` gives photos that are ``masked`` or not, and the decision (logged; for
     ``run.json`` and ``metrics.json``): ``auto`` turns it off for unmasked photos."""
     if not field_cfg.view_dependent:
-        return field_cfg, {"on": False, "reason": "field.view_dependent is off"}
+        return field_cfg, {
+            "on": False,
+            "reason": "off already (field.view_dependent, or the shading model an albedo needs)",
+        }
     if cfg.view_dependence == "field":
         return field_cfg, {"on": True, "reason": "view_dependence 'field': field.view_dependent"}
     if masked:

@@ -157,5 +157,5 @@ def test_unmasked_photos_learn_view_independent_colour_unless_the_field_is_asked
     off = dataclasses.replace(cfg.field, view_dependent=False)
     assert view_dependence_for(kept, off, masked=True) == (
         off,
-        {"on": False, "reason": "field.view_dependent is off"},
+        {"on": False, "reason": "off already (field.view_dependent, or the shading model an albedo needs)"},
     )
