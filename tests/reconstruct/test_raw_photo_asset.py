@@ -113,6 +113,9 @@ def test_raw_photos_give_an_asset_of_the_object_alone(surroundings, tmp_path):
     assert metrics["registration"]["num_registered"] == 24
     # the floor is found under the object in the busy scene, and nothing is taken for one in the plain one
     assert (metrics["support_plane"] is not None) == (surroundings == "busy"), metrics["support_plane"]
+    # over the floor the region was checked against the learnt foot (export.json says what it meshed in)
+    region = json.loads((run_dir / "export" / "export.json").read_text())["region"]
+    assert (region is not None) == (surroundings == "busy"), region
     if surroundings.endswith("focal length known"):  # bundle adjustment's drift is not taken for the truth
         assert metrics["registration"]["focal_length_px"]["choice"]["kept"] == "known"
 

@@ -323,9 +323,9 @@ def test_the_asset_stands_on_the_support_plane_and_its_region_reaches_its_footpr
     down to the plane (the plane becomes the mesh's cut); ``support_footprint: false`` / ``support_base:
     cut`` (the default), no SDF or no plane leave them as they were."""
     from t23d.data.config import DataConfig
+    from t23d.reconstruct.run import based_on_support, region_over_support
 
     assert DataConfig().support_footprint and DataConfig().support_base == "cut"
-    from t23d.reconstruct.run import based_on_support, region_over_support
 
     floor_z = -0.5
 
