@@ -49,9 +49,9 @@ class FootprintGrowth:
 
 def _slice_solid(
     sdf_fn: DensityFn, plane: np.ndarray, height: float, spacing: float, bound: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Grid points ``[A, B, 3]`` of the plane lifted by ``height`` over the cube ``[-bound, bound]^3``,
-    whether each is inside the cube, and whether the SDF is negative there (solid)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grid points ``[A, B, 3]`` of the plane lifted by ``height`` over the cube ``[-bound, bound]^3``, and
+    whether each is solid: inside the cube, with the SDF negative there."""
     normal = torch.tensor(plane[:3], dtype=torch.float32)
     u, v = plane_frame(normal)
     half = bound * float(np.sqrt(3.0))  # the cube's shadow on any plane through it fits in this square
@@ -63,7 +63,7 @@ def _slice_solid(
     solid = torch.zeros(in_cube.shape, dtype=torch.bool)
     if in_cube.any():
         solid[in_cube] = evaluate_sdf(sdf_fn, pts[in_cube]) < 0
-    return pts.numpy(), in_cube.numpy(), solid.numpy()
+    return pts.numpy(), solid.numpy()
 
 
 def grow_over_support(
@@ -94,13 +94,12 @@ def grow_over_support(
     for dh in heights:
         h = float(lift) + float(dh)
         used.append(round(h, 6))
-        pts, _, solid = _slice_solid(sdf_fn, plane, h, spacing, bound)
+        pts, solid = _slice_solid(sdf_fn, plane, h, spacing, bound)
         if not solid.any():
             continue
         labels, _ = ndimage.label(solid, structure=np.ones((3, 3), dtype=bool))
-        in_box = ((pts >= box[0]) & (pts <= box[1])).all(-1) & solid
+        in_box = ((pts >= box[0]) & (pts <= box[1])).all(-1) & solid  # labels > 0 there
         keep = np.isin(labels, np.unique(labels[in_box]))
-        keep &= labels > 0
         if not keep.any():
             continue
         foot = pts[keep]

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from t23d.field.appearance import AppearanceConfig
+from t23d.field.nerf import FieldConfig
 from t23d.reconstruct.config import ReconstructConfig, default_background
 from t23d.run.state import TrainingState
 
@@ -76,8 +77,10 @@ def resolve_for_capture(cfg: ReconstructConfig, dataset: Any) -> tuple[Reconstru
     }
 
 
-def view_dependence_for(cfg: ReconstructConfig, field_cfg: Any, masked: bool) -> tuple[Any, dict[str, Any]]:
-    """``field_cfg`` (a :class:`~t23d.field.nerf.FieldConfig`) with the colour's view dependence
+def view_dependence_for(
+    cfg: ReconstructConfig, field_cfg: FieldConfig, masked: bool
+) -> tuple[FieldConfig, dict[str, Any]]:
+    """``field_cfg`` with the colour's view dependence
     ``cfg.view_dependence`` gives photos that are ``masked`` or not, and the decision (logged; for
     ``run.json`` and ``metrics.json``): ``auto`` turns it off for unmasked photos."""
     if not field_cfg.view_dependent:

@@ -84,15 +84,24 @@ def scene_record(dataset: Any) -> dict[str, Any]:
     }
 
 
-def cut_plane_of(scene: dict[str, Any], margin: float) -> np.ndarray | None:
-    """``[4]`` ``(nx, ny, nz, d)`` (normalised frame) above which the asset is kept: the scene's support
-    plane raised by ``margin`` (normalised units), or by twice its points' noise when that is more; None
-    when the scene has no support plane (or a run written before support planes were looked for)."""
+def support_plane_of(scene: dict[str, Any]) -> np.ndarray | None:
+    """``[4]`` ``(nx, ny, nz, d)`` (normalised frame) of the scene's support plane; None when it has none
+    (or is a run written before support planes were looked for)."""
     plane = scene.get("support_plane")
     if not plane:
         return None
-    lift = max(float(margin), 2.0 * float(plane["rms"]))
-    return np.array([*plane["normal"], float(plane["offset"]) + lift], dtype=np.float64)
+    return np.array([*plane["normal"], float(plane["offset"])], dtype=np.float64)
+
+
+def cut_plane_of(scene: dict[str, Any], margin: float) -> np.ndarray | None:
+    """``[4]`` ``(nx, ny, nz, d)`` (normalised frame) above which the asset is kept: the scene's support
+    plane raised by ``margin`` (normalised units), or by twice its points' noise when that is more; None
+    when the scene has no support plane."""
+    support = support_plane_of(scene)
+    if support is None:
+        return None
+    support[3] += max(float(margin), 2.0 * float(scene["support_plane"]["rms"]))
+    return support
 
 
 def based_on_support(
@@ -101,26 +110,25 @@ def based_on_support(
     """The SDF and the cut plane the asset is meshed with: with ``base`` ``extend`` (and an SDF and a
     cut), the object's section on the cut continued down to the support plane, which becomes the cut
     (:func:`t23d.extract.grid.extend_to_support`); otherwise both unchanged (the asset ends at the cut)."""
-    plane = scene.get("support_plane")
-    if base != "extend" or sdf_fn is None or cut is None or not plane:
+    support = support_plane_of(scene)
+    if base != "extend" or sdf_fn is None or cut is None or support is None:
         return sdf_fn, cut
     from t23d.extract.grid import extend_to_support
 
-    support = np.array([*plane["normal"], float(plane["offset"])], dtype=np.float64)
     logger.info("the asset's base is its section at the cut, extended down to the support plane")
-    return extend_to_support(sdf_fn, cut, float(plane["offset"])), support
+    return extend_to_support(sdf_fn, cut, float(support[3])), support
 
 
 def _unblended(sdf_fn: Callable | None, scene: dict[str, Any], radius: float) -> Callable | None:
     """``sdf_fn`` with its blend into the scene's support plane undone (``data.support_fillet_radius``;
     :func:`t23d.extract.grid.unblend_support`), or unchanged: no SDF, no plane, or radius 0."""
-    plane = scene.get("support_plane")
-    if sdf_fn is None or not plane or radius <= 0:
+    support = support_plane_of(scene)
+    if sdf_fn is None or support is None or radius <= 0:
         return sdf_fn
     from t23d.extract.grid import unblend_support
 
     logger.info("undoing a fillet of radius %.3g (normalised units) at the support plane", radius)
-    return unblend_support(sdf_fn, np.array([*plane["normal"], float(plane["offset"])]), radius)
+    return unblend_support(sdf_fn, support, radius)
 
 
 def region_over_support(
@@ -133,14 +141,12 @@ def region_over_support(
     """The region the asset is meshed in: ``aabb`` grown along the support plane to the object's learnt
     footprint just above the ``cut`` (:func:`t23d.extract.footprint.grow_over_support`) when ``grow``
     and the run has an SDF and a cut; else ``aabb``. Returns it and the record for ``export.json``."""
-    plane = scene.get("support_plane")
-    if not grow or sdf_fn is None or not plane or cut is None:
+    support = support_plane_of(scene)
+    if not grow or sdf_fn is None or support is None or cut is None:
         return aabb, None
     from t23d.extract.footprint import grow_over_support
 
-    support = np.array([*plane["normal"], float(plane["offset"])], dtype=np.float64)
-    lift = float(cut[3]) - float(plane["offset"])
-    growth = grow_over_support(sdf_fn, support, aabb.numpy(), lift)
+    growth = grow_over_support(sdf_fn, support, aabb.numpy(), float(cut[3] - support[3]))
     if growth.grown:
         logger.info(
             "the object's base reaches beyond its region along the support plane: region %s -> %s",
@@ -164,16 +170,14 @@ def support_fillet_radius(
     support plane or a cut."""
     if setting != "auto":
         return float(setting), None
-    plane = scene.get("support_plane")
-    if sdf_fn is None or not plane or cut is None:
+    support = support_plane_of(scene)
+    if sdf_fn is None or support is None or cut is None:
         logger.info("support_fillet_radius auto: no SDF or no support plane here, nothing to undo")
         return 0.0, None
     from t23d.extract.fillet import estimate_support_fillet
 
-    support = np.array([*plane["normal"], float(plane["offset"])], dtype=np.float64)
-    lift = float(cut[3]) - float(plane["offset"])
     box = np.asarray(scene["aabb"]) if aabb is None else aabb.numpy()
-    estimate = estimate_support_fillet(sdf_fn, support, box, lift)
+    estimate = estimate_support_fillet(sdf_fn, support, box, float(cut[3] - support[3]))
     logger.info("support fillet radius (auto): %.3g (normalised units); %s", estimate.radius, estimate.reason)
     return estimate.radius, estimate.to_dict()
 
