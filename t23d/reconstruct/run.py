@@ -24,6 +24,7 @@ from t23d.common.errors import T23dError
 from t23d.reconstruct.capture import learnt_capture_report, resolve_for_capture
 from t23d.reconstruct.config import ReconstructConfig, validate_reconstruct_config
 from t23d.reconstruct.metrics import SSIM_WINDOW
+from t23d.reconstruct.support import asset_region, over_support
 from t23d.reconstruct.train import (
     TrainImages,
     build_reconstruct_state,
@@ -82,119 +83,6 @@ def scene_record(dataset: Any) -> dict[str, Any]:
         "has_alpha": dataset.alphas is not None,
         "support_plane": None if dataset.support_plane is None else dataset.support_plane.to_dict(),
     }
-
-
-def support_plane_of(scene: dict[str, Any]) -> np.ndarray | None:
-    """``[4]`` ``(nx, ny, nz, d)`` (normalised frame) of the scene's support plane; None when it has none
-    (or is a run written before support planes were looked for)."""
-    plane = scene.get("support_plane")
-    if not plane:
-        return None
-    return np.array([*plane["normal"], float(plane["offset"])], dtype=np.float64)
-
-
-def cut_plane_of(scene: dict[str, Any], margin: float) -> np.ndarray | None:
-    """``[4]`` ``(nx, ny, nz, d)`` (normalised frame) above which the asset is kept: the scene's support
-    plane raised by ``margin`` (normalised units), or by twice its points' noise when that is more; None
-    when the scene has no support plane."""
-    support = support_plane_of(scene)
-    if support is None:
-        return None
-    support[3] += max(float(margin), 2.0 * float(scene["support_plane"]["rms"]))
-    return support
-
-
-def based_on_support(
-    sdf_fn: Callable | None, scene: dict[str, Any], cut: np.ndarray | None, base: str
-) -> tuple[Callable | None, np.ndarray | None]:
-    """The SDF and the cut plane the asset is meshed with: with ``base`` ``extend`` (and an SDF and a
-    cut), the object's section on the cut continued down to the support plane, which becomes the cut
-    (:func:`t23d.extract.grid.extend_to_support`); otherwise both unchanged (the asset ends at the cut)."""
-    support = support_plane_of(scene)
-    if base != "extend" or sdf_fn is None or cut is None or support is None:
-        return sdf_fn, cut
-    from t23d.extract.grid import extend_to_support
-
-    logger.info("the asset's base is its section at the cut, extended down to the support plane")
-    return extend_to_support(sdf_fn, cut, float(support[3])), support
-
-
-def _unblended(sdf_fn: Callable | None, scene: dict[str, Any], radius: float) -> Callable | None:
-    """``sdf_fn`` with its blend into the scene's support plane undone (``data.support_fillet_radius``;
-    :func:`t23d.extract.grid.unblend_support`), or unchanged: no SDF, no plane, or radius 0."""
-    support = support_plane_of(scene)
-    if sdf_fn is None or support is None or radius <= 0:
-        return sdf_fn
-    from t23d.extract.grid import unblend_support
-
-    logger.info("undoing a fillet of radius %.3g (normalised units) at the support plane", radius)
-    return unblend_support(sdf_fn, support, radius)
-
-
-def region_over_support(
-    sdf_fn: Callable | None,
-    scene: dict[str, Any],
-    aabb: torch.Tensor,
-    cut: np.ndarray | None,
-    grow: bool,
-) -> tuple[torch.Tensor, dict[str, Any] | None]:
-    """The region the asset is meshed in: ``aabb`` grown along the support plane to the object's learnt
-    footprint just above the ``cut`` (:func:`t23d.extract.footprint.grow_over_support`) when ``grow``
-    and the run has an SDF and a cut; else ``aabb``. Returns it and the record for ``export.json``."""
-    support = support_plane_of(scene)
-    if not grow or sdf_fn is None or support is None or cut is None:
-        return aabb, None
-    from t23d.extract.footprint import grow_over_support
-
-    growth = grow_over_support(sdf_fn, support, aabb.numpy(), float(cut[3] - support[3]))
-    if growth.grown:
-        logger.info(
-            "the object's base reaches beyond its region along the support plane: region %s -> %s",
-            np.round(aabb.numpy(), 3).tolist(),
-            np.round(np.asarray(growth.box), 3).tolist(),
-        )
-    return torch.tensor(growth.box, dtype=torch.float32), growth.to_dict()
-
-
-def support_fillet_radius(
-    sdf_fn: Callable | None,
-    scene: dict[str, Any],
-    setting: float | str,
-    cut: np.ndarray | None,
-    aabb: torch.Tensor | None = None,
-) -> tuple[float, dict[str, Any] | None]:
-    """The radius ``data.support_fillet_radius`` (``setting``) asks for, and the record of its estimate:
-    a number is used as given (no record); ``auto`` is estimated from ``sdf_fn``'s foot at the ``cut``
-    height inside the region ``aabb`` (default: the scene's box;
-    :func:`t23d.extract.fillet.estimate_support_fillet`) and logged, or 0 without an SDF, a
-    support plane or a cut."""
-    if setting != "auto":
-        return float(setting), None
-    support = support_plane_of(scene)
-    if sdf_fn is None or support is None or cut is None:
-        logger.info("support_fillet_radius auto: no SDF or no support plane here, nothing to undo")
-        return 0.0, None
-    from t23d.extract.fillet import estimate_support_fillet
-
-    box = np.asarray(scene["aabb"]) if aabb is None else aabb.numpy()
-    estimate = estimate_support_fillet(sdf_fn, support, box, float(cut[3] - support[3]))
-    logger.info("support fillet radius (auto): %.3g (normalised units); %s", estimate.radius, estimate.reason)
-    return estimate.radius, estimate.to_dict()
-
-
-def asset_region(aabb: torch.Tensor, cut: np.ndarray | None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``points [N, 3] -> bool [N]``: inside the box ``aabb [2, 3]`` the asset is meshed in and above the
-    ``cut`` plane ``(nx, ny, nz, d)`` (None: no cut), normalised frame."""
-    plane = None if cut is None else torch.tensor(cut, dtype=torch.float32)
-
-    def inside(points: torch.Tensor) -> torch.Tensor:
-        box = aabb.to(points.device)
-        keep = ((points >= box[0]) & (points <= box[1])).all(-1)
-        if plane is not None:
-            keep &= points @ plane[:3].to(points.device) > plane[3]
-        return keep
-
-    return inside
 
 
 def cameras_of(scene: dict[str, Any], indices: list[int] | None = None) -> Cameras:
@@ -601,19 +489,14 @@ def export_reconstruct_run(
         appearance = dataclasses.replace(appearance, albedo_gain=gain)
     cams = cameras_of(scene, scene["test_indices"] or scene["train_indices"][:8])
     fidelity = _camera_tuples(cams)
-    aabb = torch.tensor(scene["aabb"], dtype=torch.float32)
-    cut = cut_plane_of(scene, cfg.data.support_plane_margin)
-    if cut is not None:
-        logger.info(
-            "the asset is cut %.3g (normalised units) above the support plane it stands on",
-            cut[3] - scene["support_plane"]["offset"],
-        )
     sdf_fn = sdf_fn_of(state.field)
-    aabb, region = region_over_support(sdf_fn, scene, aabb, cut, cfg.data.support_footprint)
-    radius, fillet = support_fillet_radius(sdf_fn, scene, cfg.data.support_fillet_radius, cut, aabb)
-    mesh_sdf_fn, mesh_cut = based_on_support(
-        _unblended(sdf_fn, scene, radius), scene, cut, cfg.data.support_base
+    base = over_support(
+        sdf_fn,
+        scene,
+        torch.tensor(scene["aabb"], dtype=torch.float32),
+        cfg.data,
     )
+    aabb = base.aabb
     report = export_asset(
         density_fn_of(state.field),
         bake_color_fn_of(
@@ -631,21 +514,21 @@ def export_reconstruct_run(
             appearance=appearance,
             supersample=export_cfg.fidelity_supersample,
             # unmasked photos: the field holds the surroundings too, which the asset leaves out
-            region=None if scene.get("has_alpha", True) else asset_region(aabb, cut),
+            region=None if scene.get("has_alpha", True) else asset_region(aabb, base.cut),
         ),
         fidelity_cameras=fidelity,
         render_step=step_size(state.field, cfg.render),
-        sdf_fn=mesh_sdf_fn,
+        sdf_fn=base.sdf_fn,
         render_depth_fn=render_depth_fn_of(state.field, cfg.render, occupancy),
         tsdf_cameras=_camera_tuples(cameras_of(scene, scene["train_indices"])),
         normal_fn=normal_fn_of(
             state.field,
             eps=float((state.field.aabb()[1] - state.field.aabb()[0]).max()) / export_cfg.resolution,
         ),
-        cut_plane=mesh_cut,
+        cut_plane=base.mesh_cut,
         texture_calibration=calibration,
-        support_fillet=fillet,
-        region=region,
+        support_fillet=base.fillet,
+        region=base.region,
         photos=training_photos(run_dir, cfg, scene, dataset)
         if export_cfg.texture_source == "photos"
         else None,

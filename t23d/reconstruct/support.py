@@ -1,0 +1,177 @@
+"""The asset over the support plane a photo run found: where it is cut, the region it is meshed in, the
+fillet undone and the base below the cut.
+
+A capture without masks shows the table the object stands on; :func:`t23d.data.normalise.find_support_plane`
+finds it in the sparse points and the run records it in ``scene.json``. At export these helpers turn the
+``data.support_*`` settings into what :func:`t23d.export.export_asset` meshes: a cut plane, a region box,
+and an SDF with its blend into the table undone or its base extended (:mod:`t23d.extract.footprint`,
+:mod:`t23d.extract.fillet`, :mod:`t23d.extract.grid`). Normalised frame throughout; planes are
+``(nx, ny, nz, d)`` with a unit normal.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def support_plane_of(scene: dict[str, Any]) -> np.ndarray | None:
+    """``[4]`` ``(nx, ny, nz, d)`` (normalised frame) of the scene's support plane; None when it has none
+    (or is a run written before support planes were looked for)."""
+    plane = scene.get("support_plane")
+    if not plane:
+        return None
+    return np.array([*plane["normal"], float(plane["offset"])], dtype=np.float64)
+
+
+def cut_plane_of(scene: dict[str, Any], margin: float) -> np.ndarray | None:
+    """``[4]`` ``(nx, ny, nz, d)`` (normalised frame) above which the asset is kept: the scene's support
+    plane raised by ``margin`` (normalised units), or by twice its points' noise when that is more; None
+    when the scene has no support plane."""
+    support = support_plane_of(scene)
+    if support is None:
+        return None
+    support[3] += max(float(margin), 2.0 * float(scene["support_plane"]["rms"]))
+    return support
+
+
+def based_on_support(
+    sdf_fn: Callable | None, scene: dict[str, Any], cut: np.ndarray | None, base: str
+) -> tuple[Callable | None, np.ndarray | None]:
+    """The SDF and the cut plane the asset is meshed with: with ``base`` ``extend`` (and an SDF and a
+    cut), the object's section on the cut continued down to the support plane, which becomes the cut
+    (:func:`t23d.extract.grid.extend_to_support`); otherwise both unchanged (the asset ends at the cut)."""
+    support = support_plane_of(scene)
+    if base != "extend" or sdf_fn is None or cut is None or support is None:
+        return sdf_fn, cut
+    from t23d.extract.grid import extend_to_support
+
+    logger.info("the asset's base is its section at the cut, extended down to the support plane")
+    return extend_to_support(sdf_fn, cut, float(support[3])), support
+
+
+def _unblended(sdf_fn: Callable | None, scene: dict[str, Any], radius: float) -> Callable | None:
+    """``sdf_fn`` with its blend into the scene's support plane undone (``data.support_fillet_radius``;
+    :func:`t23d.extract.grid.unblend_support`), or unchanged: no SDF, no plane, or radius 0."""
+    support = support_plane_of(scene)
+    if sdf_fn is None or support is None or radius <= 0:
+        return sdf_fn
+    from t23d.extract.grid import unblend_support
+
+    logger.info("undoing a fillet of radius %.3g (normalised units) at the support plane", radius)
+    return unblend_support(sdf_fn, support, radius)
+
+
+def region_over_support(
+    sdf_fn: Callable | None,
+    scene: dict[str, Any],
+    aabb: torch.Tensor,
+    cut: np.ndarray | None,
+    grow: bool,
+) -> tuple[torch.Tensor, dict[str, Any] | None]:
+    """The region the asset is meshed in: ``aabb`` grown along the support plane to the object's learnt
+    footprint just above the ``cut`` (:func:`t23d.extract.footprint.grow_over_support`) when ``grow``
+    and the run has an SDF and a cut; else ``aabb``. Returns it and the record for ``export.json``."""
+    support = support_plane_of(scene)
+    if not grow or sdf_fn is None or support is None or cut is None:
+        return aabb, None
+    from t23d.extract.footprint import grow_over_support
+
+    growth = grow_over_support(sdf_fn, support, aabb.numpy(), float(cut[3] - support[3]))
+    if growth.grown:
+        logger.info(
+            "the object's base reaches beyond its region along the support plane: region %s -> %s",
+            np.round(aabb.numpy(), 3).tolist(),
+            np.round(np.asarray(growth.box), 3).tolist(),
+        )
+    return torch.tensor(growth.box, dtype=torch.float32), growth.to_dict()
+
+
+def support_fillet_radius(
+    sdf_fn: Callable | None,
+    scene: dict[str, Any],
+    setting: float | str,
+    cut: np.ndarray | None,
+    aabb: torch.Tensor | None = None,
+) -> tuple[float, dict[str, Any] | None]:
+    """The radius ``data.support_fillet_radius`` (``setting``) asks for, and the record of its estimate:
+    a number is used as given (no record); ``auto`` is estimated from ``sdf_fn``'s foot at the ``cut``
+    height inside the region ``aabb`` (default: the scene's box;
+    :func:`t23d.extract.fillet.estimate_support_fillet`) and logged, or 0 without an SDF, a
+    support plane or a cut."""
+    if setting != "auto":
+        return float(setting), None
+    support = support_plane_of(scene)
+    if sdf_fn is None or support is None or cut is None:
+        logger.info("support_fillet_radius auto: no SDF or no support plane here, nothing to undo")
+        return 0.0, None
+    from t23d.extract.fillet import estimate_support_fillet
+
+    box = np.asarray(scene["aabb"]) if aabb is None else aabb.numpy()
+    estimate = estimate_support_fillet(sdf_fn, support, box, float(cut[3] - support[3]))
+    logger.info("support fillet radius (auto): %.3g (normalised units); %s", estimate.radius, estimate.reason)
+    return estimate.radius, estimate.to_dict()
+
+
+def asset_region(aabb: torch.Tensor, cut: np.ndarray | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``points [N, 3] -> bool [N]``: inside the box ``aabb [2, 3]`` the asset is meshed in and above the
+    ``cut`` plane ``(nx, ny, nz, d)`` (None: no cut), normalised frame."""
+    plane = None if cut is None else torch.tensor(cut, dtype=torch.float32)
+
+    def inside(points: torch.Tensor) -> torch.Tensor:
+        box = aabb.to(points.device)
+        keep = ((points >= box[0]) & (points <= box[1])).all(-1)
+        if plane is not None:
+            keep &= points @ plane[:3].to(points.device) > plane[3]
+        return keep
+
+    return inside
+
+
+@dataclass
+class AssetOverSupport:
+    """What the asset of a run over a support plane is meshed from (:func:`over_support`)."""
+
+    aabb: torch.Tensor
+    """The region's box ``[2, 3]`` (grown along the plane to the object's footprint)."""
+    cut: np.ndarray | None
+    """The plane the asset is cut at ``(nx, ny, nz, d)``: the part above is the object; None: no plane."""
+    sdf_fn: Callable | None
+    """The SDF to mesh (its fillet undone, its base extended, as configured)."""
+    mesh_cut: np.ndarray | None
+    """The plane the mesh is cut at (the support plane itself for an extended base)."""
+    region: dict[str, Any] | None
+    """For ``export.json`` → ``region``: the grown box."""
+    fillet: dict[str, Any] | None
+    """For ``export.json`` → ``support_fillet``: the fillet radius estimated (``auto``)."""
+
+
+def over_support(
+    sdf_fn: Callable | None,
+    scene: dict[str, Any],
+    aabb: torch.Tensor,
+    data_cfg: Any,
+) -> AssetOverSupport:
+    """Turn the ``data.support_*`` settings (``data_cfg``: :class:`t23d.data.config.DataConfig`) into what
+    the asset of a run with ``scene`` is meshed from: the cut (``support_plane_margin``), the region grown
+    over the plane from it (``support_footprint``), the fillet undone (``support_fillet_radius``) and the base
+    (``support_base``). Without a support plane: ``aabb`` and ``sdf_fn`` unchanged, no cut."""
+    cut = cut_plane_of(scene, data_cfg.support_plane_margin)
+    grown, region = region_over_support(sdf_fn, scene, aabb, cut, data_cfg.support_footprint)
+    if cut is not None:
+        logger.info(
+            "the asset is cut %.3g (normalised units) above the support plane it stands on",
+            cut[3] - scene["support_plane"]["offset"],
+        )
+    radius, fillet = support_fillet_radius(sdf_fn, scene, data_cfg.support_fillet_radius, cut, grown)
+    mesh_sdf_fn, mesh_cut = based_on_support(
+        _unblended(sdf_fn, scene, radius), scene, cut, data_cfg.support_base
+    )
+    return AssetOverSupport(grown, cut, mesh_sdf_fn, mesh_cut, region, fillet)

@@ -1,0 +1,114 @@
+"""The asset over a support plane (:mod:`t23d.reconstruct.support`): the cut, lowered by colour, the region
+grown over the plane, the fillet undone and the base extended, on analytic SDFs and colours."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+
+def test_the_support_fillet_radius_reaches_the_exported_sdf_only_when_it_applies():
+    """``data.support_fillet_radius`` wraps the run's SDF with :func:`t23d.extract.grid.unblend_support`
+    about the scene's support plane (not the cut plane above it); off at 0, without a plane, or for
+    density fields (no SDF)."""
+    from t23d.reconstruct.support import _unblended
+
+    def sdf(points: torch.Tensor) -> torch.Tensor:
+        return points[:, 2] + 0.5  # a floor at z = -0.5: the plane itself
+
+    scene = {"support_plane": {"normal": [0.0, 0.0, 1.0], "offset": -0.5, "rms": 0.001}}
+    assert _unblended(sdf, scene, 0.0) is sdf
+    assert _unblended(sdf, {"support_plane": None}, 0.2) is sdf
+    assert _unblended(None, scene, 0.2) is None
+    wrapped = _unblended(sdf, scene, 0.2)
+    on_floor = torch.tensor([[0.3, 0.0, -0.5], [0.0, 0.0, 0.0]])
+    # the floor is lifted by r / 4 = 0.05 at the plane; 0.5 above it nothing changes
+    assert wrapped(on_floor).tolist() == pytest.approx([0.05, 0.5], abs=1e-6)
+
+
+def test_support_fillet_radius_auto_is_estimated_from_the_sdf_at_the_cut_height():
+    """``data.support_fillet_radius``: a number is used as given, with nothing to record; ``auto`` is
+    :func:`t23d.extract.fillet.estimate_support_fillet` at the cut height (its record goes to
+    ``export.json``), and 0 without an SDF, a support plane or a cut."""
+    from t23d.reconstruct.support import support_fillet_radius
+
+    k, floor_z = 0.2, -0.5
+
+    def filleted_can(points: torch.Tensor) -> torch.Tensor:  # a can on the floor, blended with radius k
+        can = torch.maximum(points[:, :2].norm(dim=-1) - 0.35, (points[:, 2] + 0.1).abs() - 0.4)
+        height = points[:, 2] - floor_z
+        gap = (k - (can - height).abs()).clamp(min=0.0)
+        return torch.minimum(can, height) - gap * gap / (4.0 * k)
+
+    scene = {
+        "support_plane": {"normal": [0.0, 0.0, 1.0], "offset": floor_z, "rms": 0.001},
+        "aabb": [[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]],
+    }
+    cut = np.array([0.0, 0.0, 1.0, floor_z + 0.05])
+    assert support_fillet_radius(filleted_can, scene, 0.1, cut) == (0.1, None)
+    radius, record = support_fillet_radius(filleted_can, scene, "auto", cut)
+    assert radius == pytest.approx(k, abs=0.005)
+    assert record["radius"] == radius and record["heights"][0] == pytest.approx(0.05)
+    json.dumps(record)  # written to export.json as is
+    assert support_fillet_radius(None, scene, "auto", cut) == (0.0, None)
+    assert support_fillet_radius(filleted_can, {"support_plane": None}, "auto", None) == (0.0, None)
+
+
+def test_the_asset_stands_on_the_support_plane_and_its_region_reaches_its_footprint():
+    """Over a support plane, an SDF run's asset is meshed in a region grown along the plane to the
+    object's learnt foot, and with ``support_base: extend`` with the object's section on the cut extended
+    down to the plane (the plane becomes the mesh's cut); ``support_footprint: false`` / ``support_base:
+    cut`` (the default), no SDF or no plane leave them as they were."""
+    from t23d.data.config import DataConfig
+    from t23d.reconstruct.support import based_on_support, region_over_support
+
+    assert DataConfig().support_footprint and DataConfig().support_base == "cut"
+
+    floor_z = -0.5
+
+    def candlestick(points: torch.Tensor) -> torch.Tensor:  # a foot of radius 0.6, 0.1 high, and a stem
+        r = points[:, :2].norm(dim=-1)
+        foot = torch.maximum(r - 0.6, (points[:, 2] - floor_z - 0.05).abs() - 0.05)
+        stem = torch.maximum(r - 0.1, (points[:, 2]).abs() - 0.5)
+        return torch.minimum(torch.minimum(foot, stem), points[:, 2] - floor_z)
+
+    scene = {"support_plane": {"normal": [0.0, 0.0, 1.0], "offset": floor_z, "rms": 0.001}}
+    cut = np.array([0.0, 0.0, 1.0, floor_z + 0.05])
+    sdf, mesh_cut = based_on_support(candlestick, scene, cut, "extend")
+    assert mesh_cut.tolist() == [0.0, 0.0, 1.0, floor_z]
+    assert float(sdf(torch.tensor([[0.3, 0.0, floor_z + 0.02]]))) < 0  # the foot below the cut is kept
+    assert based_on_support(candlestick, scene, cut, "cut") == (candlestick, cut)
+    assert based_on_support(None, scene, cut, "extend") == (None, cut)
+    assert based_on_support(candlestick, {"support_plane": None}, None, "extend") == (candlestick, None)
+
+    box = torch.tensor([[-0.2, -0.2, floor_z], [0.2, 0.2, 0.6]])
+    grown, record = region_over_support(candlestick, scene, box, cut, True)
+    assert record["grown"] and grown[1, 0] == pytest.approx(0.6, abs=0.02) and grown[0, 1] < -0.58
+    json.dumps(record)  # written to export.json as is
+    assert region_over_support(candlestick, scene, box, cut, False) == (box, None)
+    assert region_over_support(None, scene, box, cut, True) == (box, None)
+
+
+def test_over_support_turns_the_data_settings_into_the_cut_region_and_sdf_to_mesh():
+    """The cut at the margin, the region grown from it, the SDF as learnt (no fillet, base ``cut``); no
+    plane: the box and SDF as given, nothing cut or recorded."""
+    from t23d.data.config import DataConfig
+    from t23d.reconstruct.support import over_support
+
+    floor_z = -0.5
+
+    def can(points: torch.Tensor) -> torch.Tensor:  # radius 0.3, standing on the table
+        h = points[:, 2] - floor_z
+        return torch.maximum(points[:, :2].norm(dim=-1) - 0.3, torch.maximum(-h, h - 0.8))
+
+    scene = {"support_plane": {"normal": [0.0, 0.0, 1.0], "offset": floor_z, "rms": 0.001}}
+    box = torch.tensor([[-0.2, -0.2, floor_z], [0.2, 0.2, 0.3]])
+    base = over_support(can, scene, box, DataConfig())
+    assert base.cut.tolist() == pytest.approx([0.0, 0.0, 1.0, floor_z + 0.05])
+    assert base.mesh_cut.tolist() == base.cut.tolist() and base.sdf_fn is can and base.fillet is None
+    assert base.region["grown"] and float(base.aabb[1, 0]) == pytest.approx(0.3, abs=0.02)
+    bare = over_support(can, {"support_plane": None}, box, DataConfig())
+    assert bare.cut is None and bare.region is None and bare.aabb is box and bare.sdf_fn is can
