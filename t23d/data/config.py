@@ -155,10 +155,20 @@ class DataConfig:
     above it (see :func:`t23d.data.normalise.find_support_plane`). ``off``: no plane is looked for."""
     support_plane_margin: float = 0.05
     """How far above the support plane the asset is cut, in units of the normalised frame (the object
-    region's radius is about 0.9 of them), at least twice the plane's point noise. The field's table is
+    region's radius is about 0.9 of them), at least twice the plane's point noise; with ``support_cut:
+    colour`` the highest the cut is. The field's table is
     not as flat as the points on it: moving shadows raised a monkey head's table by about 0.02 in places
     (``benchmarks/RESULTS.md``), and a cut at 0.02 kept a fillet of the printed sheet around the box of
     ``tests/reconstruct/test_raw_photo_asset.py`` (the smooth corner where they meet)."""
+    support_cut: Literal["colour", "fixed"] = "colour"
+    """Where the asset is cut over a support plane (SDF runs). ``colour`` (the default): from
+    ``support_plane_margin`` down towards the table, in slices 0.005 apart, as long as the learnt
+    surface's edge on each slice has the colours of the sparse points on the object rather than those of
+    the points on the table (a majority of 60 %), never lower than twice the plane's point noise
+    (:func:`t23d.extract.base_cut.lower_cut_by_colour`; ``export.json`` → ``region`` → ``cut``). A base
+    standing straight on the table keeps its rim (a candlestick: 25.0 -> 29.0 dB); the table-coloured
+    blend under a rounded part stays cut off (benchmarks/RESULTS.md, session 24). ``fixed``: at the
+    margin. Runs without saved sparse points are cut at the margin."""
     support_fillet_radius: float | Literal["auto"] = 0.0
     """Undo the rounding of an SDF where the object meets its support plane (normalised units; 0: off):
     the asset is the zero set of ``sdf + max(r - h, 0)**2 / (4 r)``, ``h`` the height above the plane,

@@ -66,6 +66,22 @@ def _slice_solid(
     return pts.numpy(), solid.numpy()
 
 
+def connected_section(
+    sdf_fn: DensityFn, plane: np.ndarray, aabb: np.ndarray, height: float, spacing: float, bound: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The object's section ``height`` above ``plane``: grid points ``[A, B, 3]`` (:func:`_slice_solid`) and
+    whether each is in the solid connected (8-neighbourhood, within the slice) to a solid cell inside
+    ``aabb [2, 3]``."""
+    from scipy import ndimage
+
+    pts, solid = _slice_solid(sdf_fn, plane, height, spacing, bound)
+    if not solid.any():
+        return pts, solid
+    labels, _ = ndimage.label(solid, structure=np.ones((3, 3), dtype=bool))
+    in_box = ((pts >= aabb[0]) & (pts <= aabb[1])).all(-1) & solid  # labels > 0 there
+    return pts, np.isin(labels, np.unique(labels[in_box]))
+
+
 def grow_over_support(
     sdf_fn: DensityFn,
     plane: np.ndarray,
@@ -82,8 +98,6 @@ def grow_over_support(
     connected (8-neighbourhood, within the slice) to a solid cell inside ``aabb`` are the footprint. The
     box grows to hold them (one cell of margin), clipped to the cube, and never shrinks.
     """
-    from scipy import ndimage
-
     box = check_aabb(aabb).copy()
     normal_t, offset = _checked_plane(plane, "support plane")
     plane = np.array([*normal_t.tolist(), offset], dtype=np.float64)
@@ -94,12 +108,7 @@ def grow_over_support(
     for dh in heights:
         h = float(lift) + float(dh)
         used.append(round(h, 6))
-        pts, solid = _slice_solid(sdf_fn, plane, h, spacing, bound)
-        if not solid.any():
-            continue
-        labels, _ = ndimage.label(solid, structure=np.ones((3, 3), dtype=bool))
-        in_box = ((pts >= box[0]) & (pts <= box[1])).all(-1) & solid  # labels > 0 there
-        keep = np.isin(labels, np.unique(labels[in_box]))
+        pts, keep = connected_section(sdf_fn, plane, box, h, spacing, bound)
         if not keep.any():
             continue
         foot = pts[keep]

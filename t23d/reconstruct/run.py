@@ -24,7 +24,7 @@ from t23d.common.errors import T23dError
 from t23d.reconstruct.capture import learnt_capture_report, resolve_for_capture
 from t23d.reconstruct.config import ReconstructConfig, validate_reconstruct_config
 from t23d.reconstruct.metrics import SSIM_WINDOW
-from t23d.reconstruct.support import asset_region, over_support
+from t23d.reconstruct.support import asset_region, over_support, sparse_point_colors
 from t23d.reconstruct.train import (
     TrainImages,
     build_reconstruct_state,
@@ -495,6 +495,16 @@ def export_reconstruct_run(
         scene,
         torch.tensor(scene["aabb"], dtype=torch.float32),
         cfg.data,
+        color_fn=bake_color_fn_of(
+            state.field,
+            torch.tensor(scene["aabb"], dtype=torch.float32),
+            export_cfg.resolution,
+            appearance=photo_appearance(state, None, "radiance"),  # the photos' colours, as the points have
+            normal_eps=cfg.render.normal_eps,
+        ),
+        sparse=lambda: sparse_point_colors(
+            _saved_sfm_model(run_dir), scene, (read_run(run_dir).get("scale") or {}).get("factor", 1.0)
+        ),
     )
     aabb = base.aabb
     report = export_asset(

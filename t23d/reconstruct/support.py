@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -135,6 +136,74 @@ def asset_region(aabb: torch.Tensor, cut: np.ndarray | None) -> Callable[[torch.
     return inside
 
 
+def sparse_point_colors(
+    model_dir: Path | None, scene: dict[str, Any], scale: float = 1.0
+) -> SparseColors | None:
+    """The sparse points of the COLMAP model a run saved (``model_dir``; None: none) in the normalised
+    frame, with their colours: ``scale`` is the factor ``data.scale`` applied to the model's units before
+    normalising (``run.json`` → ``scale`` → ``factor``). None without a model or points."""
+    from t23d.data.colmap import model_extension, read_reconstruction, reconstruction_points
+
+    if model_dir is None or model_extension(model_dir) is None:
+        return None
+    xyz, rgb = reconstruction_points(read_reconstruction(model_dir))
+    if len(xyz) == 0:
+        return None
+    world_from_normalised = np.asarray(scene["world_from_normalised"], dtype=np.float64)
+    normalised = (xyz * float(scale) - world_from_normalised[:3, 3]) / world_from_normalised[0, 0]
+    return SparseColors(normalised, rgb.astype(np.float64) / 255.0)
+
+
+@dataclass
+class SparseColors:
+    """Sparse points ``[P, 3]`` (normalised frame) and their colours ``[P, 3]`` in ``[0, 1]``."""
+
+    points: np.ndarray
+    colors: np.ndarray
+
+    def object_and_table(
+        self, plane: np.ndarray, box: np.ndarray, above: float, on: float, reach: float = 0.3
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Colours of the points on the object (inside ``box [2, 3]``, higher than ``above`` over
+        ``plane``) and on the table (within ``on`` of ``plane``, inside ``box`` widened by ``reach``)."""
+        h = self.points @ plane[:3] - plane[3]
+        inside = ((self.points >= box[0]) & (self.points <= box[1])).all(-1)
+        near = ((self.points >= box[0] - reach) & (self.points <= box[1] + reach)).all(-1)
+        return self.colors[inside & (h > above)], self.colors[near & (np.abs(h) < on)]
+
+
+def lowered_cut(
+    sdf_fn: Callable,
+    color_fn: Callable,
+    scene: dict[str, Any],
+    aabb: torch.Tensor,
+    cut: np.ndarray,
+    sparse: SparseColors | None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The ``cut`` brought down towards the support plane as far as the learnt surface below it has the
+    object's colours rather than the table's (:func:`t23d.extract.base_cut.lower_cut_by_colour`), no lower
+    than twice the plane's point noise; and its record. ``color_fn``: the field's radiance at surface
+    points; ``sparse``: the run's coloured sparse points (None: the cut stays)."""
+    from t23d.extract.base_cut import BaseCut, lower_cut_by_colour
+
+    support = support_plane_of(scene)
+    assert support is not None  # a cut is made only over a support plane
+    margin = float(cut[3] - support[3])
+    floor = 2.0 * float(scene["support_plane"]["rms"])
+    box = aabb.numpy().astype(np.float64)
+    if sparse is None:
+        found = BaseCut(
+            margin, margin, False, "the run kept no coloured sparse points: the cut stays at the margin"
+        )
+    else:
+        objects, table = sparse.object_and_table(support, box, above=margin + 0.01, on=max(floor, 0.01))
+        found = lower_cut_by_colour(sdf_fn, color_fn, support, box, margin, floor, objects, table)
+    logger.info("the asset's cut: %.3g above the support plane; %s", found.height, found.reason)
+    lowered = support.copy()
+    lowered[3] += found.height
+    return lowered, found.to_dict()
+
+
 @dataclass
 class AssetOverSupport:
     """What the asset of a run over a support plane is meshed from (:func:`over_support`)."""
@@ -148,7 +217,7 @@ class AssetOverSupport:
     mesh_cut: np.ndarray | None
     """The plane the mesh is cut at (the support plane itself for an extended base)."""
     region: dict[str, Any] | None
-    """For ``export.json`` → ``region``: the grown box."""
+    """For ``export.json`` → ``region``: the grown box and the cut's record."""
     fillet: dict[str, Any] | None
     """For ``export.json`` → ``support_fillet``: the fillet radius estimated (``auto``)."""
 
@@ -158,13 +227,27 @@ def over_support(
     scene: dict[str, Any],
     aabb: torch.Tensor,
     data_cfg: Any,
+    color_fn: Callable | None = None,
+    sparse: Callable[[], SparseColors | None] | None = None,
 ) -> AssetOverSupport:
     """Turn the ``data.support_*`` settings (``data_cfg``: :class:`t23d.data.config.DataConfig`) into what
-    the asset of a run with ``scene`` is meshed from: the cut (``support_plane_margin``), the region grown
-    over the plane from it (``support_footprint``), the fillet undone (``support_fillet_radius``) and the base
+    the asset of a run with ``scene`` is meshed from: the cut (``support_plane_margin``, lowered by colour
+    with ``support_cut: colour`` when ``color_fn`` and ``sparse`` are given), the region grown over the
+    plane from it (``support_footprint``), the fillet undone (``support_fillet_radius``) and the base
     (``support_base``). Without a support plane: ``aabb`` and ``sdf_fn`` unchanged, no cut."""
     cut = cut_plane_of(scene, data_cfg.support_plane_margin)
     grown, region = region_over_support(sdf_fn, scene, aabb, cut, data_cfg.support_footprint)
+    if (
+        cut is not None
+        and sdf_fn is not None
+        and data_cfg.support_cut == "colour"
+        and color_fn is not None
+        and sparse is not None
+    ):
+        cut, record = lowered_cut(sdf_fn, color_fn, scene, grown, cut, sparse())
+        if record["lowered"]:  # the footprint is read again just above the lower cut
+            grown, region = region_over_support(sdf_fn, scene, aabb, cut, data_cfg.support_footprint)
+        region = {**(region or {}), "cut": record}
     if cut is not None:
         logger.info(
             "the asset is cut %.3g (normalised units) above the support plane it stands on",

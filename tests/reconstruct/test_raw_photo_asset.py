@@ -116,6 +116,8 @@ def test_raw_photos_give_an_asset_of_the_object_alone(surroundings, tmp_path):
     # over the floor the region was checked against the learnt foot (export.json says what it meshed in)
     region = json.loads((run_dir / "export" / "export.json").read_text())["region"]
     assert (region is not None) == (surroundings == "busy"), region
+    if region is not None:  # and the cut's height was read from the colours below the margin
+        assert region["cut"]["slices"] and region["cut"]["height"] <= region["cut"]["margin"], region["cut"]
     if surroundings.endswith("focal length known"):  # bundle adjustment's drift is not taken for the truth
         assert metrics["registration"]["focal_length_px"]["choice"]["kept"] == "known"
 
@@ -125,7 +127,7 @@ def test_raw_photos_give_an_asset_of_the_object_alone(surroundings, tmp_path):
     print(
         f"{surroundings}: IoU mean {np.mean(ious):.4f} min {np.min(ious):.4f}; asset to true surface: "
         f"mean {dist.mean():.4f}, 99th pct {np.percentile(dist, 99):.4f}, max {dist.max():.4f}; "
-        f"held-out PSNR {metrics['psnr']:.2f} dB"
+        f"held-out PSNR {metrics['psnr']:.2f} dB; cut {region and region['cut']}"
     )
     assert np.mean(ious) >= 0.95 and np.min(ious) >= 0.9, ious
     # no surroundings in the asset: every part of it lies near the object (the room is 8 units away, the

@@ -112,3 +112,76 @@ def test_over_support_turns_the_data_settings_into_the_cut_region_and_sdf_to_mes
     assert base.region["grown"] and float(base.aabb[1, 0]) == pytest.approx(0.3, abs=0.02)
     bare = over_support(can, {"support_plane": None}, box, DataConfig())
     assert bare.cut is None and bare.region is None and bare.aabb is box and bare.sdf_fn is can
+
+
+def test_sparse_point_colours_come_from_the_runs_saved_model_in_the_normalised_frame(tmp_path):
+    """The run's saved COLMAP model's points, scaled as ``data.scale`` did and normalised with the
+    scene's ``world_from_normalised``, keep their colours; split into object (in the box, above the cut)
+    and table (on the plane, near the box); None without a model."""
+    pytest.importorskip("pycolmap")
+    from t23d.data.cameras import Camera
+    from t23d.data.colmap import build_reconstruction, write_reconstruction
+    from t23d.reconstruct.support import sparse_point_colors
+
+    world = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 1.0], [2.0, 0.0, -1.0]])  # the model's units
+    colors = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], dtype=np.uint8)
+    cam = Camera(width=64, height=64, fx=60.0, fy=60.0, cx=32.0, cy=32.0)
+    rec = build_reconstruction(cam, np.eye(4)[None], ["a.png"], world, colors)
+    write_reconstruction(rec, tmp_path / "sfm")
+    w = np.eye(4)
+    w[:3, :3] *= 4.0  # normalised unit = 4 metres
+    w[:3, 3] = [0.0, 0.0, 2.0]
+    scene = {"world_from_normalised": w.tolist()}
+    sparse = sparse_point_colors(tmp_path / "sfm", scene, scale=2.0)  # model units x2 = metres
+    order = np.argsort(sparse.points[:, 0] + 10 * sparse.points[:, 2])
+    np.testing.assert_allclose(sparse.points[order], [[1.0, 0.0, -1.0], [0.0, 0.0, -0.5], [0.0, 0.0, 0.0]])
+    assert sparse.colors[order].tolist() == [[0, 0, 1], [1, 0, 0], [0, 1, 0]]
+    plane = np.array([0.0, 0.0, 1.0, -0.5])
+    box = np.array([[-0.3, -0.3, -0.5], [0.3, 0.3, 0.5]])
+    objects, table = sparse.object_and_table(plane, box, above=0.06, on=0.01)
+    assert objects.tolist() == [[0, 1, 0]] and table.tolist() == [[1, 0, 0]]  # the far point is neither
+    assert sparse_point_colors(None, scene) is None and sparse_point_colors(tmp_path / "none", scene) is None
+
+
+def test_over_support_lowers_the_cut_by_colour_and_records_it():
+    """``support_cut: colour`` (the default) brings the cut down the can's rim to where the blend into the
+    table takes the table's colours, grows the region from there and records the cut in the region;
+    ``fixed`` keeps it at the margin; without a plane nothing is cut."""
+    import dataclasses
+
+    from t23d.data.config import DataConfig
+    from t23d.reconstruct.support import SparseColors, over_support
+
+    assert DataConfig().support_cut == "colour"
+    floor_z, red, brown = -0.5, [0.8, 0.1, 0.1], [0.5, 0.35, 0.2]
+
+    def can(points: torch.Tensor) -> torch.Tensor:  # radius 0.3, blended into the table below 0.02
+        h = points[:, 2] - floor_z
+        radius = 0.3 + 4.0 * (0.02 - h).clamp(min=0.0)
+        return torch.maximum(points[:, :2].norm(dim=-1) - radius, torch.maximum(-h, h - 0.8))
+
+    def color(points: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+        outside = points[:, :2].norm(dim=-1) > 0.302
+        return torch.where(outside[:, None], torch.tensor(brown), torch.tensor(red))
+
+    rng = np.random.default_rng(0)
+    on_can = np.concatenate([rng.uniform(-0.15, 0.15, (60, 2)), rng.uniform(-0.3, 0.2, (60, 1))], 1)
+    on_table = np.concatenate([rng.uniform(-0.5, 0.5, (80, 2)), np.full((80, 1), floor_z)], 1)
+    sparse = SparseColors(
+        np.concatenate([on_can, on_table]), np.array([red] * 60 + [brown] * 80, dtype=np.float64)
+    )
+    scene = {"support_plane": {"normal": [0.0, 0.0, 1.0], "offset": floor_z, "rms": 0.001}}
+    box = torch.tensor([[-0.2, -0.2, floor_z], [0.2, 0.2, 0.3]])
+    base = over_support(can, scene, box, DataConfig(), color_fn=color, sparse=lambda: sparse)
+    assert base.cut.tolist() == pytest.approx([0.0, 0.0, 1.0, floor_z + 0.02])
+    assert base.region["cut"]["lowered"] and base.region["cut"]["height"] == pytest.approx(0.02)
+    assert base.region["grown"] and float(base.aabb[1, 0]) == pytest.approx(0.3, abs=0.02)
+    assert base.mesh_cut.tolist() == base.cut.tolist() and base.sdf_fn is can
+    json.dumps(base.region)  # written to export.json as is
+
+    fixed = over_support(
+        can, scene, box, dataclasses.replace(DataConfig(), support_cut="fixed"), color, lambda: sparse
+    )
+    assert fixed.cut.tolist() == pytest.approx([0.0, 0.0, 1.0, floor_z + 0.05]) and "cut" not in fixed.region
+    bare = over_support(can, {"support_plane": None}, box, DataConfig(), color, lambda: sparse)
+    assert bare.cut is None and bare.region is None and bare.aabb is box and bare.sdf_fn is can
