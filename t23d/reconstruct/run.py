@@ -24,7 +24,7 @@ from t23d.common.errors import T23dError
 from t23d.reconstruct.capture import learnt_capture_report, resolve_for_capture
 from t23d.reconstruct.config import ReconstructConfig, validate_reconstruct_config
 from t23d.reconstruct.metrics import SSIM_WINDOW
-from t23d.reconstruct.support import asset_region, over_support, sparse_point_colors
+from t23d.reconstruct.support import over_support, sparse_point_colors
 from t23d.reconstruct.train import (
     TrainImages,
     build_reconstruct_state,
@@ -524,7 +524,7 @@ def export_reconstruct_run(
             appearance=appearance,
             supersample=export_cfg.fidelity_supersample,
             # unmasked photos: the field holds the surroundings too, which the asset leaves out
-            region=None if scene.get("has_alpha", True) else asset_region(aabb, base.cut),
+            region=None if scene.get("has_alpha", True) else base.region_fn(),
         ),
         fidelity_cameras=fidelity,
         render_step=step_size(state.field, cfg.render),

@@ -121,9 +121,12 @@ def support_fillet_radius(
     return estimate.radius, estimate.to_dict()
 
 
-def asset_region(aabb: torch.Tensor, cut: np.ndarray | None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``points [N, 3] -> bool [N]``: inside the box ``aabb [2, 3]`` the asset is meshed in and above the
-    ``cut`` plane ``(nx, ny, nz, d)`` (None: no cut), normalised frame."""
+def asset_region(
+    aabb: torch.Tensor, cut: np.ndarray | None, carved: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``points [N, 3] -> bool [N]``: inside the box ``aabb [2, 3]`` the asset is meshed in, above the
+    ``cut`` plane ``(nx, ny, nz, d)`` (None: no cut) and not carved out (``carved``: an indicator in
+    ``[0, 1]``, carved above 0.5; None: nothing carved), normalised frame."""
     plane = None if cut is None else torch.tensor(cut, dtype=torch.float32)
 
     def inside(points: torch.Tensor) -> torch.Tensor:
@@ -131,6 +134,8 @@ def asset_region(aabb: torch.Tensor, cut: np.ndarray | None) -> Callable[[torch.
         keep = ((points >= box[0]) & (points <= box[1])).all(-1)
         if plane is not None:
             keep &= points @ plane[:3].to(points.device) > plane[3]
+        if carved is not None:
+            keep &= carved(points).to(keep.device) < 0.5
         return keep
 
     return inside
@@ -204,6 +209,42 @@ def lowered_cut(
     return lowered, found.to_dict()
 
 
+def carved_above_cut(
+    sdf_fn: Callable,
+    color_fn: Callable,
+    scene: dict[str, Any],
+    aabb: torch.Tensor,
+    cut: np.ndarray,
+    sparse: SparseColors | None,
+) -> tuple[Callable, dict[str, Any], Callable | None]:
+    """``sdf_fn`` with the table-coloured solid that rises from the ``cut`` carved out
+    (:func:`t23d.extract.carve.carve_table_coloured`), the record of what was carved, and the carve's
+    indicator (None when nothing was carved). Without coloured points: ``sdf_fn`` as it is."""
+    from t23d.extract.base_cut import MIN_POINTS
+    from t23d.extract.carve import Carved, carve_table_coloured
+
+    if sparse is None:
+        return sdf_fn, {"carved": 0.0, "reason": "the run kept no coloured sparse points"}, None
+    support = support_plane_of(scene)
+    assert support is not None  # a cut is made only over a support plane
+    height = float(cut[3] - support[3])
+    box = aabb.numpy().astype(np.float64)
+    floor = 2.0 * float(scene["support_plane"]["rms"])
+    objects, table = sparse.object_and_table(support, box, above=height + 0.01, on=max(floor, 0.01))
+    if min(len(objects), len(table)) < MIN_POINTS:
+        reason = f"too few coloured sparse points ({len(objects)} on the object, {len(table)} on the table)"
+        return sdf_fn, {"carved": 0.0, "reason": reason}, None
+    carved, report = carve_table_coloured(sdf_fn, color_fn, support, height, box, objects, table)
+    logger.info(
+        "table-coloured solid rising from the cut: %.1f %% of the surface cells table-coloured, %.1f %% of "
+        "the solid carved (%.1f s)",
+        100 * report.table_coloured,
+        100 * report.carved,
+        report.seconds,
+    )
+    return carved, report.to_dict(), carved.indicator if isinstance(carved, Carved) else None
+
+
 @dataclass
 class AssetOverSupport:
     """What the asset of a run over a support plane is meshed from (:func:`over_support`)."""
@@ -220,6 +261,13 @@ class AssetOverSupport:
     """For ``export.json`` → ``region``: the grown box and the cut's record."""
     fillet: dict[str, Any] | None
     """For ``export.json`` → ``support_fillet``: the fillet radius estimated (``auto``)."""
+    carved: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """``points [N, 3] -> [N]`` in ``[0, 1]``: how far each point lies in the solid carved out (None:
+    nothing carved); the field's render for the fidelity check leaves it out as the asset does."""
+
+    def region_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``points [N, 3] -> bool [N]``: where the asset was meshed (:func:`asset_region`)."""
+        return asset_region(self.aabb, self.cut, self.carved)
 
 
 def over_support(
@@ -232,22 +280,25 @@ def over_support(
 ) -> AssetOverSupport:
     """Turn the ``data.support_*`` settings (``data_cfg``: :class:`t23d.data.config.DataConfig`) into what
     the asset of a run with ``scene`` is meshed from: the cut (``support_plane_margin``, lowered by colour
-    with ``support_cut: colour`` when ``color_fn`` and ``sparse`` are given), the region grown over the
-    plane from it (``support_footprint``), the fillet undone (``support_fillet_radius``) and the base
-    (``support_base``). Without a support plane: ``aabb`` and ``sdf_fn`` unchanged, no cut."""
+    with ``support_cut: colour``), the region grown over the plane from it (``support_footprint``), the
+    table-coloured solid over the cut carved out (``support_carve``), the fillet undone
+    (``support_fillet_radius``) and the base (``support_base``). The colour steps need the field's colour
+    ``color_fn`` and the run's coloured sparse points (``sparse``, called once). Without a support plane:
+    ``aabb`` and ``sdf_fn`` unchanged, no cut."""
     cut = cut_plane_of(scene, data_cfg.support_plane_margin)
     grown, region = region_over_support(sdf_fn, scene, aabb, cut, data_cfg.support_footprint)
-    if (
-        cut is not None
-        and sdf_fn is not None
-        and data_cfg.support_cut == "colour"
-        and color_fn is not None
-        and sparse is not None
-    ):
-        cut, record = lowered_cut(sdf_fn, color_fn, scene, grown, cut, sparse())
-        if record["lowered"]:  # the footprint is read again just above the lower cut
-            grown, region = region_over_support(sdf_fn, scene, aabb, cut, data_cfg.support_footprint)
-        region = {**(region or {}), "cut": record}
+    carved = None
+    by_colour = data_cfg.support_cut == "colour" or data_cfg.support_carve
+    if cut is not None and sdf_fn is not None and color_fn is not None and sparse is not None and by_colour:
+        points = sparse()
+        if data_cfg.support_cut == "colour":
+            cut, record = lowered_cut(sdf_fn, color_fn, scene, grown, cut, points)
+            if record["lowered"]:  # the footprint is read again just above the lower cut
+                grown, region = region_over_support(sdf_fn, scene, aabb, cut, data_cfg.support_footprint)
+            region = {**(region or {}), "cut": record}
+        if data_cfg.support_carve:
+            sdf_fn, record, carved = carved_above_cut(sdf_fn, color_fn, scene, grown, cut, points)
+            region = {**(region or {}), "carve": record}
     if cut is not None:
         logger.info(
             "the asset is cut %.3g (normalised units) above the support plane it stands on",
@@ -257,4 +308,4 @@ def over_support(
     mesh_sdf_fn, mesh_cut = based_on_support(
         _unblended(sdf_fn, scene, radius), scene, cut, data_cfg.support_base
     )
-    return AssetOverSupport(grown, cut, mesh_sdf_fn, mesh_cut, region, fillet)
+    return AssetOverSupport(grown, cut, mesh_sdf_fn, mesh_cut, region, fillet, carved)

@@ -185,3 +185,46 @@ def test_over_support_lowers_the_cut_by_colour_and_records_it():
     assert fixed.cut.tolist() == pytest.approx([0.0, 0.0, 1.0, floor_z + 0.05]) and "cut" not in fixed.region
     bare = over_support(can, {"support_plane": None}, box, DataConfig(), color, lambda: sparse)
     assert bare.cut is None and bare.region is None and bare.aabb is box and bare.sdf_fn is can
+
+
+def test_over_support_carves_the_table_coloured_skirt_and_the_region_leaves_it_out():
+    """``support_carve``: the brown solid grown against the red can's side from the table is carved out of
+    the SDF that is meshed, recorded in the region, and left out of the region the field's render is
+    compared in; the can stays. Off, nothing is carved."""
+    import dataclasses
+
+    from t23d.data.config import DataConfig
+    from t23d.reconstruct.support import SparseColors, over_support
+
+    floor_z, red, brown = -0.5, [0.8, 0.1, 0.1], [0.5, 0.35, 0.2]
+
+    def can_and_skirt(points: torch.Tensor) -> torch.Tensor:
+        can = torch.maximum(points[:, :2].norm(dim=-1) - 0.3, (points[:, 2] + 0.1).abs() - 0.4)
+        q = (points - torch.tensor([0.4, 0.0, -0.25])).abs() - torch.tensor([0.2, 0.1, 0.25])
+        skirt = q.clamp(min=0).norm(dim=-1) + q.max(dim=-1).values.clamp(max=0)
+        return torch.minimum(can, skirt)
+
+    def color(points: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+        outside = points[:, :2].norm(dim=-1) > 0.31
+        return torch.where(outside[:, None], torch.tensor(brown), torch.tensor(red))
+
+    rng = np.random.default_rng(0)
+    on_can = np.concatenate([rng.uniform(-0.15, 0.15, (60, 2)), rng.uniform(-0.3, 0.2, (60, 1))], 1)
+    on_table = np.concatenate([rng.uniform(-0.9, 0.9, (80, 2)), np.full((80, 1), floor_z)], 1)
+    sparse = SparseColors(
+        np.concatenate([on_can, on_table]), np.array([red] * 60 + [brown] * 80, dtype=np.float64)
+    )
+    scene = {"support_plane": {"normal": [0.0, 0.0, 1.0], "offset": floor_z, "rms": 0.001}}
+    box = torch.tensor([[-0.7, -0.5, floor_z], [0.7, 0.5, 0.4]])
+    cfg = dataclasses.replace(DataConfig(), support_cut="fixed", support_carve=True)
+    base = over_support(can_and_skirt, scene, box, cfg, color_fn=color, sparse=lambda: sparse)
+    skirt, inside_can = torch.tensor([[0.45, 0.0, -0.25]]), torch.tensor([[0.0, 0.0, -0.1]])
+    assert float(base.sdf_fn(skirt)) > 0 and float(base.sdf_fn(inside_can)) < 0
+    assert base.region["carve"]["carved"] > 0 and "cut" not in base.region
+    region = base.region_fn()
+    assert not bool(region(skirt)) and bool(region(inside_can))
+    json.dumps(base.region)  # written to export.json as is
+    off = over_support(
+        can_and_skirt, scene, box, dataclasses.replace(cfg, support_carve=False), color, lambda: sparse
+    )
+    assert off.sdf_fn is can_and_skirt and off.carved is None and bool(off.region_fn()(skirt))
