@@ -5,11 +5,11 @@ solid that takes the table's colours (a skirt hanging from a monkey head to its 
 asset's area, benchmarks/RESULTS.md). Its shape is nothing like a fillet, so the cut and the fillet do
 not reach it; its colour gives it away.
 
-:func:`carve_table_coloured` samples the SDF on a grid over the object's region above the cut. Each
-surface cell (solid, with an empty face neighbour) is coloured by the field where the surface crosses it
-and votes table or object by the nearest colour among the sparse points on the table or on the object.
-Every solid cell belongs to its nearest surface cell; the table-coloured solid connected to the cut is
-carved out of the SDF (:class:`Carved`).
+:func:`carve_table_coloured` samples the SDF on a grid over the object's region. Each surface cell above
+the cut (solid, with a face neighbour the SDF calls empty; the cut itself is no surface) is coloured by
+the field where the surface crosses it and votes table or object by the nearest colour among the sparse
+points on the table or on the object. Every solid cell above the cut goes with its nearest surface cell;
+the table-coloured solid connected to the cut is carved out of the SDF (:class:`Carved`).
 
 Conventions as in :mod:`t23d.extract.base_cut`: the field's normalised frame, ``plane`` ``(nx, ny, nz,
 d)``, colours in ``[0, 1]``.
@@ -103,8 +103,11 @@ def carve_table_coloured(
     height = (
         (axes[0] * n[0])[:, None, None] + (axes[1] * n[1])[None, :, None] + (axes[2] * n[2])[None, None, :]
     ) - offset
-    solid = (inside.values > 0) & (height > cut_height)
-    surface = solid & ~ndimage.binary_erosion(solid)
+    above = height > cut_height
+    whole = inside.values > 0
+    solid = whole & above
+    # the learnt surface's own cells: the cut is not a surface (the solid's colour there means nothing)
+    surface = whole & ~ndimage.binary_erosion(whole, border_value=1) & above
     idx = np.nonzero(surface)
     report = CarveReport(float(spacing.max()), int(len(idx[0])), 0.0, 0.0, 0.0)
     if len(idx[0]):

@@ -72,3 +72,21 @@ def test_an_object_of_its_own_colour_is_left_as_it_is():
 
     same, report = carve_table_coloured(can_and_skirt, red, PLANE, CUT, BOX, objects, table, resolution=64)
     assert same is can_and_skirt and report.carved == 0.0 and report.surface_cells > 0
+
+
+def test_the_cut_is_no_surface_a_can_merged_with_the_learnt_table_keeps_its_base():
+    """The learnt table is solid below the plane and merged with the can; the cut through them is not a
+    surface of the field, so its (table-brown) colours must not claim the can's base."""
+    objects, table = palettes()
+
+    def can_in_table(points: torch.Tensor) -> torch.Tensor:
+        return torch.minimum(can(points), points[:, 2] - FLOOR_Z)
+
+    def brown_table(points: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+        low = (points[:, 2] < FLOOR_Z + 0.01) | (points[:, :2].norm(dim=-1) > 0.31)
+        return torch.where(low[:, None], torch.tensor(BROWN).float(), torch.tensor(RED).float())
+
+    kept, report = carve_table_coloured(
+        can_in_table, brown_table, PLANE, CUT, BOX, objects, table, resolution=64
+    )
+    assert kept is can_in_table and report.carved == 0.0
