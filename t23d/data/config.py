@@ -172,9 +172,9 @@ class DataConfig:
     support_carve: bool = True
     """Carve out of the SDF the solid above the cut that the table's colours claim and that rises from the
     cut (SDF runs over a support plane; :func:`t23d.extract.carve.carve_table_coloured`): on a grid over
-    the region (256 cells on its longest side), each surface cell votes table or object by the nearest
-    colour among the sparse points, every solid cell goes with its nearest surface cell, and the
-    table-coloured solid connected to the cut is emptied. Under changing light the field fills the shadow
+    the region (256 cells on its longest side), each surface cell more than 0.05 above the cut votes
+    table or object by the nearest colour among the sparse points, every solid cell within 0.15 of one
+    goes with the nearest, and the table-coloured solid connected to the cut is emptied. Under changing light the field fills the shadow
     under an object with such solid (a skirt from a monkey head to its table): 18.6 -> 24.2 dB, Chamfer-L1
     0.045 -> 0.025; under fixed light it changes little (benchmarks/RESULTS.md, session 24).
     ``export.json`` → ``region`` → ``carve``; the field's render for the fidelity check leaves the carved

@@ -5,11 +5,14 @@ solid that takes the table's colours (a skirt hanging from a monkey head to its 
 asset's area, benchmarks/RESULTS.md). Its shape is nothing like a fillet, so the cut and the fillet do
 not reach it; its colour gives it away.
 
-:func:`carve_table_coloured` samples the SDF on a grid over the object's region. Each surface cell above
-the cut (solid, with a face neighbour the SDF calls empty; the cut itself is no surface) is coloured by
-the field where the surface crosses it and votes table or object by the nearest colour among the sparse
-points on the table or on the object. Every solid cell above the cut goes with its nearest surface cell;
-the table-coloured solid connected to the cut is carved out of the SDF (:class:`Carved`).
+:func:`carve_table_coloured` samples the SDF on a grid over the object's region. Each surface cell higher
+than :data:`VOTE_BAND` above the cut (solid, with a face neighbour the SDF calls empty; the cut itself
+is no surface) is coloured by the field where the surface crosses it and votes table or object by the
+nearest colour among the sparse points on the table or on the object. Every solid cell above the cut
+within :data:`REACH` of a voting cell goes with the nearest one; the table-coloured solid connected to
+the cut is carved out of the SDF (:class:`Carved`). The band and the reach keep a wide base whole: a
+textured box on a printed sheet lost solid 0.26-0.44 deep inside it without them (its foot's mixed
+colours claimed the inside nearest to them).
 
 Conventions as in :mod:`t23d.extract.base_cut`: the field's normalised frame, ``plane`` ``(nx, ny, nz,
 d)``, colours in ``[0, 1]``.
@@ -30,6 +33,12 @@ from t23d.extract.base_cut import _nearest
 from t23d.extract.grid import DensityFn, _checked_plane, check_aabb
 
 ColorFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+#: Surface cells this close above the cut do not vote (normalised units): where an object meets the table
+#: the learnt surface mixes both colours, and its votes would reach deep into a wide base.
+VOTE_BAND = 0.05
+#: Solid further than this from every voting surface cell is never carved (normalised units).
+REACH = 0.15
 
 
 @dataclass
@@ -85,6 +94,8 @@ def carve_table_coloured(
     object_colors: np.ndarray,
     table_colors: np.ndarray,
     resolution: int = 256,
+    band: float = VOTE_BAND,
+    reach: float = REACH,
 ) -> tuple[DensityFn, CarveReport]:
     """``sdf_fn`` with the table-coloured solid connected to the cut (``cut_height`` above ``plane``)
     carved out, inside ``aabb [2, 3]`` sampled with ``resolution`` cells on its longest side (as the
@@ -106,8 +117,8 @@ def carve_table_coloured(
     above = height > cut_height
     whole = inside.values > 0
     solid = whole & above
-    # the learnt surface's own cells: the cut is not a surface (the solid's colour there means nothing)
-    surface = whole & ~ndimage.binary_erosion(whole, border_value=1) & above
+    # the learnt surface's own cells (the cut is no surface), above the band where it meets the table
+    surface = whole & ~ndimage.binary_erosion(whole, border_value=1) & (height > cut_height + band)
     idx = np.nonzero(surface)
     report = CarveReport(float(spacing.max()), int(len(idx[0])), 0.0, 0.0, 0.0)
     if len(idx[0]):
@@ -123,11 +134,11 @@ def carve_table_coloured(
         table_surface = _nearest(rgb, table_colors) < _nearest(rgb, object_colors)
         label = np.zeros(solid.shape, dtype=bool)
         label[idx] = table_surface
-        nearest = ndimage.distance_transform_edt(
-            ~surface, sampling=spacing, return_distances=False, return_indices=True
+        far, nearest = ndimage.distance_transform_edt(
+            ~surface, sampling=spacing, return_distances=True, return_indices=True
         )
-        table_solid = solid & label[tuple(nearest)]
-        del nearest
+        table_solid = solid & label[tuple(nearest)] & (far <= reach)
+        del nearest, far
         parts, _ = ndimage.label(table_solid, structure=np.ones((3, 3, 3), dtype=bool))
         bottom = table_solid & (height <= cut_height + 2 * float(spacing.max()))
         carved = np.isin(parts, np.unique(parts[bottom])) & (parts > 0)
