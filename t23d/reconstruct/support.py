@@ -177,6 +177,35 @@ class SparseColors:
         return self.colors[inside & (h > above)], self.colors[near & (np.abs(h) < on)]
 
 
+@dataclass
+class _CutFrame:
+    """The support plane, the cut's height over it, the region's box and the lowest cut allowed (twice the
+    plane's point noise), as the colour steps read them."""
+
+    support: np.ndarray
+    height: float
+    box: np.ndarray
+    floor: float
+
+    def palettes(self, sparse: SparseColors) -> tuple[np.ndarray, np.ndarray]:
+        """Colours of the sparse points on the object (in the box, 0.01 over the cut) and on the table."""
+        return sparse.object_and_table(
+            self.support, self.box, above=self.height + 0.01, on=max(self.floor, 0.01)
+        )
+
+
+def _over_cut(scene: dict[str, Any], aabb: torch.Tensor, cut: np.ndarray) -> _CutFrame:
+    """:class:`_CutFrame` of a scene with a support plane, its region ``aabb`` and ``cut`` plane."""
+    support = support_plane_of(scene)
+    assert support is not None  # a cut is made only over a support plane
+    return _CutFrame(
+        support,
+        float(cut[3] - support[3]),
+        aabb.numpy().astype(np.float64),
+        2.0 * float(scene["support_plane"]["rms"]),
+    )
+
+
 def lowered_cut(
     sdf_fn: Callable,
     color_fn: Callable,
@@ -191,20 +220,16 @@ def lowered_cut(
     points; ``sparse``: the run's coloured sparse points (None: the cut stays)."""
     from t23d.extract.base_cut import BaseCut, lower_cut_by_colour
 
-    support = support_plane_of(scene)
-    assert support is not None  # a cut is made only over a support plane
-    margin = float(cut[3] - support[3])
-    floor = 2.0 * float(scene["support_plane"]["rms"])
-    box = aabb.numpy().astype(np.float64)
+    at = _over_cut(scene, aabb, cut)
     if sparse is None:
         found = BaseCut(
-            margin, margin, False, "the run kept no coloured sparse points: the cut stays at the margin"
+            at.height, at.height, False, "the run kept no coloured sparse points: the cut stays at the margin"
         )
     else:
-        objects, table = sparse.object_and_table(support, box, above=margin + 0.01, on=max(floor, 0.01))
-        found = lower_cut_by_colour(sdf_fn, color_fn, support, box, margin, floor, objects, table)
+        objects, table = at.palettes(sparse)
+        found = lower_cut_by_colour(sdf_fn, color_fn, at.support, at.box, at.height, at.floor, objects, table)
     logger.info("the asset's cut: %.3g above the support plane; %s", found.height, found.reason)
-    lowered = support.copy()
+    lowered = at.support.copy()
     lowered[3] += found.height
     return lowered, found.to_dict()
 
@@ -225,16 +250,12 @@ def carved_above_cut(
 
     if sparse is None:
         return sdf_fn, {"carved": 0.0, "reason": "the run kept no coloured sparse points"}, None
-    support = support_plane_of(scene)
-    assert support is not None  # a cut is made only over a support plane
-    height = float(cut[3] - support[3])
-    box = aabb.numpy().astype(np.float64)
-    floor = 2.0 * float(scene["support_plane"]["rms"])
-    objects, table = sparse.object_and_table(support, box, above=height + 0.01, on=max(floor, 0.01))
+    at = _over_cut(scene, aabb, cut)
+    objects, table = at.palettes(sparse)
     if min(len(objects), len(table)) < MIN_POINTS:
         reason = f"too few coloured sparse points ({len(objects)} on the object, {len(table)} on the table)"
         return sdf_fn, {"carved": 0.0, "reason": reason}, None
-    carved, report = carve_table_coloured(sdf_fn, color_fn, support, height, box, objects, table)
+    carved, report = carve_table_coloured(sdf_fn, color_fn, at.support, at.height, at.box, objects, table)
     logger.info(
         "table-coloured solid rising from the cut: %.1f %% of the surface cells table-coloured, %.1f %% of "
         "the solid carved (%.1f s)",

@@ -114,6 +114,20 @@ def test_over_support_turns_the_data_settings_into_the_cut_region_and_sdf_to_mes
     assert bare.cut is None and bare.region is None and bare.aabb is box and bare.sdf_fn is can
 
 
+def red_can_on_brown_table(floor_z: float, red: list[float], brown: list[float], table_reach: float):
+    """Coloured sparse points of a red can (60, above the cut) on a brown table (80, within
+    ``table_reach`` of the centre), and the scene record of the table's plane."""
+    from t23d.reconstruct.support import SparseColors
+
+    rng = np.random.default_rng(0)
+    on_can = np.concatenate([rng.uniform(-0.15, 0.15, (60, 2)), rng.uniform(-0.3, 0.2, (60, 1))], 1)
+    on_table = np.concatenate([rng.uniform(-table_reach, table_reach, (80, 2)), np.full((80, 1), floor_z)], 1)
+    sparse = SparseColors(
+        np.concatenate([on_can, on_table]), np.array([red] * 60 + [brown] * 80, dtype=np.float64)
+    )
+    return sparse, {"support_plane": {"normal": [0.0, 0.0, 1.0], "offset": floor_z, "rms": 0.001}}
+
+
 def test_sparse_point_colours_come_from_the_runs_saved_model_in_the_normalised_frame(tmp_path):
     """The run's saved COLMAP model's points, scaled as ``data.scale`` did and normalised with the
     scene's ``world_from_normalised``, keep their colours; split into object (in the box, above the cut)
@@ -150,7 +164,7 @@ def test_over_support_lowers_the_cut_by_colour_and_records_it():
     import dataclasses
 
     from t23d.data.config import DataConfig
-    from t23d.reconstruct.support import SparseColors, over_support
+    from t23d.reconstruct.support import over_support
 
     assert DataConfig().support_cut == "colour"
     floor_z, red, brown = -0.5, [0.8, 0.1, 0.1], [0.5, 0.35, 0.2]
@@ -164,13 +178,7 @@ def test_over_support_lowers_the_cut_by_colour_and_records_it():
         outside = points[:, :2].norm(dim=-1) > 0.302
         return torch.where(outside[:, None], torch.tensor(brown), torch.tensor(red))
 
-    rng = np.random.default_rng(0)
-    on_can = np.concatenate([rng.uniform(-0.15, 0.15, (60, 2)), rng.uniform(-0.3, 0.2, (60, 1))], 1)
-    on_table = np.concatenate([rng.uniform(-0.5, 0.5, (80, 2)), np.full((80, 1), floor_z)], 1)
-    sparse = SparseColors(
-        np.concatenate([on_can, on_table]), np.array([red] * 60 + [brown] * 80, dtype=np.float64)
-    )
-    scene = {"support_plane": {"normal": [0.0, 0.0, 1.0], "offset": floor_z, "rms": 0.001}}
+    sparse, scene = red_can_on_brown_table(floor_z, red, brown, table_reach=0.5)
     box = torch.tensor([[-0.2, -0.2, floor_z], [0.2, 0.2, 0.3]])
     base = over_support(can, scene, box, DataConfig(), color_fn=color, sparse=lambda: sparse)
     assert base.cut.tolist() == pytest.approx([0.0, 0.0, 1.0, floor_z + 0.02])
@@ -194,7 +202,7 @@ def test_over_support_carves_the_table_coloured_skirt_and_the_region_leaves_it_o
     import dataclasses
 
     from t23d.data.config import DataConfig
-    from t23d.reconstruct.support import SparseColors, over_support
+    from t23d.reconstruct.support import over_support
 
     floor_z, red, brown = -0.5, [0.8, 0.1, 0.1], [0.5, 0.35, 0.2]
 
@@ -208,13 +216,7 @@ def test_over_support_carves_the_table_coloured_skirt_and_the_region_leaves_it_o
         outside = points[:, :2].norm(dim=-1) > 0.31
         return torch.where(outside[:, None], torch.tensor(brown), torch.tensor(red))
 
-    rng = np.random.default_rng(0)
-    on_can = np.concatenate([rng.uniform(-0.15, 0.15, (60, 2)), rng.uniform(-0.3, 0.2, (60, 1))], 1)
-    on_table = np.concatenate([rng.uniform(-0.9, 0.9, (80, 2)), np.full((80, 1), floor_z)], 1)
-    sparse = SparseColors(
-        np.concatenate([on_can, on_table]), np.array([red] * 60 + [brown] * 80, dtype=np.float64)
-    )
-    scene = {"support_plane": {"normal": [0.0, 0.0, 1.0], "offset": floor_z, "rms": 0.001}}
+    sparse, scene = red_can_on_brown_table(floor_z, red, brown, table_reach=0.9)
     box = torch.tensor([[-0.7, -0.5, floor_z], [0.7, 0.5, 0.4]])
     cfg = dataclasses.replace(DataConfig(), support_cut="fixed", support_carve=True)
     base = over_support(can_and_skirt, scene, box, cfg, color_fn=color, sparse=lambda: sparse)
