@@ -50,7 +50,9 @@ def test_the_cut_comes_down_the_rim_and_stops_where_the_blend_has_the_table_colo
     cut = lower_cut_by_colour(can_with_blend, red_can_brown_blend, PLANE, BOX, 0.05, 0.002, objects, table)
     assert cut.lowered and cut.height == pytest.approx(0.02, abs=1e-9)
     shares = [s["object_share"] for s in cut.slices]
-    assert all(s >= OBJECT_VOTE for s in shares[:-1]) and shares[-1] < OBJECT_VOTE  # the last slice read is the blend
+    assert (
+        all(s >= OBJECT_VOTE for s in shares[:-1]) and shares[-1] < OBJECT_VOTE
+    )  # the last slice read is the blend
     assert cut.slices[-1]["height"] == pytest.approx(0.015) and cut.margin == 0.05
     json.dumps(cut.to_dict())  # written to export.json as is
 
