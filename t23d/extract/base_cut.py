@@ -59,7 +59,7 @@ class BaseCut:
         return asdict(self)
 
 
-def _nearest(colors: np.ndarray, palette: np.ndarray) -> np.ndarray:
+def palette_distance(colors: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """Distance ``[N]`` from each of ``colors [N, 3]`` to its nearest colour in ``palette [P, 3]``."""
     from scipy.spatial import cKDTree
 
@@ -71,7 +71,7 @@ def object_share(colors: np.ndarray, object_colors: np.ndarray, table_colors: np
     among ``table_colors`` (both ``[P, 3]``); 0 for no colours."""
     if len(colors) == 0:
         return 0.0
-    return float(np.mean(_nearest(colors, object_colors) < _nearest(colors, table_colors)))
+    return float(np.mean(palette_distance(colors, object_colors) < palette_distance(colors, table_colors)))
 
 
 def edge_colors(

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from t23d.extract.base_cut import _nearest
+from t23d.extract.base_cut import palette_distance
 from t23d.extract.grid import DensityFn, _checked_plane, check_aabb
 
 ColorFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -53,7 +53,7 @@ class CarveReport:
     spacing: float
     """Grid spacing (normalised units)."""
     surface_cells: int
-    """Surface cells above the cut."""
+    """Surface cells that voted (more than ``band`` above the cut)."""
     table_coloured: float
     """Share of them nearer the table's colours."""
     carved: float
@@ -137,7 +137,7 @@ def carve_table_coloured(
                 torch.tensor(on_surface, dtype=torch.float32), torch.tensor(-unit, dtype=torch.float32)
             )
         rgb = rgb.float().cpu().numpy()
-        table_surface = _nearest(rgb, table_colors) < _nearest(rgb, object_colors)
+        table_surface = palette_distance(rgb, table_colors) < palette_distance(rgb, object_colors)
         label = np.zeros(solid.shape, dtype=bool)
         label[idx] = table_surface
         far, nearest = ndimage.distance_transform_edt(
