@@ -230,3 +230,29 @@ def test_over_support_carves_the_table_coloured_skirt_and_the_region_leaves_it_o
         can_and_skirt, scene, box, dataclasses.replace(cfg, support_carve=False), color, lambda: sparse
     )
     assert off.sdf_fn is can_and_skirt and off.carved is None and bool(off.region_fn()(skirt))
+
+
+def test_a_run_without_coloured_sparse_points_is_cut_at_the_margin_and_not_carved():
+    """An older run, or one whose points came without a saved model: both colour steps say why they did
+    nothing, and the asset is cut at the margin."""
+    from t23d.data.config import DataConfig
+    from t23d.reconstruct.support import over_support
+
+    floor_z = -0.5
+
+    def can(points: torch.Tensor) -> torch.Tensor:
+        h = points[:, 2] - floor_z
+        return torch.maximum(points[:, :2].norm(dim=-1) - 0.3, torch.maximum(-h, h - 0.8))
+
+    def red(points: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([0.8, 0.1, 0.1]).expand(len(points), 3)
+
+    scene = {"support_plane": {"normal": [0.0, 0.0, 1.0], "offset": floor_z, "rms": 0.001}}
+    box = torch.tensor([[-0.2, -0.2, floor_z], [0.2, 0.2, 0.3]])
+    base = over_support(can, scene, box, DataConfig(), color_fn=red, sparse=lambda: None)
+    assert base.cut.tolist() == pytest.approx([0.0, 0.0, 1.0, floor_z + 0.05]) and base.sdf_fn is can
+    assert not base.region["cut"]["lowered"] and "no coloured sparse points" in base.region["cut"]["reason"]
+    assert (
+        base.region["carve"]["carved"] == 0.0
+        and "no coloured sparse points" in base.region["carve"]["reason"]
+    )
