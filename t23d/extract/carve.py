@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from t23d.extract.base_cut import palette_distance
+from t23d.extract.base_cut import MIN_POINTS, palette_distance
 from t23d.extract.grid import DensityFn, _checked_plane, check_aabb
 
 ColorFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -60,6 +60,8 @@ class CarveReport:
     """Share of the solid above the cut carved out."""
     seconds: float
     """Time taken."""
+    reason: str = ""
+    """Why nothing was looked at, when that is so (too few coloured sparse points)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict."""
@@ -105,13 +107,20 @@ def carve_table_coloured(
 ) -> tuple[DensityFn, CarveReport]:
     """``sdf_fn`` with the table-coloured solid connected to the cut (``cut_height`` above ``plane``)
     carved out, inside ``aabb [2, 3]`` sampled with ``resolution`` cells on its longest side (as the
-    export's extraction grid); and what was found. See the module docstring."""
+    export's extraction grid); and what was found. See the module docstring. Fewer than
+    :data:`t23d.extract.base_cut.MIN_POINTS` colours on the object or the table: ``sdf_fn`` unchanged."""
     from scipy import ndimage
 
     from t23d.extract.grid import evaluate_density_grid
 
     t0 = time.perf_counter()
     box = check_aabb(aabb)
+    if min(len(object_colors), len(table_colors)) < MIN_POINTS:
+        reason = (
+            f"too few coloured sparse points ({len(object_colors)} on the object, {len(table_colors)} on "
+            f"the table; {MIN_POINTS} of each needed)"
+        )
+        return sdf_fn, CarveReport(0.0, 0, 0.0, 0.0, 0.0, reason)
     normal_t, offset = _checked_plane(plane, "support plane")
     n = normal_t.numpy().astype(np.float64)
     inside = evaluate_density_grid(lambda p: -sdf_fn(p), box, resolution, signed=True)  # > 0 inside

@@ -245,23 +245,20 @@ def carved_above_cut(
     """``sdf_fn`` with the table-coloured solid that rises from the ``cut`` carved out
     (:func:`t23d.extract.carve.carve_table_coloured`), the record of what was carved, and the carve's
     indicator (None when nothing was carved). Without coloured points: ``sdf_fn`` as it is."""
-    from t23d.extract.base_cut import MIN_POINTS
     from t23d.extract.carve import Carved, carve_table_coloured
 
     if sparse is None:
         return sdf_fn, {"carved": 0.0, "reason": "the run kept no coloured sparse points"}, None
     at = _over_cut(scene, aabb, cut)
     objects, table = at.palettes(sparse)
-    if min(len(objects), len(table)) < MIN_POINTS:
-        reason = f"too few coloured sparse points ({len(objects)} on the object, {len(table)} on the table)"
-        return sdf_fn, {"carved": 0.0, "reason": reason}, None
     carved, report = carve_table_coloured(sdf_fn, color_fn, at.support, at.height, at.box, objects, table)
     logger.info(
         "table-coloured solid rising from the cut: %.1f %% of the surface cells table-coloured, %.1f %% of "
-        "the solid carved (%.1f s)",
+        "the solid carved (%.1f s)%s",
         100 * report.table_coloured,
         100 * report.carved,
         report.seconds,
+        f"; {report.reason}" if report.reason else "",
     )
     return carved, report.to_dict(), carved.indicator if isinstance(carved, Carved) else None
 

@@ -72,6 +72,10 @@ def test_an_object_of_its_own_colour_is_left_as_it_is():
 
     same, report = carve_table_coloured(can_and_skirt, red, PLANE, CUT, BOX, objects, table, resolution=64)
     assert same is can_and_skirt and report.carved == 0.0 and report.surface_cells > 0
+    few, report = carve_table_coloured(
+        can_and_skirt, colours, PLANE, CUT, BOX, objects[:5], table, resolution=64
+    )
+    assert few is can_and_skirt and report.carved == 0.0 and "too few" in report.reason
 
 
 def test_the_cut_is_no_surface_a_can_merged_with_the_learnt_table_keeps_its_base():
