@@ -24,11 +24,6 @@ exported texture can hold the albedo (relightable in an engine) instead of the c
   features ``f``. Without it the field explains such changes with geometry (floaters and skirts in front
   of the surfaces whose shading varies). It is linear in the code, so the zero code changes nothing and
   is, at every point, the training photos' average log-radiance; it is never baked.
-  ``local_form = "mlp"`` makes the log gain ``h(f, c) - h(f, 0)``, ``h`` a small MLP of the features and
-  the code (NeRF-W feeds its embedding to the colour MLP the same way): a shadow that moves with the sun
-  is a step across the surface whose position depends on the light's direction, which a few codes can
-  carry through a nonlinear ``h`` but not through a linear basis. The zero code still changes nothing;
-  it is near, no longer exactly, the average log radiance (the codes are centred, ``h`` is smooth).
 
 Per-photo codes are constrained to zero mean over the training photos, so the **zero code** (used for
 held-out views, previews and the exported asset) is the training photos' average appearance.
@@ -91,10 +86,6 @@ class AppearanceConfig:
     (:func:`t23d.reconstruct.capture.resolve_for_capture`)."""
     local_hidden_dim: int = 32
     """Width of the hidden layer of the MLP that turns geometry features into the local gains' basis."""
-    local_form: Literal["linear", "mlp"] = "linear"
-    """How a photo's code changes the light at a point: ``linear`` (``exp(A(f) c)``, the zero code exactly
-    the average log radiance) or ``mlp`` (``exp(h(f, c) - h(f, 0))``: shadows whose shape moves with the
-    sun; see the module docstring)."""
 
 
 def _check(cfg: AppearanceConfig) -> None:
@@ -110,10 +101,6 @@ def _check(cfg: AppearanceConfig) -> None:
         raise ConfigError(
             "appearance.per_image: 'lighting' needs appearance.shading 'sh' (a per-photo environment "
             f"lights the albedo); got shading {cfg.shading!r}. Use per_image 'exposure' instead"
-        )
-    if cfg.local_form not in ("linear", "mlp"):
-        raise ConfigError(
-            f"appearance.local_form: invalid value {cfg.local_form!r}; accepted: 'linear', 'mlp'"
         )
     if cfg.local_codes == "auto":
         raise ConfigError(
@@ -166,14 +153,7 @@ class Appearance(nn.Module):
         self.local_basis = None
         if cfg.local_codes:  # codes start at zero: no local change until the photos ask for one
             self.image_local = nn.Parameter(torch.zeros(num_images, cfg.local_codes))
-            if cfg.local_form == "mlp":
-                self.local_basis = make_mlp(
-                    geo_feat_dim + cfg.local_codes, 3, cfg.local_hidden_dim, 1, generator
-                )
-            else:
-                self.local_basis = make_mlp(
-                    geo_feat_dim, 3 * cfg.local_codes, cfg.local_hidden_dim, 1, generator
-                )
+            self.local_basis = make_mlp(geo_feat_dim, 3 * cfg.local_codes, cfg.local_hidden_dim, 1, generator)
 
     @property
     def shaded(self) -> bool:
@@ -191,15 +171,11 @@ class Appearance(nn.Module):
         return self._centred(self.image_log_gain)[image_ids].exp()
 
     def local_log_gains(self, features: Tensor, image_ids: Tensor | None) -> Tensor | None:
-        """Per-point log gains [N, 3] of the photos ``image_ids`` [N] (one per sample) with geometry
-        ``features`` [N, G]: ``A(f) c`` or ``h(f, c) - h(f, 0)`` (``local_form``); None without local codes
-        or for the neutral code."""
+        """Per-point log gains ``A(features) c`` [N, 3] of the photos ``image_ids`` [N] (one per sample)
+        with geometry ``features`` [N, G]; None without local codes or for the neutral code."""
         if image_ids is None or self.image_local is None or self.local_basis is None:
             return None
         codes = self._centred(self.image_local)[image_ids]  # [N, D]
-        if self.cfg.local_form == "mlp":
-            with_code = self.local_basis(torch.cat([features, codes], -1))
-            return with_code - self.local_basis(torch.cat([features, torch.zeros_like(codes)], -1))
         basis = self.local_basis(features).view(len(features), 3, -1)  # [N, 3, D]
         return (basis * codes[:, None, :]).sum(-1)
 
