@@ -249,7 +249,7 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
         "--local-codes",
         default=None,
         help="auto | N: per-photo codes of N numbers for light that moves across the surfaces between "
-        "photos (moving shadows); 0: off (default); auto: 8 for unmasked photos, off for masked ones",
+        "photos (moving shadows); 0: off; auto (default): 32 for unmasked photos, off for masked ones",
     )
     p.add_argument(
         "--refine-poses", action="store_true", help="learn small corrections of the photos' camera poses"

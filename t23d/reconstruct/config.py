@@ -119,8 +119,9 @@ class ReconstructConfig:
     the monkey head in a room it gave 31.28 dB / Chamfer-L1 0.0058 under fixed light against 28.25 /
     0.0071, and +0.5 and +2.4 dB under changing light (benchmarks/RESULTS.md, session 23). ``field``:
     ``field.view_dependent`` as set, for every capture."""
-    appearance: AppearanceConfig = _field(default_factory=AppearanceConfig)
-    """Shading model (albedo lit by a learnt environment) and per-photo appearance codes."""
+    appearance: AppearanceConfig = _field(default_factory=lambda: AppearanceConfig(local_codes="auto"))
+    """Shading model (albedo lit by a learnt environment) and per-photo appearance codes (local light
+    codes ``auto``: on for unmasked photos, :func:`t23d.reconstruct.capture.local_codes_for`)."""
     pose_refinement: PoseRefinementConfig = _field(default_factory=PoseRefinementConfig)
     """Optional learnt corrections of the photos' camera poses."""
     few_view: FewViewConfig = _field(default_factory=FewViewConfig)

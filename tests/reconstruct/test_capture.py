@@ -106,12 +106,16 @@ def test_a_bad_local_code_size_is_refused_by_name_before_the_run():
 
 
 def test_local_codes_auto_are_on_for_unmasked_photos_and_off_for_masked_ones():
+    """``auto`` (the reconstruct default, every preset): 32 codes for unmasked photos, none for masked."""
     from t23d.field.appearance import AppearanceConfig
     from t23d.reconstruct.capture import AUTO_LOCAL_CODES, local_codes_for
 
-    auto = AppearanceConfig(local_codes="auto")
+    auto = reconstruct_preset("default", "sdf").appearance
+    assert auto.local_codes == "auto" == reconstruct_preset("fast", "density").appearance.local_codes
     unmasked, record = local_codes_for(auto, masked=False)
-    assert unmasked.local_codes == AUTO_LOCAL_CODES == record["codes"] and "unmasked" in record["reason"]
+    assert (
+        unmasked.local_codes == AUTO_LOCAL_CODES == 32 == record["codes"] and "unmasked" in record["reason"]
+    )
     masked, record = local_codes_for(auto, masked=True)
     assert masked.local_codes == 0 == record["codes"] and record["reason"].startswith("auto: masked")
     given, record = local_codes_for(AppearanceConfig(local_codes=3), masked=True)
