@@ -114,8 +114,9 @@ def local_codes_for(appearance: AppearanceConfig, masked: bool) -> tuple[Appeara
     changes between photos the shadows move across the table and walls. Masked photos get none (not
     measured; each step costs more). ``auto`` is the reconstruct default: with view-independent colour,
     32 codes gave the monkey head in a room +0.6 dB under changing light at both seeds tried (half the
-    skirt left after the carve) and the same asset under fixed light (benchmarks/RESULTS.md, session 25;
-    with view-dependent colour 8 codes had grown a skirt under fixed light, session 22)."""
+    skirt left after the carve), the same asset under fixed light, and the candlestick 0.5 dB less
+    (benchmarks/RESULTS.md, session 25; with view-dependent colour 8 codes had grown a skirt under fixed
+    light, session 22)."""
     if appearance.local_codes != "auto":
         size = int(appearance.local_codes)
         return appearance, {"codes": size, "reason": "set in the config"}
