@@ -89,7 +89,8 @@ def read_test_views(data_dir: Path) -> list[dict[str, Any]]:
     return views
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR (dB) of ``a`` against ``b``, images in ``[0, 1]``; inf when equal."""
     mse = float(np.mean((a - b) ** 2))
     return float("inf") if mse == 0 else -10.0 * math.log10(mse)
 
@@ -124,10 +125,10 @@ def image_metrics(
         for ss, key in ((2, "glb_psnr"), (1, "glb_psnr_1spp")):
             rgb, coverage = render_mesh(vertices, faces, look, view["camera"], supersample=ss)
             pred = rgb + (1 - coverage[..., None])  # on white, like the photos
-            out[key].append(_psnr(pred, view["photo"]))
+            out[key].append(psnr(pred, view["photo"]))
             if ss == 2:
                 if view["albedo"] is not None:
-                    out["albedo_psnr"].append(_psnr(pred, view["albedo"]))
+                    out["albedo_psnr"].append(psnr(pred, view["albedo"]))
                     albedo_views.append((rgb, coverage, view["albedo"], view["mask"]))
                 inter, union = (
                     np.minimum(coverage, view["mask"]).sum(),
@@ -142,7 +143,7 @@ def image_metrics(
         gain = albedo_gain(list(rgbs), list(truths), inside)
         result["albedo_gain"] = [round(float(g), 4) for g in gain]
         result["albedo_psnr_aligned"] = float(
-            np.mean([_psnr(np.clip(r * gain, 0, 1) + (1 - c[..., None]), a) for r, c, a, _ in albedo_views])
+            np.mean([psnr(np.clip(r * gain, 0, 1) + (1 - c[..., None]), a) for r, c, a, _ in albedo_views])
         )
     return result
 

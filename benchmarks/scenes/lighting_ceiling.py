@@ -27,7 +27,10 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+
+from benchmarks.asset_metrics import psnr, read_test_views
+from t23d.data.images import load_image
+from t23d.data.synthetic import linear_to_srgb, srgb_to_linear
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_BLENDER_PYTHON = "/tmp/t23d-bpy-venv/bin/python"
@@ -63,47 +66,24 @@ def ceiling_job(scene: Path, out: Path, views: list[int], num_lightings: int, th
     }  # fmt: skip
 
 
-def _read(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGBA"), dtype=np.float64) / 255.0
-
-
-def _linear(s: np.ndarray) -> np.ndarray:
-    return np.where(s <= 0.04045, s / 12.92, ((s + 0.055) / 1.055) ** 2.4)
-
-
-def _srgb(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055)
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(-10.0 * np.log10(np.mean((a - b) ** 2)))
-
-
-def _on_white(linear: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return _srgb(linear) * mask + (1 - mask)
+def _versus(linear: np.ndarray, mask: np.ndarray, photo: np.ndarray) -> float:
+    """PSNR of a linear image shown on white outside ``mask [H, W, 1]`` against ``photo`` (on white)."""
+    return psnr(linear_to_srgb(linear) * mask + (1 - mask), photo)
 
 
 def score(scene: Path, out: Path, job: dict) -> dict:
-    """PSNR of the averaged lightings (and of the best single one) against the test photos."""
-    test = json.loads((scene / "transforms_test.json").read_text())["frames"]
+    """PSNR of the averaged lightings (and of the best single one) against the test photos, each test
+    photo and its object mask read as :func:`benchmarks.asset_metrics.read_test_views` reads them."""
+    views = read_test_views(scene)
     rows: dict[str, list[float]] = {"arithmetic_mean": [], "geometric_mean": [], "best_single": []}
     for split in dict.fromkeys(f["split"] for f in job["frames"]):
-        frame = test[int(split[1:])]
-        photo = _read(scene / (frame["file_path"] + ".png"))[..., :3]
-        mask = _read(scene / (frame["albedo_file_path"] + ".png"))[..., 3:]
-        truth = photo * mask + (1 - mask)
-        lit = np.stack(
-            [
-                _linear(_read(out / split / f"{f['name']}.png")[..., :3])
-                for f in job["frames"]
-                if f["split"] == split
-            ]
-        )
-
-        rows["arithmetic_mean"].append(_psnr(_on_white(lit.mean(0), mask), truth))
-        rows["geometric_mean"].append(_psnr(_on_white(np.exp(np.log(lit + 1e-4).mean(0)), mask), truth))
-        rows["best_single"].append(max(_psnr(_on_white(x, mask), truth) for x in lit))
+        view = views[int(split[1:])]
+        mask = view["mask"][..., None]
+        names = [f["name"] for f in job["frames"] if f["split"] == split]
+        lit = np.stack([srgb_to_linear(load_image(out / split / f"{n}.png")[..., :3]) for n in names])
+        rows["arithmetic_mean"].append(_versus(lit.mean(0), mask, view["photo"]))
+        rows["geometric_mean"].append(_versus(np.exp(np.log(lit + 1e-4).mean(0)), mask, view["photo"]))
+        rows["best_single"].append(max(_versus(x, mask, view["photo"]) for x in lit))
     lightings = len({json.dumps(f["lighting"], sort_keys=True) for f in job["frames"]})
     return {
         "scene": str(scene),

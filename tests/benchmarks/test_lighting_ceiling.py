@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.scenes.lighting_ceiling import _linear, _srgb, ceiling_job, score
+from benchmarks.scenes.lighting_ceiling import ceiling_job, score
+from t23d.data.synthetic import linear_to_srgb as _srgb
+from t23d.data.synthetic import srgb_to_linear as _linear
 
 
 def _png(path: Path, rgba: np.ndarray) -> None:
@@ -39,7 +41,7 @@ def _scene(folder: Path, mode: str = "varying") -> Path:
         }
         for i in range(2)
     ]
-    (folder / "transforms_test.json").write_text(json.dumps({"frames": test}))
+    (folder / "transforms_test.json").write_text(json.dumps({"camera_angle_x": 0.8, "frames": test}))
     return folder
 
 
@@ -65,8 +67,9 @@ def test_the_mean_of_a_bright_and_a_dark_render_scores_against_the_photo_lit_in_
     mask[2:6, 2:6] = 1.0
     base = np.full((8, 8, 3), 0.2)
     ones = np.ones((8, 8, 1))
-    _png(scene / "test/r_0.png", np.concatenate([_srgb(base), ones], -1))
-    _png(scene / "test/r_0_albedo.png", np.concatenate([np.full((8, 8, 3), 0.5), mask], -1))
+    for i in range(2):  # the capture's test photos (the job renders view 0 only)
+        _png(scene / f"test/r_{i}.png", np.concatenate([_srgb(base), ones], -1))
+        _png(scene / f"test/r_{i}_albedo.png", np.concatenate([np.full((8, 8, 3), 0.5), mask], -1))
     _png(out / "v0/l0.png", np.concatenate([_srgb(2.0 * base), ones], -1))
     _png(out / "v0/l1.png", np.concatenate([_srgb(0.5 * base), ones], -1))
     result = score(scene, out, job)
