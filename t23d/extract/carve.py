@@ -156,12 +156,12 @@ def carve_table_coloured(
         del nearest, far
         parts, _ = ndimage.label(table_solid, structure=np.ones((3, 3, 3), dtype=bool))
         bottom = table_solid & (height <= cut_height + 2 * float(spacing.max()))
+        total = max(int(solid.sum()), 1)
         sizes = np.bincount(parts.ravel())
-        rising = np.unique(parts[bottom])
-        rising = rising[sizes[rising] >= min_share * max(int(solid.sum()), 1)]
-        carved = np.isin(parts, rising) & (parts > 0)
+        rising = np.unique(parts[bottom])  # labels of table-coloured pieces (> 0: bottom lies in them)
+        carved = np.isin(parts, rising[sizes[rising] >= min_share * total])
         report.table_coloured = float(table_surface.mean())
-        report.carved = float(carved.sum() / max(int(solid.sum()), 1))
+        report.carved = float(carved.sum() / total)
     report.seconds = round(time.perf_counter() - t0, 2)
     if not report.carved:
         return sdf_fn, report
