@@ -189,14 +189,17 @@ class DataConfig:
     :func:`t23d.extract.fillet.estimate_support_fillet`), logged and written to ``export.json`` →
     ``support_fillet``. SDF runs with a support plane only. Not the default: a base that flares out into
     the table is a fillet to this measure (a candlestick's foot read 0.47 and was cut away)."""
-    support_base: Literal["cut", "extend"] = "cut"
-    """Where the asset's base ends over a support plane (SDF runs). ``cut`` (the default): at the cut, a
-    flat cap ``support_plane_margin`` above the table (shorter than the object by that much).
-    ``extend``: its section at the cut height continues straight down to the plane, so the asset stands
-    on the table at its true height (:func:`t23d.extract.grid.extend_to_support`). Opt-in: it suits a
-    base standing flat on the table (a candlestick: Chamfer-L1 0.0194 -> 0.0091), but where the object
-    rests on a rounded part the section at the cut holds the learnt fillet, which it extends into a
-    pedestal (a monkey head on its chin: 28.25 -> 25.87 dB; benchmarks/RESULTS.md, session 23)."""
+    support_base: Literal["auto", "cut", "extend"] = "auto"
+    """Where the asset's base ends over a support plane (SDF runs). ``cut``: at the cut, a flat cap
+    above the table (shorter than the object by the cut's height). ``extend``: its section at the cut
+    height continues straight down to the plane, so the asset stands on the table at its true height
+    (:func:`t23d.extract.grid.extend_to_support`), coloured as the section just above the cut (the field
+    holds the table below it). ``auto`` (the default): ``extend`` where ``support_cut: colour`` brought the
+    cut down (the base's edge has the object's colours down towards the table: a base standing flat on
+    it), ``cut`` where it stayed at the margin (the learnt blend under a rounded part has the table's
+    colours; extended, it would stand on the table as a pedestal). Candlestick: 29.04 -> 29.46 dB,
+    Chamfer-L1 0.0125 -> 0.0071; a monkey head on its chin keeps its cut (benchmarks/RESULTS.md, sessions 23
+    and 26). ``export.json`` → ``region`` → ``base``."""
     support_footprint: bool = True
     """Over a support plane, let the asset reach along the plane as far as the object's learnt solid
     does just above the cut, connected to its part inside the object region (SDF runs): a base that

@@ -55,6 +55,9 @@ class FidelityReport:
     """Mesh renderer used ("open3d" or "raster")."""
     warnings: list[str] = field(default_factory=list)
     """Threshold warnings that were logged."""
+    compared_above: list[float] | None = None
+    """``(nx, ny, nz, d)``, field frame: only the mesh's faces reaching above this plane were compared (an
+    extended base below it is the export's own, not the field's); None: the whole mesh."""
 
 
 PSNR_CAP = 100.0
@@ -64,6 +67,22 @@ PSNR_CAP = 100.0
 def _psnr(sq_err_sum: float, count: int) -> float:
     mse = sq_err_sum / count if count else 0.0
     return PSNR_CAP if mse <= 10.0 ** (-PSNR_CAP / 10.0) else 10.0 * math.log10(1.0 / mse)
+
+
+def clipped_above(
+    vertices: np.ndarray, faces: np.ndarray, look: MeshAppearance, plane: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, MeshAppearance]:
+    """The part of a mesh on the side ``n . x > d`` of ``plane`` ``(nx, ny, nz, d)``: textured meshes are
+    cut exactly along the plane (``trimesh.intersections.slice_faces_plane``, the UVs interpolated onto
+    the new vertices); meshes with vertex colours keep the faces with a vertex on that side."""
+    from trimesh.intersections import slice_faces_plane
+
+    normal = np.asarray(plane[:3], dtype=np.float64)
+    if look.uvs is None:
+        above = vertices @ normal > float(plane[3])
+        return vertices, faces[above[faces].any(1)], look
+    v, f, uv = slice_faces_plane(vertices, faces, normal, normal * float(plane[3]), uv=look.uvs)
+    return v, f, MeshAppearance(uvs=uv, texture=look.texture)
 
 
 def measure_fidelity(

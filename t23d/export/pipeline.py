@@ -27,7 +27,7 @@ from t23d.common.config import to_dict
 from t23d.common.errors import ConfigError, T23dError
 from t23d.common.interrupts import raise_if_stop_requested
 from t23d.export.config import ExportConfig, validate_export_config
-from t23d.export.fidelity import FidelityReport, RenderFieldFn, measure_fidelity
+from t23d.export.fidelity import FidelityReport, RenderFieldFn, clipped_above, measure_fidelity
 from t23d.export.naming import check_asset_name
 from t23d.export.transform import (
     apply_normals,
@@ -208,6 +208,7 @@ def export_asset(
     photos: PhotoSet | None = None,
     support_fillet: dict | None = None,
     region: dict | None = None,
+    fidelity_cut: np.ndarray | None = None,
 ) -> ExportReport:
     """Extract, texture and export the field inside ``aabb`` as ``<out_dir>/<name>.<format>``.
 
@@ -241,6 +242,10 @@ def export_asset(
         support_fillet: how ``sdf_fn``'s fillet at the support plane was undone (written to the report
             as is).
         region: how ``aabb`` was found (written to the report as is).
+        fidelity_cut: ``[4]`` ``(nx, ny, nz, d)``, field frame: the fidelity check compares only the
+            mesh's faces reaching above this plane with the field (photo runs whose base was extended
+            below the object's cut: that base is the export's, the field holds the table there). None:
+            the whole mesh.
 
     Returns:
         An :class:`ExportReport`; the same data is in ``<out_dir>/export.json``.
@@ -292,7 +297,7 @@ def export_asset(
         vertices, faces, color_fn, Path(out_dir), name, cfg, world_transform=world_transform,
         render_field_fn=render_field_fn, fidelity_cameras=fidelity_cameras, threshold=threshold,
         timings=timings, t_start=t_start, normal_fn=normal_fn, texture_calibration=texture_calibration,
-        photos=photos, support_fillet=support_fillet, region=region,
+        photos=photos, support_fillet=support_fillet, region=region, fidelity_cut=fidelity_cut,
     )  # fmt: skip
 
 
@@ -377,9 +382,11 @@ def _export_mesh(
     photos: PhotoSet | None = None,
     support_fillet: dict | None = None,
     region: dict | None = None,
+    fidelity_cut: np.ndarray | None = None,
 ) -> ExportReport:
     """The stages after the mesh exists: UV unwrap + bake (or vertex colours), transform, encode, preview,
-    fidelity, atomic writes. ``vertices``/``faces`` are in the field frame, outward-oriented."""
+    fidelity (of the faces reaching above ``fidelity_cut`` when given), atomic writes. ``vertices``/
+    ``faces`` are in the field frame, outward-oriented."""
     from t23d.extract.mesh import vertex_normals
     from t23d.texture.bake import bake_texture, query_colors
     from t23d.texture.unwrap import unwrap_uv
@@ -458,10 +465,15 @@ def _export_mesh(
             if fidelity_cameras is not None
             else orbit_cameras(mesh_box, cfg.fidelity_views, cfg.fidelity_resolution)
         )
+        compared = (back_v, out_f, look)
+        if fidelity_cut is not None:
+            compared = clipped_above(back_v, out_f, look, fidelity_cut)
         fidelity = measure_fidelity(
-            back_v, out_f, look, render_field_fn, cams, backend=backend,
+            *compared, render_field_fn, cams, backend=backend,
             min_psnr=cfg.fidelity_min_psnr, min_iou=cfg.fidelity_min_iou, supersample=cfg.fidelity_supersample,
         )  # fmt: skip
+        if fidelity_cut is not None:
+            fidelity.compared_above = [float(x) for x in fidelity_cut]
         t0 = lap("fidelity", t0)
     from t23d.export.gltf import encode_png
 

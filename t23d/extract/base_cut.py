@@ -19,7 +19,6 @@ d)`` with a unit normal, heights ``n . x - d``; colours in ``[0, 1]``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 
 from t23d.extract.footprint import connected_section
-from t23d.extract.grid import DensityFn, _checked_plane, check_aabb
+from t23d.extract.grid import ColorFn, DensityFn, _checked_plane, check_aabb
 
 #: Height between the slices read, normalised units.
 SLICE_STEP = 0.005
@@ -35,8 +34,6 @@ SLICE_STEP = 0.005
 OBJECT_VOTE = 0.6
 #: Fewer coloured sparse points than this on the object or on the table: the cut is left where it is.
 MIN_POINTS = 20
-
-ColorFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass

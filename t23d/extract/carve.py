@@ -22,7 +22,6 @@ d)``, colours in ``[0, 1]``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,9 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from t23d.extract.base_cut import MIN_POINTS, palette_distance
-from t23d.extract.grid import DensityFn, _checked_plane, check_aabb
-
-ColorFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from t23d.extract.grid import ColorFn, DensityFn, _checked_plane, check_aabb
 
 #: Surface cells this close above the cut do not vote (normalised units): where an object meets the table
 #: the learnt surface mixes both colours, and its votes would reach deep into a wide base.

@@ -19,6 +19,8 @@ from t23d.common.errors import ConfigError, T23dError
 
 DensityFn = Callable[[Tensor], Tensor]
 """points [N, 3] float32 world coordinates -> volume density sigma [N] >= 0 (1/length)."""
+ColorFn = Callable[[Tensor, Tensor], Tensor]
+"""``(points [N, 3], view directions [N, 3]) -> rgb [N, 3]``: a field's colour as a camera sees it."""
 
 
 @dataclass
@@ -173,6 +175,24 @@ def extend_to_support(sdf_fn: DensityFn, cut: np.ndarray, support_offset: float)
         return torch.maximum(s, -(h + drop).to(s.device, s.dtype))
 
     return extended
+
+
+def lifted_to_plane(color_fn: ColorFn, plane: np.ndarray, lift: float) -> ColorFn:
+    """``color_fn`` that looks up points lying less than ``lift`` above ``plane`` (or below it) at their
+    projection ``lift`` above it, along the plane's normal; other points as they are.
+
+    The base :func:`extend_to_support` adds below the cut holds no colour of its own in the field (which
+    has the table and the blend into it there): coloured from the section just above the cut, the prism's
+    wall continues the base's colours straight down, as its shape does. ``plane``: ``(nx, ny, nz, d)``,
+    unit normal, the function's frame."""
+    normal, offset = _checked_plane(plane, "cut plane")
+
+    def lifted(points: Tensor, directions: Tensor) -> Tensor:
+        n = normal.to(points.device, points.dtype)
+        rise = (offset + float(lift) - points @ n).clamp(min=0.0)  # [N] how far below the lookup height
+        return color_fn(points + rise[:, None] * n, directions)
+
+    return lifted
 
 
 def unblend_support(sdf_fn: DensityFn, plane: np.ndarray, radius: float) -> DensityFn:

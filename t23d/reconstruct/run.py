@@ -507,10 +507,18 @@ def export_reconstruct_run(
         ),
     )
     aabb = base.aabb
+    voxel = float((aabb[1] - aabb[0]).max()) / export_cfg.resolution
     report = export_asset(
         density_fn_of(state.field),
-        bake_color_fn_of(
-            state.field, aabb, export_cfg.resolution, appearance=appearance, normal_eps=cfg.render.normal_eps
+        base.bake_color_fn(
+            bake_color_fn_of(
+                state.field,
+                aabb,
+                export_cfg.resolution,
+                appearance=appearance,
+                normal_eps=cfg.render.normal_eps,
+            ),
+            lift=2.0 * voxel,  # above the colour segment's reach (1.5 voxels) along a level view
         ),
         aabb,
         out_dir or run_dir / "export",
@@ -536,6 +544,7 @@ def export_reconstruct_run(
             eps=float((state.field.aabb()[1] - state.field.aabb()[0]).max()) / export_cfg.resolution,
         ),
         cut_plane=base.mesh_cut,
+        fidelity_cut=base.cut if base.extended else None,
         texture_calibration=calibration,
         support_fillet=base.fillet,
         region=base.region,

@@ -58,6 +58,16 @@ def based_on_support(
     return extend_to_support(sdf_fn, cut, float(support[3])), support
 
 
+def base_of(setting: str, cut_record: dict[str, Any] | None) -> tuple[str, str]:
+    """The base ``data.support_base`` (``setting``) asks for, ``cut`` or ``extend``, and why: ``auto`` extends
+    the base when the colour cut (its ``cut_record``, :func:`lowered_cut`) came down from the margin."""
+    if setting != "auto":
+        return setting, "as configured"
+    if cut_record and cut_record.get("lowered"):
+        return "extend", "the base's edge has the object's colours below the margin: it stands on the table"
+    return "cut", "the cut stayed at the margin (or was not read by colour): nothing shows a base below it"
+
+
 def _unblended(sdf_fn: Callable | None, scene: dict[str, Any], radius: float) -> Callable | None:
     """``sdf_fn`` with its blend into the scene's support plane undone (``data.support_fillet_radius``;
     :func:`t23d.extract.grid.unblend_support`), or unchanged: no SDF, no plane, or radius 0."""
@@ -287,6 +297,23 @@ class AssetOverSupport:
         """``points [N, 3] -> bool [N]``: where the asset was meshed (:func:`asset_region`)."""
         return asset_region(self.aabb, self.cut, self.carved)
 
+    @property
+    def extended(self) -> bool:
+        """Whether the base was extended below the cut (the mesh is cut lower than the object)."""
+        return (
+            self.cut is not None and self.mesh_cut is not None and not np.array_equal(self.cut, self.mesh_cut)
+        )
+
+    def bake_color_fn(self, color_fn: Callable, lift: float) -> Callable:
+        """The colour to bake the asset with: ``color_fn`` as it is, or for an extended base looked up
+        ``lift`` above the cut wherever the asset lies lower (:func:`t23d.extract.grid.lifted_to_plane`):
+        the field holds the table there, not the base."""
+        if not self.extended:
+            return color_fn
+        from t23d.extract.grid import lifted_to_plane
+
+        return lifted_to_plane(color_fn, self.cut, lift)  # type: ignore[arg-type]
+
 
 def over_support(
     sdf_fn: Callable | None,
@@ -323,7 +350,8 @@ def over_support(
             cut[3] - scene["support_plane"]["offset"],
         )
     radius, fillet = support_fillet_radius(sdf_fn, scene, data_cfg.support_fillet_radius, cut, grown)
-    mesh_sdf_fn, mesh_cut = based_on_support(
-        _unblended(sdf_fn, scene, radius), scene, cut, data_cfg.support_base
-    )
+    base, why = base_of(data_cfg.support_base, (region or {}).get("cut"))
+    if cut is not None and sdf_fn is not None:
+        region = {**(region or {}), "base": {"setting": data_cfg.support_base, "base": base, "reason": why}}
+    mesh_sdf_fn, mesh_cut = based_on_support(_unblended(sdf_fn, scene, radius), scene, cut, base)
     return AssetOverSupport(grown, cut, mesh_sdf_fn, mesh_cut, region, fillet, carved)

@@ -44,6 +44,55 @@ def test_sphere_fidelity_is_high(tmp_path, backend):
     assert doc["fidelity"]["psnr"] == pytest.approx(r.fidelity.psnr) and doc["fidelity"]["warnings"] == []
 
 
+def test_fidelity_compares_only_the_mesh_above_the_given_cut(tmp_path):
+    """``fidelity_cut``: the asset's part below the plane (an extended base, not the field's) is left out
+    of the comparison, and the plane recorded: a plane below the ball changes nothing; at its equator the
+    compared half no longer covers the field's lower half."""
+    whole = export_asset(
+        sphere_density, smooth_color, AABB, tmp_path / "whole", "ball", ExportConfig(**FAST),
+        render_field_fn=sphere_render_fn(smooth_color, supersample=2),
+    )  # fmt: skip
+    below = export_asset(
+        sphere_density, smooth_color, AABB, tmp_path / "below", "ball", ExportConfig(**FAST),
+        render_field_fn=sphere_render_fn(smooth_color, supersample=2), fidelity_cut=np.array([0, 0, 1.0, -2.0]),
+    )  # fmt: skip
+    half = export_asset(
+        sphere_density, smooth_color, AABB, tmp_path / "half", "ball", ExportConfig(**FAST),
+        render_field_fn=sphere_render_fn(smooth_color, supersample=2), fidelity_cut=np.array([0, 0, 1.0, 0.0]),
+    )  # fmt: skip
+    assert whole.fidelity.compared_above is None
+    assert below.fidelity.psnr == pytest.approx(whole.fidelity.psnr, abs=0.01)
+    assert half.fidelity.iou < 0.8 < whole.fidelity.iou
+    assert json.loads((tmp_path / "half" / "export.json").read_text())["fidelity"]["compared_above"] == [
+        0,
+        0,
+        1,
+        0,
+    ]
+
+
+def test_clipped_above_cuts_textured_meshes_along_the_plane_and_keeps_their_uvs():
+    """A textured box cut at z = 0.1 ends exactly there with its UVs interpolated (here a linear function
+    of the position, so exact); a mesh with vertex colours keeps the faces with a vertex above."""
+    import trimesh
+
+    from t23d.export.fidelity import clipped_above
+
+    box = trimesh.creation.box()
+    v, f = np.asarray(box.vertices), np.asarray(box.faces)
+    uv = (v[:, :2] + v[:, 2:] + 1.0) / 3.0
+    texture = np.zeros((4, 4, 3), np.uint8)
+    cv, cf, look = clipped_above(
+        v, f, MeshAppearance(uvs=uv, texture=texture), np.array([0.0, 0.0, 1.0, 0.1])
+    )
+    assert cv[np.unique(cf)][:, 2].min() == pytest.approx(0.1) and look.texture is texture
+    np.testing.assert_allclose(look.uvs, (cv[:, :2] + cv[:, 2:] + 1.0) / 3.0, atol=1e-9)
+    assert trimesh.Trimesh(cv, cf).area == pytest.approx(4 * 0.4 + 1.0)  # four side strips and the top
+    colours = MeshAppearance(vertex_colors=np.zeros((len(v), 3), np.uint8))
+    kv, kf, kept = clipped_above(v, f, colours, np.array([0.0, 0.0, 1.0, 0.1]))
+    assert kv is v and kept is colours and len(kf) == 2 + 4 * 2  # the top and every side face
+
+
 def test_given_cameras_and_low_fidelity_warns(tmp_path, caplog):
     cams = orbit_cameras(AABB.numpy(), 2, 64)
     # the field claims to be a bigger sphere than the density says -> silhouettes disagree

@@ -407,3 +407,29 @@ def test_extend_to_support_stands_the_cut_object_back_on_its_plane():
     assert short[:, 2].min() > floor_z + lift - 0.01  # the cut alone ends the asset above the floor
     with pytest.raises(ConfigError, match="below the cut"):
         extend_to_support(can_on_floor, cut, floor_z + 0.1)
+
+
+def test_lifted_to_plane_looks_up_low_points_just_above_the_cut():
+    """Points below the cut, or less than ``lift`` above it, take the colour ``lift`` above it (moved along
+    the plane's normal, a tilted one too); points higher up and the view directions pass unchanged."""
+    from t23d.extract.grid import lifted_to_plane
+
+    seen = {}
+
+    def position(points: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+        seen["directions"] = directions
+        return points
+
+    tilt = np.array([0.0, 0.6, 0.8])
+    for normal in (np.array([0.0, 0.0, 1.0]), tilt):
+        plane = np.array([*normal, -0.5])
+        lifted = lifted_to_plane(position, plane, 0.02)
+        pts = torch.tensor([[0.1, 0.2, -0.9], [0.3, -0.1, 0.4], [0.0, 0.0, 0.0]])
+        n = torch.tensor(normal, dtype=torch.float32)
+        pts = pts - (pts @ n - (-0.5))[:, None] * n + torch.tensor([-0.1, 0.01, 0.5])[:, None] * n
+        dirs = torch.randn(3, 3)
+        out = lifted(pts, dirs)
+        heights = (out @ n + 0.5).tolist()
+        assert heights == pytest.approx([0.02, 0.02, 0.5], abs=1e-6)
+        assert torch.allclose(out - pts, (out - pts) @ n[:, None] * n[None], atol=1e-6)  # along the normal
+        assert torch.equal(out[2], pts[2]) and seen["directions"] is dirs

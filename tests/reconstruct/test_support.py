@@ -61,11 +61,11 @@ def test_the_asset_stands_on_the_support_plane_and_its_region_reaches_its_footpr
     """Over a support plane, an SDF run's asset is meshed in a region grown along the plane to the
     object's learnt foot, and with ``support_base: extend`` with the object's section on the cut extended
     down to the plane (the plane becomes the mesh's cut); ``support_footprint: false`` / ``support_base:
-    cut`` (the default), no SDF or no plane leave them as they were."""
+    cut``, no SDF or no plane leave them as they were."""
     from t23d.data.config import DataConfig
     from t23d.reconstruct.support import based_on_support, region_over_support
 
-    assert DataConfig().support_footprint and DataConfig().support_base == "cut"
+    assert DataConfig().support_footprint and DataConfig().support_base == "auto"
 
     floor_z = -0.5
 
@@ -109,6 +109,7 @@ def test_over_support_turns_the_data_settings_into_the_cut_region_and_sdf_to_mes
     base = over_support(can, scene, box, DataConfig())
     assert base.cut.tolist() == pytest.approx([0.0, 0.0, 1.0, floor_z + 0.05])
     assert base.mesh_cut.tolist() == base.cut.tolist() and base.sdf_fn is can and base.fillet is None
+    assert base.region["base"]["base"] == "cut" and not base.extended  # auto: no colour read, no lower cut
     assert base.region["grown"] and float(base.aabb[1, 0]) == pytest.approx(0.3, abs=0.02)
     bare = over_support(can, {"support_plane": None}, box, DataConfig())
     assert bare.cut is None and bare.region is None and bare.aabb is box and bare.sdf_fn is can
@@ -184,13 +185,31 @@ def test_over_support_lowers_the_cut_by_colour_and_records_it():
     assert base.cut.tolist() == pytest.approx([0.0, 0.0, 1.0, floor_z + 0.02])
     assert base.region["cut"]["lowered"] and base.region["cut"]["height"] == pytest.approx(0.02)
     assert base.region["grown"] and float(base.aabb[1, 0]) == pytest.approx(0.3, abs=0.02)
-    assert base.mesh_cut.tolist() == base.cut.tolist() and base.sdf_fn is can
     json.dumps(base.region)  # written to export.json as is
+    # support_base auto: the cut came down the can's rim, so the base is extended to the table...
+    assert base.region["base"] == {
+        "setting": "auto",
+        "base": "extend",
+        "reason": "the base's edge has the object's colours below the margin: it stands on the table",
+    }
+    assert base.extended and base.mesh_cut.tolist() == pytest.approx([0.0, 0.0, 1.0, floor_z])
+    low = torch.tensor([[0.25, 0.0, floor_z + 0.01], [0.35, 0.0, floor_z + 0.01]])
+    assert base.sdf_fn(low).tolist()[0] < 0 < base.sdf_fn(low).tolist()[1]  # the rim's prism, not the blend
+    # ...and coloured from just above the cut, where the field holds the can rather than the table
+    height = base.bake_color_fn(lambda p, d: p[:, 2:].expand(-1, 3), lift=0.01)
+    looked_up = height(
+        torch.tensor([[0.3, 0.0, floor_z + 0.005], [0.3, 0.0, floor_z + 0.2]]), torch.zeros(2, 3)
+    )
+    assert looked_up[:, 0].tolist() == pytest.approx([floor_z + 0.03, floor_z + 0.2])
 
     fixed = over_support(
         can, scene, box, dataclasses.replace(DataConfig(), support_cut="fixed"), color, lambda: sparse
     )
     assert fixed.cut.tolist() == pytest.approx([0.0, 0.0, 1.0, floor_z + 0.05]) and "cut" not in fixed.region
+    assert fixed.region["base"]["base"] == "cut" and fixed.mesh_cut.tolist() == fixed.cut.tolist()
+    assert fixed.bake_color_fn(color, lift=0.01) is color
+    told = dataclasses.replace(DataConfig(), support_base="cut")
+    assert not over_support(can, scene, box, told, color, lambda: sparse).extended
     bare = over_support(can, {"support_plane": None}, box, DataConfig(), color, lambda: sparse)
     assert bare.cut is None and bare.region is None and bare.aabb is box and bare.sdf_fn is can
 
