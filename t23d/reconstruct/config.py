@@ -17,6 +17,7 @@ from t23d.field.nerf import DensityBlobConfig, FieldConfig
 from t23d.field.sdf import SDFTrainingConfig, sdf_training_for
 from t23d.reconstruct.fewview import FewViewConfig
 from t23d.reconstruct.free_space import FreeSpaceConfig
+from t23d.reconstruct.ray_sampling import RaySamplingConfig
 from t23d.render.occupancy import OccupancyGridConfig
 from t23d.render.pose_refine import PoseRefinementConfig
 from t23d.render.volume import RenderConfig
@@ -139,6 +140,9 @@ class ReconstructConfig:
     free_space: FreeSpaceConfig = _field(default_factory=FreeSpaceConfig)
     """The free-space loss along the rays from each camera to the sparse points it saw (opt-in:
     ``free_space.mode: auto`` for photos without masks; :mod:`t23d.reconstruct.free_space`)."""
+    ray_sampling: RaySamplingConfig = _field(default_factory=RaySamplingConfig)
+    """How each step's training pixels are drawn: uniformly, or partly by an error map
+    (:mod:`t23d.reconstruct.ray_sampling`)."""
     lr_decay_start: int = 1000
     """Learning rates decay exponentially (to 10% at the last step) after this step."""
     checkpoint_every: int = 1000
@@ -297,6 +301,10 @@ def validate_reconstruct_config(cfg: ReconstructConfig) -> None:
         Rule("free_space.margin", is_number(0), "a number >= 0 (normalised units)"),
         Rule("free_space.samples_per_step", is_int(1), "an integer >= 1"),
         Rule("free_space.cone_px", is_number(0), "a number >= 0 (pixels; 0: the segment alone)"),
+        Rule("ray_sampling.mode", lambda v: v in ("uniform", "error"), "'uniform' or 'error'"),
+        Rule("ray_sampling.share", is_number(0, 1), "a number in [0, 1]"),
+        Rule("ray_sampling.cells", is_int(1), "an integer >= 1"),
+        Rule("ray_sampling.memory", is_number(0, 1), "a number in [0, 1]"),
     ]
     validate_training_config(cfg, rules)
     if (

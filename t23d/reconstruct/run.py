@@ -328,7 +328,12 @@ def _run_reconstruct(
     bg_color = torch.tensor(_DATA_BACKGROUND[cfg.data.background]) if has_alpha else None
     assert cfg.background is not None  # resolved above (new runs) or saved resolved (resumes)
     state = build_reconstruct_state(
-        cfg, cfg.background, device, dataset.num_images, list(dataset.train_indices)
+        cfg,
+        cfg.background,
+        device,
+        dataset.num_images,
+        list(dataset.train_indices),
+        image_size=(dataset.height, dataset.width),
     )
     if resume is None:
         warm_start = _warm_starts(cfg)

@@ -28,6 +28,7 @@ from t23d.field.sdf import apply_sharpness_floor, sdf_regulariser_losses
 from t23d.reconstruct.config import ReconstructConfig
 from t23d.reconstruct.fewview import apply_visible_levels, sparse_point_loss
 from t23d.reconstruct.free_space import free_space_loss
+from t23d.reconstruct.ray_sampling import ErrorMap
 from t23d.render.cameras import Cameras
 from t23d.render.pose_refine import PoseCorrections
 from t23d.render.rays import Rays, camera_rays
@@ -85,9 +86,12 @@ def build_reconstruct_state(
     device: torch.device,
     num_images: int = 0,
     train_indices: list[int] | None = None,
+    image_size: tuple[int, int] | None = None,
 ) -> TrainingState:
     """Fresh state from ``cfg.seed``. ``num_images`` (all photos, train and test) sizes the per-photo
-    appearance codes and pose corrections; ``train_indices`` are the photos whose codes are learnt."""
+    appearance codes and pose corrections; ``train_indices`` are the photos whose codes are learnt;
+    ``image_size`` (height, width) sizes the error map of ``ray_sampling.mode: error`` (training only:
+    without it, as for an export, there is none)."""
     generator = torch.Generator().manual_seed(cfg.seed)
     init_gen = torch.Generator().manual_seed(cfg.seed + 1)
     field_ = NeRFField(cfg.field, device=device, generator=init_gen)
@@ -108,6 +112,9 @@ def build_reconstruct_state(
         optimizer.add_param_group(
             {"params": list(extras["poses"].parameters()), "lr": cfg.pose_refinement.lr, "name": "poses"}
         )
+    if cfg.ray_sampling.mode == "error" and image_size is not None:
+        photos = len(train_indices) if train_indices is not None else max(num_images, 1)
+        extras["rays"] = ErrorMap(cfg.ray_sampling, photos, *image_size).to(device)
     return TrainingState(field_, bg, optimizer, occupancy, generator, extras=extras)
 
 
@@ -156,10 +163,14 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
 
     t0 = time.perf_counter()
     n = cfg.rays_per_batch
-    pick = torch.randint(len(data.train_indices), (n,), generator=gen)
+    error_map = state.extras.get("rays")
+    if isinstance(error_map, ErrorMap):
+        pick, row, col = error_map.sample(n, gen)
+    else:
+        pick = torch.randint(len(data.train_indices), (n,), generator=gen)
+        row = torch.randint(data.cameras.height, (n,), generator=gen)
+        col = torch.randint(data.cameras.width, (n,), generator=gen)
     img = data.train_indices[pick]
-    row = torch.randint(data.cameras.height, (n,), generator=gen)
-    col = torch.randint(data.cameras.width, (n,), generator=gen)
     pixels = torch.stack([img, row, col], -1).to(device)
     cams = training_cameras(state, data.cameras)
     if step < cfg.pose_refinement.start_step:
@@ -184,6 +195,8 @@ def photometric_step(cfg: ReconstructConfig, state: TrainingState, data: TrainIm
         target = target + (1 - a) * out.background.detach()  # type: ignore[union-attr]
     timings["render"] = time.perf_counter() - t0
     losses = {"rgb": torch.nn.functional.mse_loss(out.rgb, target)}
+    if isinstance(error_map, ErrorMap):
+        error_map.update(pick, row, col, (out.rgb.detach() - target).square().mean(-1))
     if out.distortion is not None:
         losses["distortion"] = w_dist * out.distortion
     t0 = time.perf_counter()

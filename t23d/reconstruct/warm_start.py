@@ -370,7 +370,12 @@ def run_warm_start(cfg, state, data, run_dir, camera_tuples, callback=None, shou
     device = next(state.field.parameters()).device
     num_images = len(data.cameras.c2w)
     wstate = build_reconstruct_state(
-        wcfg, cfg.background, device, num_images, [int(i) for i in data.train_indices.tolist()]
+        wcfg,
+        cfg.background,
+        device,
+        num_images,
+        [int(i) for i in data.train_indices.tolist()],
+        image_size=(data.cameras.height, data.cameras.width),
     )
     wdir = run_dir / WARM_START_DIR
     if has_checkpoint(wdir / "checkpoints"):
