@@ -301,7 +301,9 @@ def validate_reconstruct_config(cfg: ReconstructConfig) -> None:
         Rule("free_space.margin", is_number(0), "a number >= 0 (normalised units)"),
         Rule("free_space.samples_per_step", is_int(1), "an integer >= 1"),
         Rule("free_space.cone_px", is_number(0), "a number >= 0 (pixels; 0: the segment alone)"),
-        Rule("ray_sampling.mode", lambda v: v in ("uniform", "error"), "'uniform' or 'error'"),
+        Rule(
+            "ray_sampling.mode", lambda v: v in ("auto", "uniform", "error"), "'auto', 'uniform' or 'error'"
+        ),
         Rule("ray_sampling.share", is_number(0, 1), "a number in [0, 1]"),
         Rule("ray_sampling.cells", is_int(1), "an integer >= 1"),
         Rule("ray_sampling.memory", is_number(0, 1), "a number in [0, 1]"),

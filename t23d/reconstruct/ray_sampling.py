@@ -23,9 +23,10 @@ from torch import Tensor, nn
 class RaySamplingConfig:
     """How the training pixels are drawn (:mod:`t23d.reconstruct.ray_sampling`)."""
 
-    mode: Literal["uniform", "error"] = "uniform"
+    mode: Literal["auto", "uniform", "error"] = "auto"
     """``uniform``: every pixel of every training photo alike; ``error``: ``share`` of the rays by the
-    error map."""
+    error map; ``auto`` (the default): ``error`` for photos without masks, ``uniform`` for masked ones
+    (:func:`t23d.reconstruct.capture.ray_sampling_for`)."""
     share: float = 0.5
     """With ``error``: the fraction of each batch drawn by the error map (the rest uniformly)."""
     cells: int = 32

@@ -46,9 +46,16 @@ def test_a_run_with_the_error_map_checkpoints_it(tmp_path):
     from t23d.reconstruct.train import build_reconstruct_state
 
     cfg = ReconstructConfig()
-    assert cfg.ray_sampling.mode == "uniform"
+    assert cfg.ray_sampling.mode == "auto"  # resolved from the capture; unresolved, it draws uniformly
     plain = build_reconstruct_state(cfg, ContractedBackground(), torch.device("cpu"), 3, [0, 1], (8, 8))
     assert "rays" not in plain.extras
+    cfg.ray_sampling = RaySamplingConfig(mode="uniform")
+    assert (
+        "rays"
+        not in build_reconstruct_state(
+            cfg, ContractedBackground(), torch.device("cpu"), 3, [0, 1], (8, 8)
+        ).extras
+    )
     cfg.ray_sampling = RaySamplingConfig(mode="error", cells=4)
     state = build_reconstruct_state(cfg, ContractedBackground(), torch.device("cpu"), 3, [0, 1], (8, 8))
     assert state.extras["rays"].error.shape == (2, 4, 4)  # the training photos only
@@ -63,3 +70,19 @@ def test_a_run_with_the_error_map_checkpoints_it(tmp_path):
 
     with pytest.raises(ConfigError, match="ray_sampling.mode"):
         validate_reconstruct_config(cfg)
+
+
+def test_auto_draws_by_the_error_map_for_unmasked_photos_and_uniformly_for_masked_ones():
+    """``mode: auto`` resolves from the capture (recorded with the reason); a mode set in the config stays."""
+    from t23d.reconstruct.capture import ray_sampling_for
+    from t23d.reconstruct.config import ReconstructConfig
+
+    cfg = ReconstructConfig()
+    assert ray_sampling_for(cfg, masked=False)[0].mode == "error"
+    assert ray_sampling_for(cfg, masked=False)[1] == {"mode": "error", "reason": "auto: unmasked photos"}
+    assert ray_sampling_for(cfg, masked=True)[0].mode == "uniform"
+    cfg.ray_sampling = RaySamplingConfig(mode="uniform", share=0.3)
+    assert ray_sampling_for(cfg, masked=False) == (
+        cfg.ray_sampling,
+        {"mode": "uniform", "reason": "set in the config"},
+    )
