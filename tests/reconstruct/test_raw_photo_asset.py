@@ -121,6 +121,7 @@ def test_raw_photos_give_an_asset_of_the_object_alone(surroundings, tmp_path):
         # a box stands flat on its sheet: where the cut came down, its base goes on to the floor (auto)
         assert region["base"]["base"] == ("extend" if region["cut"]["lowered"] else "cut"), region["base"]
     assert metrics["appearance"]["local_codes"]["size"] == 32  # unmasked photos: local light codes (auto)
+    assert metrics["ray_sampling"]["mode"] == "error"  # and half the rays drawn by the error map (auto)
     if surroundings.endswith("focal length known"):  # bundle adjustment's drift is not taken for the truth
         assert metrics["registration"]["focal_length_px"]["choice"]["kept"] == "known"
 
