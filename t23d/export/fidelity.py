@@ -56,8 +56,8 @@ class FidelityReport:
     warnings: list[str] = field(default_factory=list)
     """Threshold warnings that were logged."""
     compared_above: list[float] | None = None
-    """``(nx, ny, nz, d)``, field frame: only the mesh's faces reaching above this plane were compared (an
-    extended base below it is the export's own, not the field's); None: the whole mesh."""
+    """``(nx, ny, nz, d)``, field frame: only the mesh's part above this plane was compared (an extended
+    base below it is the export's own, not the field's; :func:`clipped_above`); None: the whole mesh."""
 
 
 PSNR_CAP = 100.0

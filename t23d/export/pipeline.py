@@ -243,9 +243,9 @@ def export_asset(
             as is).
         region: how ``aabb`` was found (written to the report as is).
         fidelity_cut: ``[4]`` ``(nx, ny, nz, d)``, field frame: the fidelity check compares only the
-            mesh's faces reaching above this plane with the field (photo runs whose base was extended
-            below the object's cut: that base is the export's, the field holds the table there). None:
-            the whole mesh.
+            mesh's part above this plane with the field (photo runs whose base was extended below the
+            object's cut: that base is the export's, the field holds the table there). None: the whole
+            mesh.
 
     Returns:
         An :class:`ExportReport`; the same data is in ``<out_dir>/export.json``.
@@ -385,7 +385,7 @@ def _export_mesh(
     fidelity_cut: np.ndarray | None = None,
 ) -> ExportReport:
     """The stages after the mesh exists: UV unwrap + bake (or vertex colours), transform, encode, preview,
-    fidelity (of the faces reaching above ``fidelity_cut`` when given), atomic writes. ``vertices``/
+    fidelity (of the part above ``fidelity_cut`` when given), atomic writes. ``vertices``/
     ``faces`` are in the field frame, outward-oriented."""
     from t23d.extract.mesh import vertex_normals
     from t23d.texture.bake import bake_texture, query_colors
