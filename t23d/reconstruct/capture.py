@@ -20,6 +20,7 @@ import torch
 from t23d.field.appearance import AppearanceConfig
 from t23d.field.nerf import FieldConfig
 from t23d.reconstruct.config import ReconstructConfig, default_background
+from t23d.reconstruct.ray_sampling import RaySamplingConfig
 from t23d.run.state import TrainingState
 
 log = logging.getLogger(__name__)
@@ -79,12 +80,12 @@ def resolve_for_capture(cfg: ReconstructConfig, dataset: Any) -> tuple[Reconstru
     }
 
 
-def ray_sampling_for(cfg: ReconstructConfig, masked: bool) -> tuple[Any, dict[str, Any]]:
+def ray_sampling_for(cfg: ReconstructConfig, masked: bool) -> tuple[RaySamplingConfig, dict[str, Any]]:
     """``cfg.ray_sampling`` with ``mode: auto`` resolved for photos that are ``masked`` or not, and the
-    decision (logged; for ``run.json``). Unmasked photos draw half their rays by the error map: side by
-    side at 13 CPU-minutes it gave the candlestick +0.67 dB and Chamfer-L1 -0.0011, the monkey head in a
-    room +1.67 dB and -0.0008 (benchmarks/RESULTS.md, session 26). Masked photos draw uniformly (not
-    measured when this was chosen)."""
+    decision (logged; for ``run.json`` and ``metrics.json``). Unmasked photos draw half their rays by the
+    error map: side by side at 13 CPU-minutes it gave the candlestick +0.67 dB and Chamfer-L1 -0.0011,
+    the monkey head in a room +1.67 dB and -0.0008. Masked photos draw uniformly: on the masked duck the
+    map gained 0.23 dB for a third more CPU time per step (benchmarks/RESULTS.md, session 26)."""
     sampling = cfg.ray_sampling
     if sampling.mode != "auto":
         return sampling, {"mode": sampling.mode, "reason": "set in the config"}
