@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from t23d.common.runtime import prepare_runtime
+from t23d.common.runtime import prepare_runtime, reuse_freed_memory
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
@@ -432,6 +432,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "torch" in sys.modules:
         logging.getLogger(__name__).debug("torch already loaded: OMP_WAIT_POLICY left as it is")
     prepare_runtime()  # before any subcommand imports torch
+    if args.command != "serve":  # the computing commands (serve's jobs run the CLI in processes of their own)
+        reuse_freed_memory()
     import importlib
 
     module, func = args.handler.split(":")

@@ -6,11 +6,17 @@
   toy prior took 5-8 s with passive threads and 40-55 s with spinning ones at load 13-15 on 2 cores:
   benchmarks/learned_prior/train.py). A value the user exported is kept. Read once, when torch loads its
   OpenMP runtime, so the CLI calls it first thing (``tests/conftest.py`` too).
+- :func:`reuse_freed_memory`, for the CLI's computing commands: glibc's allocator keeps large freed blocks
+  for reuse instead of returning them to the kernel, so a training step's big buffers (a hash grid's
+  dense table gradient: 49 MB at the default size, several per step) are not page-faulted in afresh at
+  every step. Measured on a photo run (candlestick, one thread): 18.5 of 76.1 CPU-s were the kernel's
+  page faults; with it 1.4 of 75.5, and 35 % more steps in the same time (benchmarks/RESULTS.md).
 - :func:`deterministic_algorithms`, around every CPU training loop: bit-exact runs and resumes.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 from collections.abc import Iterator
@@ -28,6 +34,36 @@ def prepare_runtime() -> dict[str, str]:
     chosen = {k: v for k, v in DEFAULTS.items() if k not in os.environ}
     os.environ.update(chosen)
     return chosen
+
+
+MALLOC_ENV = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+"""glibc's tuning variables: when the user sets any of them, :func:`reuse_freed_memory` leaves the
+allocator as they chose."""
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters, <malloc.h>
+
+
+def reuse_freed_memory() -> bool:
+    """With glibc, serve every allocation from the heap (``M_MMAP_MAX`` 0) and keep up to 2 GiB of freed
+    memory at its top (``M_TRIM_THRESHOLD``): by default blocks over 32 MiB are mapped on allocation and
+    unmapped on free, so each one is page-faulted in, page by page, every time (the kernel also zeroes
+    every page). The process's memory then stays at its peak instead of returning between steps, which a
+    training run reaches again at every step anyway. Returns whether the allocator was changed: not on
+    another C library, nor when the environment sets one of :data:`MALLOC_ENV`."""
+    if not _glibc() or any(k in os.environ for k in MALLOC_ENV):
+        return False
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def _glibc() -> bool:
+    """Whether this process's C library is glibc."""
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):  # not a GNU system
+        return False
 
 
 @contextmanager
