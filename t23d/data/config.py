@@ -206,5 +206,10 @@ class DataConfig:
     spreads out low over the table has its sparse points on the plane, so the region's box (from the
     points above it) would cut it off square (:func:`t23d.extract.footprint.grow_over_support`; the box
     used goes to ``export.json`` → ``region``). ``false``: the box as found."""
+    region_reach: bool = True
+    """Over a support plane, let the asset reach as far as the object's learnt solid does above the cut
+    (SDF runs): the box of the sparse points ends where they do, and a part with few features (a plain
+    candle, thin ears) has few or none, more so from few photos (:func:`t23d.extract.reach.grow_to_reach`;
+    ``export.json`` → ``region`` → ``reach``). ``false``: the box as the points and the footprint give it."""
     triangulation: TriangulationConfig = field(default_factory=TriangulationConfig)
     """Sparse points for posed photos without masks (the object region and support plane come from them)."""

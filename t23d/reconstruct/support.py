@@ -105,6 +105,28 @@ def region_over_support(
     return torch.tensor(growth.box, dtype=torch.float32), growth.to_dict()
 
 
+def region_reach(
+    sdf_fn: Callable | None, aabb: torch.Tensor, cut: np.ndarray | None, enabled: bool
+) -> tuple[torch.Tensor, dict[str, Any] | None]:
+    """The region ``aabb`` grown to the object's learnt solid above the ``cut`` wherever it reaches beyond
+    the box (:func:`t23d.extract.reach.grow_to_reach`: parts the sparse points missed) when ``enabled``
+    and the run has an SDF and a cut; else ``aabb``. Returns it and the record for ``export.json``."""
+    if not enabled or sdf_fn is None or cut is None:
+        return aabb, None
+    from t23d.extract.reach import grow_to_reach
+
+    reach = grow_to_reach(sdf_fn, aabb.numpy(), cut)
+    if reach.grown:
+        logger.info(
+            "the object's learnt solid reaches beyond its region (%d of %d cells outside): region %s -> %s",
+            reach.cells_outside,
+            reach.cells,
+            np.round(aabb.numpy(), 3).tolist(),
+            np.round(np.asarray(reach.box), 3).tolist(),
+        )
+    return torch.tensor(reach.box, dtype=torch.float32), reach.to_dict()
+
+
 def support_fillet_radius(
     sdf_fn: Callable | None,
     scene: dict[str, Any],
@@ -278,7 +300,7 @@ class AssetOverSupport:
     """What the asset of a run over a support plane is meshed from (:func:`over_support`)."""
 
     aabb: torch.Tensor
-    """The region's box ``[2, 3]`` (grown along the plane to the object's footprint)."""
+    """The region's box ``[2, 3]`` (grown along the plane to the object's footprint, and to its reach)."""
     cut: np.ndarray | None
     """The plane the asset is cut at ``(nx, ny, nz, d)``: the part above is the object; None: no plane."""
     sdf_fn: Callable | None
@@ -325,8 +347,9 @@ def over_support(
 ) -> AssetOverSupport:
     """Turn the ``data.support_*`` settings (``data_cfg``: :class:`t23d.data.config.DataConfig`) into what
     the asset of a run with ``scene`` is meshed from: the cut (``support_plane_margin``, lowered by colour
-    with ``support_cut: colour``), the region grown over the plane from it (``support_footprint``), the
-    table-coloured solid over the cut carved out (``support_carve``), the fillet undone
+    with ``support_cut: colour``), the region grown over the plane from it (``support_footprint``) and to
+    the object's solid above it (``region_reach``), the table-coloured solid over the cut carved out
+    (``support_carve``), the fillet undone
     (``support_fillet_radius``) and the base (``support_base``). The colour steps need the field's colour
     ``color_fn`` and the run's coloured sparse points (``sparse``, called once). Without a support plane:
     ``aabb`` and ``sdf_fn`` unchanged, no cut."""
@@ -334,16 +357,19 @@ def over_support(
     grown, region = region_over_support(sdf_fn, scene, aabb, cut, data_cfg.support_footprint)
     carved = None
     by_colour = data_cfg.support_cut == "colour" or data_cfg.support_carve
-    if cut is not None and sdf_fn is not None and color_fn is not None and sparse is not None and by_colour:
-        points = sparse()
-        if data_cfg.support_cut == "colour":
-            cut, record = lowered_cut(sdf_fn, color_fn, scene, grown, cut, points)
-            if record["lowered"]:  # the footprint is read again just above the lower cut
-                grown, region = region_over_support(sdf_fn, scene, aabb, cut, data_cfg.support_footprint)
-            region = {**(region or {}), "cut": record}
-        if data_cfg.support_carve:
-            sdf_fn, record, carved = carved_above_cut(sdf_fn, color_fn, scene, grown, cut, points)
-            region = {**(region or {}), "carve": record}
+    colour_steps = cut is not None and sdf_fn is not None and color_fn is not None and sparse is not None
+    points = sparse() if colour_steps and by_colour and sparse is not None else None
+    if colour_steps and data_cfg.support_cut == "colour":
+        cut, record = lowered_cut(sdf_fn, color_fn, scene, grown, cut, points)
+        if record["lowered"]:  # the footprint is read again just above the lower cut
+            grown, region = region_over_support(sdf_fn, scene, aabb, cut, data_cfg.support_footprint)
+        region = {**(region or {}), "cut": record}
+    grown, reach = region_reach(sdf_fn, grown, cut, data_cfg.region_reach)
+    if reach is not None:
+        region = {**(region or {}), "box": reach["box"], "reach": reach}
+    if colour_steps and data_cfg.support_carve:
+        sdf_fn, record, carved = carved_above_cut(sdf_fn, color_fn, scene, grown, cut, points)
+        region = {**(region or {}), "carve": record}
     if cut is not None:
         logger.info(
             "the asset is cut %.3g (normalised units) above the support plane it stands on",

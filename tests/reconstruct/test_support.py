@@ -115,6 +115,32 @@ def test_over_support_turns_the_data_settings_into_the_cut_region_and_sdf_to_mes
     assert bare.cut is None and bare.region is None and bare.aabb is box and bare.sdf_fn is can
 
 
+def test_over_support_lets_the_region_reach_a_part_the_points_missed():
+    """A thin candle on the can rises above the points' box: the region reaches its top (``region_reach``)
+    and ``export.json``'s box says so; turned off, the box stays the points' and the footprint's."""
+    import dataclasses
+
+    from t23d.data.config import DataConfig
+    from t23d.reconstruct.support import over_support
+
+    floor_z = -0.5
+
+    def can_and_candle(points: torch.Tensor) -> torch.Tensor:
+        h = points[:, 2] - floor_z
+        can = torch.maximum(points[:, :2].norm(dim=-1) - 0.3, torch.maximum(-h, h - 0.6))
+        candle = torch.maximum(points[:, :2].norm(dim=-1) - 0.04, torch.maximum(-h, h - 1.2))
+        return torch.minimum(can, candle)
+
+    scene = {"support_plane": {"normal": [0.0, 0.0, 1.0], "offset": floor_z, "rms": 0.001}}
+    box = torch.tensor([[-0.3, -0.3, floor_z], [0.3, 0.3, 0.2]])
+    base = over_support(can_and_candle, scene, box, DataConfig())
+    assert DataConfig().region_reach and base.region["reach"]["grown"]
+    assert float(base.aabb[1, 2]) == pytest.approx(floor_z + 1.2, abs=0.04)
+    assert base.region["box"] == base.aabb.tolist() == base.region["reach"]["box"]
+    off = over_support(can_and_candle, scene, box, dataclasses.replace(DataConfig(), region_reach=False))
+    assert "reach" not in off.region and float(off.aabb[1, 2]) == pytest.approx(0.2)
+
+
 def red_can_on_brown_table(floor_z: float, red: list[float], brown: list[float], table_reach: float):
     """Coloured sparse points of a red can (60, above the cut) on a brown table (80, within
     ``table_reach`` of the centre), and the scene record of the table's plane."""
