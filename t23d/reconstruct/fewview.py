@@ -8,12 +8,11 @@ and written to the run's log, ``run.json`` and ``metrics.json``:
   levels): only the coarse levels are visible at first, the finer ones fade in linearly
   (:func:`level_weights`), so the field explains the photos with smooth geometry before it may add
   detail; and the **distortion loss** (mip-NeRF 360): one compact surface per ray, against fog. SDF
-  fields get coarse-to-fine with a stronger **curvature** loss (Neuralangelo) only when their photos
-  have no masks (``FewViewConfig.smooth_sdf`` ``auto``): there nothing but the photos' consistency keeps
-  the surface from explaining the surroundings early (measured on raw photos: silhouette IoU within 0.01
-  either way, so unmasked runs keep the old plan). With masks the silhouettes pin the shape from the
-  start, and the same parts made the duck's and the statue's assets worse at 10, 20 and 50 views
-  (2-5 dB, a third of the Chamfer distance; benchmarks/RESULTS.md, issue 12);
+  fields keep their own smoothness (``FewViewConfig.smooth_sdf`` ``off``): coarse-to-fine with a
+  stronger **curvature** loss (Neuralangelo) made the duck's and the statue's assets worse at 10, 20
+  and 50 masked views (2-5 dB, a third of the Chamfer distance), and 20 unmasked photos of a monkey head
+  in a room lost its ears and kept a mass under its chin (17.1 dB, Chamfer-L1 0.052; without it 26.5 dB,
+  0.015; benchmarks/RESULTS.md, issue 12);
 - **view-independent colour**: with few photos each surface point is seen from a handful of directions,
   and a view-dependent colour head fits each photo with its own colour that no other direction shares
   (the 10-view duck's asset came out about 0.1 too blue from every unseen direction, 22.9 dB; with a
@@ -69,9 +68,10 @@ class FewViewConfig:
     curvature: float = 5e-4
     """Curvature-loss weight for SDF fields with ``smooth_sdf`` (the default run uses
     ``SDFTrainingConfig.curvature``)."""
-    smooth_sdf: Literal["auto", "on", "off"] = "auto"
-    """Train SDF fields of sparse captures coarse-to-fine with the stronger ``curvature`` loss: ``auto``
-    when the photos have no masks (see the module docstring), ``on`` always, ``off`` never."""
+    smooth_sdf: Literal["auto", "on", "off"] = "off"
+    """Train SDF fields of sparse captures coarse-to-fine with the stronger ``curvature`` loss: ``off``
+    never (the default: measured worse with masks and without, see the module docstring), ``auto`` when
+    the photos have no masks (the default until session 27), ``on`` always."""
     sparse_points: float = 0.1
     """Weight of the SfM-point surface loss when the capture has sparse points."""
     sparse_points_reach: float = 0.5

@@ -67,14 +67,19 @@ def test_auto_regularises_sparse_captures_only_and_picks_per_geometry():
     cfg_p, plan_p = plan_few_view(preset, positions(20), torch.zeros(3), None)
     assert cfg_p.sdf_training == preset.sdf_training and "curvature" not in plan_p.regularisers
     assert plan_few_view(preset, positions(100), torch.zeros(3), None)[0] == preset  # dense: as it was
-    # unmasked photos (or smooth_sdf 'on'): coarse-to-fine with the stronger curvature loss too
+    # unmasked photos keep the SDF's smoothness too by default (measured worse with it: ears lost)
+    assert FewViewConfig().smooth_sdf == "off"
+    cfg_u, plan_u = plan_few_view(sdf, positions(20), torch.zeros(3), None, masked=False)
+    assert cfg_u.visible_levels is None and cfg_u.sdf_training == sdf.sdf_training
+    assert sorted(plan_u.regularisers) == ["view_independent_colour"]
+    # smooth_sdf 'on' (or 'auto' for unmasked photos): coarse-to-fine with the stronger curvature loss
     on = dataclasses.replace(sdf, few_view=FewViewConfig(smooth_sdf="on"))
-    for case, masked in ((sdf, False), (on, True)):
+    auto = dataclasses.replace(sdf, few_view=FewViewConfig(smooth_sdf="auto"))
+    for case, masked in ((auto, False), (on, True)):
         cfg_s, plan_s = plan_few_view(case, positions(20), torch.zeros(3), None, masked=masked)
         assert isinstance(cfg_s.visible_levels, Linear) and cfg_s.sdf_training.curvature == Constant(5e-4)
         assert sorted(plan_s.regularisers) == ["coarse_to_fine", "curvature", "view_independent_colour"]
-    never = dataclasses.replace(sdf, few_view=FewViewConfig(smooth_sdf="off"))
-    assert plan_few_view(never, positions(20), torch.zeros(3), None, masked=False)[0].visible_levels is None
+    assert plan_few_view(auto, positions(20), torch.zeros(3), None, masked=True)[0].visible_levels is None
     assert plan.regularisers["sfm_points"] == {"weight": 0.1, "points": 50, "reach": [0.5, 0.05, 500]}
     assert cfg.sparse_points == Constant(0.1)
     # the points pull the surface from far at first (the field starts as a small sphere), then only
