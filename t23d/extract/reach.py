@@ -10,10 +10,10 @@ candle's top, and the asset is cut off there although the field learnt the candl
 inside it: the SDF is sampled on a grid over the field's cube, the solid cells (SDF under half a cell,
 so a part one cell thin stays connected) that lie ``clearance`` or more above the cut are labelled by
 6-connectivity, and the component with the most cells inside the box is the object. Where it reaches
-more than a cell beyond the box, the box grows to hold it (one cell of margin); it never shrinks. Near the table, the footprint's own growth
-(:mod:`t23d.extract.footprint`) decides; the clearance keeps what the field leaves lying on the table
-from joining the object and pulling the box along the floor. Another object, or a floater, is not
-connected to this one: it stays out.
+more than a cell beyond the box, the box grows to hold it (one cell of margin); it never shrinks. Near
+the table, the footprint's own growth (:mod:`t23d.extract.footprint`) decides; the clearance keeps what
+the field leaves lying on the table from joining the object and pulling the box along the floor.
+Another object, or a floater, is not connected to this one: it stays out.
 
 Conventions as in :mod:`t23d.extract.footprint`: the field's normalised frame; the cut is a plane
 ``(nx, ny, nz, d)`` with a unit normal, and a point's height above it is ``n . x - d``.
