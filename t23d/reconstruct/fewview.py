@@ -12,7 +12,8 @@ and written to the run's log, ``run.json`` and ``metrics.json``:
   stronger **curvature** loss (Neuralangelo) made the duck's and the statue's assets worse at 10, 20
   and 50 masked views (2-5 dB, a third of the Chamfer distance), and 20 unmasked photos of a monkey head
   in a room lost its ears and kept a mass under its chin (17.1 dB, Chamfer-L1 0.052; without it 26.5 dB,
-  0.015; benchmarks/RESULTS.md, issue 12);
+  0.015; a candlestick's 20 photos did better with it, 22.2 dB / 0.020 against 20.9 / 0.027, one run
+  each; benchmarks/RESULTS.md, issue 12);
 - **view-independent colour**: with few photos each surface point is seen from a handful of directions,
   and a view-dependent colour head fits each photo with its own colour that no other direction shares
   (the 10-view duck's asset came out about 0.1 too blue from every unseen direction, 22.9 dB; with a
