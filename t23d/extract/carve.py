@@ -122,10 +122,8 @@ def carve_table_coloured(
     n = normal_t.numpy().astype(np.float64)
     inside = evaluate_density_grid(lambda p: -sdf_fn(p), box, resolution, signed=True)  # > 0 inside
     spacing = inside.spacing
-    axes = [inside.origin[k] + spacing[k] * np.arange(inside.values.shape[k]) for k in range(3)]
-    height = (
-        (axes[0] * n[0])[:, None, None] + (axes[1] * n[1])[None, :, None] + (axes[2] * n[2])[None, None, :]
-    ) - offset
+    axes = inside.axes()
+    height = inside.heights(n, offset)
     above = height > cut_height
     whole = inside.values > 0
     solid = whole & above

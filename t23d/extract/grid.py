@@ -39,6 +39,20 @@ class DensityGrid:
         """The mean voxel edge length (world units); the automatic threshold is ``ln 2 / voxel_size``."""
         return float(np.mean(self.spacing))
 
+    def axes(self) -> list[np.ndarray]:
+        """The samples' coordinates along x, y and z: ``[Nx]``, ``[Ny]``, ``[Nz]`` float64."""
+        return [self.origin[k] + self.spacing[k] * np.arange(self.values.shape[k]) for k in range(3)]
+
+    def heights(self, normal: np.ndarray, offset: float) -> np.ndarray:
+        """``[Nx, Ny, Nz]`` float64: each sample's height ``normal . x - offset`` above a plane."""
+        x, y, z = self.axes()
+        return (
+            (x * normal[0])[:, None, None]
+            + (y * normal[1])[None, :, None]
+            + (z * normal[2])[None, None, :]
+            - offset
+        )
+
 
 def check_aabb(aabb: Tensor | np.ndarray) -> np.ndarray:
     """Return ``aabb`` as a float64 [2, 3] array (row 0 = min, row 1 = max) or raise ConfigError."""

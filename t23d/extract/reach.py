@@ -25,10 +25,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
-from t23d.extract.fillet import evaluate_sdf
-from t23d.extract.grid import DensityFn, _checked_plane, check_aabb
+from t23d.extract.grid import DensityFn, _checked_plane, check_aabb, evaluate_density_grid
 
 #: Height above the cut (normalised units) from which solid counts towards the object's reach.
 CLEARANCE = 0.05
@@ -88,24 +86,31 @@ def grow_to_reach(
     box = check_aabb(aabb).copy()
     if not (spacing > 0 and bound > 0):
         raise ValueError(f"spacing and bound must be positive; got {spacing}, {bound}")
-    ticks = torch.arange(-bound + spacing / 2, bound, spacing)
-    grid = torch.stack(torch.meshgrid(ticks, ticks, ticks, indexing="ij"), -1)  # [R, R, R, 3]
-    pts = grid.numpy()
-    solid = (evaluate_sdf(sdf_fn, grid) < 0.5 * spacing).numpy()
+    samples = round(2 * bound / spacing)  # one per cell, at its centre: samples - 1 lattice cells apart
+    centres = np.array([[-bound + spacing / 2] * 3, [bound - spacing / 2] * 3])
+    inside = evaluate_density_grid(lambda p: -sdf_fn(p), centres, samples - 1, signed=True)  # > 0 inside
+    solid = inside.values > -0.5 * spacing
     if cut is not None:
         normal_t, offset = _checked_plane(cut, "cut plane")
-        solid &= pts @ normal_t.numpy().astype(np.float32) - offset >= clearance
-    in_box = ((pts >= box[0]) & (pts <= box[1])).all(-1)
-    component = object_component(solid, in_box)
+        solid &= inside.heights(normal_t.numpy().astype(np.float64), offset) >= clearance
+    axes = inside.axes()
+
+    def within(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """The samples inside the box ``[lo, hi]`` (a grid of bools, by broadcasting)."""
+        x, y, z = ((a >= lo[k]) & (a <= hi[k]) for k, a in enumerate(axes))
+        return x[:, None, None] & y[None, :, None] & z[None, None, :]
+
+    component = object_component(solid, within(box[0], box[1]))
+    count = int(component.sum())
     # a cell's worth beyond the box is the half-cell dilation of a surface that touches its face: not reach
-    near_box = ((pts >= box[0] - spacing) & (pts <= box[1] + spacing)).all(-1)
-    cells, outside = int(component.sum()), int((component & ~near_box).sum())
+    outside = int((component & ~within(box[0] - spacing, box[1] + spacing)).sum())
     if outside == 0:
-        return ReachGrowth(box.tolist(), False, float(spacing), float(clearance), cells, 0)
-    held = pts[component]
+        return ReachGrowth(box.tolist(), False, float(spacing), float(clearance), count, 0)
+    idx = np.nonzero(component)
+    held = np.stack([axes[k][idx[k]] for k in range(3)], -1)
     lo = np.minimum(box[0], held.min(0) - spacing)
     hi = np.maximum(box[1], held.max(0) + spacing)
     grown_box = np.clip(np.stack([lo, hi]), -bound, bound)
     grown_box = np.stack([np.minimum(grown_box[0], box[0]), np.maximum(grown_box[1], box[1])])
     grown = bool(np.any(grown_box[0] < box[0] - 1e-9) or np.any(grown_box[1] > box[1] + 1e-9))
-    return ReachGrowth(grown_box.tolist(), grown, float(spacing), float(clearance), cells, outside)
+    return ReachGrowth(grown_box.tolist(), grown, float(spacing), float(clearance), count, outside)
